@@ -1,0 +1,161 @@
+"""The console channel: a human at a terminal deciding with ``signoff approve`` / ``reject``.
+
+It is the embedded default and every operator's fallback. Whoever can run these commands
+against the database file (created owner-only) is trusted as a human approver; the decision
+is recorded with the operating-system user as the decider and ``console`` as the channel.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from server.durations import humanize_delta
+from server.models import Actor, ApprovalRequest, AuditEvent, RequestView, Status, iso
+from server.service import ApprovalService
+
+CHANNEL = "console"
+
+
+def console_actor() -> Actor:
+    """The human at this terminal."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown-user"
+    return Actor("human", user, CHANNEL)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def format_pending(requests: Sequence[ApprovalRequest], now: float) -> str:
+    if not requests:
+        return "No pending requests."
+    rows = [
+        (
+            r.id,
+            _clip(r.action, 24),
+            _clip(r.requested_by, 20),
+            r.route,
+            humanize_delta(r.created_at - now),
+            humanize_delta(r.expires_at - now),
+            _clip(r.summary, 50),
+        )
+        for r in requests
+    ]
+    return table(rows, ("ID", "ACTION", "REQUESTED BY", "ROUTE", "CREATED", "EXPIRES", "SUMMARY"))
+
+
+def format_request(req: ApprovalRequest, events: Sequence[AuditEvent], now: float) -> str:
+    """Everything about one request, in full: nothing agent-supplied is trimmed here."""
+    lines = [
+        f"Request   {req.id}",
+        f"Status    {req.status.value}",
+        f"Action    {req.action}",
+        f"Asked by  {req.requested_by}" + (f" (says it is {req.claimed_requester!r})" if req.claimed_requester else ""),
+        f"Route     {req.route} — approvers: {', '.join(req.approvers) or 'console operators'}; on timeout: {req.on_timeout}",
+        f"Created   {iso(req.created_at)} ({humanize_delta(req.created_at - now)})",
+        f"Expires   {iso(req.expires_at)} ({humanize_delta(req.expires_at - now)})",
+    ]
+    if req.status.final:
+        lines.append(f"Decided   {iso(req.decided_at)} by {req.decided_by} via {req.decided_via}")
+    if req.reason:
+        lines.append(f"Reason    {req.reason}")
+    lines += ["", "Summary", f"  {req.summary}"]
+    if req.metadata:
+        lines += ["", "Metadata"] + [f"  {k} = {json.dumps(v)}" for k, v in req.metadata.items()]
+    if req.details is not None:
+        lines += [
+            "",
+            "Details",
+            *("  " + ln for ln in json.dumps(req.details, indent=2, ensure_ascii=False).splitlines()),
+        ]
+    if events:
+        lines += ["", "Audit"]
+        lines += [f"  {iso(e.at)}  {e.event:<9}  {e.actor} ({e.actor_kind}, {e.channel})" for e in events]
+    return "\n".join(lines)
+
+
+def request_json(req: ApprovalRequest) -> dict[str, Any]:
+    """The MCP view plus everything else an operator's script may want."""
+    out = RequestView.of(req).model_dump(mode="json")
+    out.update(
+        action=req.action,
+        summary=req.summary,
+        details=req.details,
+        metadata=req.metadata,
+        requested_by=req.requested_by,
+        claimed_requester=req.claimed_requester,
+        decided_via=req.decided_via,
+        on_timeout=req.on_timeout,
+    )
+    return out
+
+
+AUDIT_FIELDS = ("seq", "at", "event", "request_id", "actor_kind", "actor", "channel", "content_hash", "route", "data")
+
+
+def audit_rows(events: Sequence[AuditEvent]) -> list[dict[str, Any]]:
+    return [
+        {
+            "seq": e.seq,
+            "at": iso(e.at),
+            "event": e.event,
+            "request_id": e.request_id,
+            "actor_kind": e.actor_kind,
+            "actor": e.actor,
+            "channel": e.channel,
+            "content_hash": e.content_hash,
+            "route": e.route_snapshot.get("name"),
+            "data": e.data,
+        }
+        for e in events
+    ]
+
+
+def format_audit(events: Sequence[AuditEvent], fmt: str) -> str:
+    rows = audit_rows(events)
+    if fmt == "jsonl":
+        return "\n".join(json.dumps(r, ensure_ascii=False) for r in rows)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=AUDIT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "data": "" if r["data"] is None else json.dumps(r["data"])})
+        return buf.getvalue().rstrip("\n")
+    if not rows:
+        return "No audit events."
+    return table(
+        [(str(r["seq"]), str(r["at"]), r["event"], r["request_id"], f"{r['actor']} ({r['channel']})") for r in rows],
+        ("SEQ", "AT", "EVENT", "REQUEST", "WHO"),
+    )
+
+
+async def decide(service: ApprovalService, request_id: str, approve: bool, reason: str | None) -> tuple[bool, str]:
+    """Decide as the human at this terminal; return (whether it counted, what to print)."""
+    decision = await service.decide(request_id, approve, console_actor(), reason)
+    req = decision.request
+    if decision.changed:
+        return True, f"{req.id} {req.status.value} by {req.decided_by}."
+    if req.status is Status.PENDING:  # pragma: no cover - decide() always leaves it final
+        return False, f"{req.id} is still pending."
+    return (
+        False,
+        f"{req.id} was already {req.status.value} by {req.decided_by} at {iso(req.decided_at)}; nothing changed.",
+    )

@@ -1,0 +1,49 @@
+"""Wiring: open the store once, start the background work, and hand out the service.
+
+This is the one place that puts the application together from the configuration; later
+channels (Telegram) are attached here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from .config import Config
+from .service import ApprovalService
+from .store import Store
+
+log = logging.getLogger("signoff")
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    config: Config
+    store: Store
+    service: ApprovalService
+
+
+@asynccontextmanager
+async def open_app(config: Config, *, background: bool = True) -> AsyncIterator[App]:
+    """Open the database, apply deadlines that passed while nothing ran, and (with
+    ``background``) sweep deadlines and watch for other processes' decisions until closed."""
+    async with Store.open(config.db_path) as store:
+        service = ApprovalService(config, store)
+        expired = await service.sweep()
+        if expired:
+            log.info("applied %d deadline(s) that passed while signoff was not running", len(expired))
+        tasks: list[asyncio.Task[None]] = []
+        if background:
+            tasks = [asyncio.create_task(service.watch()), asyncio.create_task(service.sweep_forever())]
+        try:
+            yield App(config, store, service)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -1,0 +1,295 @@
+"""The ``signoff`` command line.
+
+Heavy libraries (the MCP SDK, uvicorn) are imported only by the commands that need them,
+so the console commands start fast. This module and ``app.py`` are where the application is
+wired together, so it is the one place in ``server`` that imports ``adapters``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from .config import Config, load_config
+from .errors import ConfigError, SignoffError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_DECIDED = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="PATH", help="config file (default: $SIGNOFF_CONFIG, else the embedded default)"
+    )
+    p = argparse.ArgumentParser(prog="signoff", description="Let AI agents ask a human before they act.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (what an MCP client starts)")
+    sub.add_parser("serve", parents=[common], help="serve MCP over streamable HTTP at /mcp, with /healthz")
+    sub.add_parser("check-config", parents=[common], help="validate the configuration and print the routes")
+    s = sub.add_parser("pending", parents=[common], help="list pending requests")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s = sub.add_parser("show", parents=[common], help="show one request in full, with its audit trail")
+    s.add_argument("id")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s = sub.add_parser("approve", parents=[common], help="approve a pending request")
+    s.add_argument("id")
+    s.add_argument("--reason", help="optional note recorded with the decision")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s = sub.add_parser("reject", parents=[common], help="reject a pending request")
+    s.add_argument("id")
+    s.add_argument("--reason", required=True, help="why (the agent is told)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s = sub.add_parser("audit", parents=[common], help="print the audit log")
+    s.add_argument("--since", metavar="DURATION", help="only events newer than this, e.g. 30m, 2d")
+    s.add_argument("--request", metavar="ID", help="only this request's events")
+    s.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    sub.add_parser("doctor", parents=[common], help="check the configuration and the database")
+    return p
+
+
+def _err(message: str) -> None:
+    print(f"signoff: {message}", file=sys.stderr)
+
+
+def _setup_logging() -> None:
+    # stdout belongs to the MCP protocol under stdio: logs go to stderr.
+    logging.basicConfig(
+        level=os.environ.get("SIGNOFF_LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # request URLs may carry secrets
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        handler = COMMANDS[args.command]
+        return _run(handler(config, args))
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    except SignoffError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run ``coro``; SIGINT and SIGTERM cancel it, so every resource is closed on the way out."""
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            return 0
+
+    return asyncio.run(guarded())
+
+
+# --- long-running servers ----------------------------------------------------------------
+
+
+async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
+    from .app import open_app
+    from .mcp_tools import build_mcp
+
+    _setup_logging()
+    async with open_app(config) as app:
+        logging.getLogger("signoff").info("signoff mcp (stdio) on %s", config.db_path)
+        await build_mcp(app.service, transport="stdio").run_stdio_async()
+    return EXIT_OK
+
+
+async def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import open_app
+    from .http import build_http_app, http_token
+
+    _setup_logging()
+    token = http_token(config)
+    async with open_app(config) as app:
+        log = logging.getLogger("signoff")
+        log.info("database: %s", config.db_path)
+        log.info("channels: console only (no Telegram channel yet); decide with `signoff approve ID`")
+        log.info("MCP endpoint: http://%s:%d/mcp (%s)", config.server.host, config.server.port,
+                 "bearer token required" if token else "no token: loopback only")  # fmt: skip
+        server = uvicorn.Server(
+            uvicorn.Config(
+                build_http_app(app, token),
+                host=config.server.host,
+                port=config.server.port,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+                lifespan="on",
+            )
+        )
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # _run handles signals
+        try:
+            await server.serve()
+        except asyncio.CancelledError:
+            server.should_exit = True
+            raise
+    return EXIT_OK
+
+
+# --- console commands --------------------------------------------------------------------
+
+
+async def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
+    from adapters.console import table
+
+    from .durations import format_duration
+
+    print(f"{config.source}: OK")
+    print(f"database: {config.db_path}")
+    rows = []
+    for r in config.routes:
+        m = r.match.model_dump(by_alias=True, exclude_defaults=True) if r.match else {}
+        decides = f"auto-{r.auto}" if r.auto else (", ".join(r.approvers) or "console")
+        timeout = "-" if r.auto else format_duration(r.timeout or config.defaults.timeout)
+        on_timeout = "-" if r.auto else (r.on_timeout or config.defaults.on_timeout)
+        rows.append((r.name, json.dumps(m) if m else "(everything)", decides, timeout, on_timeout))
+    print(table(rows, ("ROUTE", "MATCH", "DECIDED BY", "TIMEOUT", "ON TIMEOUT")))
+    return EXIT_OK
+
+
+async def _with_service(config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
+    from .app import open_app
+
+    async with open_app(config, background=False) as app:
+        return await fn(app.service)
+
+
+async def cmd_pending(config: Config, args: argparse.Namespace) -> int:
+    from adapters.console import format_pending, request_json
+
+    async def go(service: Any) -> int:
+        reqs = await service.pending()
+        print(json.dumps([request_json(r) for r in reqs], indent=2) if args.json else format_pending(reqs, time.time()))
+        return EXIT_OK
+
+    return await _with_service(config, go)
+
+
+async def cmd_show(config: Config, args: argparse.Namespace) -> int:
+    from adapters.console import audit_rows, format_request, request_json
+
+    async def go(service: Any) -> int:
+        req = await service.get(args.id)
+        events = await service.store.audit(request_id=req.id)
+        if args.json:
+            print(json.dumps({**request_json(req), "audit": audit_rows(events)}, indent=2, ensure_ascii=False))
+        else:
+            print(format_request(req, events, time.time()))
+        return EXIT_OK
+
+    return await _with_service(config, go)
+
+
+async def _decide(config: Config, args: argparse.Namespace, approve: bool) -> int:
+    from adapters.console import decide, request_json
+
+    async def go(service: Any) -> int:
+        changed, message = await decide(service, args.id, approve, args.reason)
+        if args.json:
+            print(json.dumps({**request_json(await service.get(args.id)), "changed": changed}, indent=2))
+        else:
+            print(message)
+        return EXIT_OK if changed else EXIT_NOT_DECIDED
+
+    return await _with_service(config, go)
+
+
+async def cmd_approve(config: Config, args: argparse.Namespace) -> int:
+    return await _decide(config, args, True)
+
+
+async def cmd_reject(config: Config, args: argparse.Namespace) -> int:
+    return await _decide(config, args, False)
+
+
+async def cmd_audit(config: Config, args: argparse.Namespace) -> int:
+    from adapters.console import format_audit
+
+    from .durations import parse_duration
+
+    try:
+        since = None if args.since is None else time.time() - parse_duration(args.since)
+    except ValueError as exc:
+        _err(f"--since: {exc}")
+        return EXIT_USAGE
+
+    async def go(service: Any) -> int:
+        out = format_audit(await service.store.audit(since=since, request_id=args.request), args.format)
+        if out:
+            print(out)
+        return EXIT_OK
+
+    return await _with_service(config, go)
+
+
+async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
+    from .http import is_loopback
+
+    problems = 0
+    print(f"config    {config.source}: OK ({len(config.routes)} routes, {len(config.approvers)} approvers)")
+
+    async def go(service: Any) -> int:
+        pending = await service.store.list(status=None, limit=1_000_000)
+        open_ = sum(1 for r in pending if not r.status.final)
+        print(f"database  {config.db_path}: OK ({len(pending)} requests, {open_} pending)")
+        return 0
+
+    await _with_service(config, go)
+    mode = config.db_path.stat().st_mode & 0o777
+    if mode & 0o077:
+        problems += 1
+        print(f"database  permissions are {mode:o}; run: chmod 600 {config.db_path}")
+    env = config.server.auth_token_env
+    has_token = bool(env and os.environ.get(env))
+    if not is_loopback(config.server.host) and not has_token:
+        problems += 1
+        print(
+            f"http      {config.server.host} is not loopback and ${env} is empty: `signoff serve` will refuse to start"
+        )
+    else:
+        print(
+            f"http      {config.server.host}:{config.server.port} ({'bearer token set' if has_token else 'no token, loopback only'})"
+        )
+    tg = config.telegram.token_env
+    print(f"telegram  {'$' + tg + ' is set' if os.environ.get(tg) else '$' + tg + ' is not set: console channel only'}")
+    return EXIT_OK if problems == 0 else EXIT_ERROR
+
+
+COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "mcp": cmd_mcp,
+    "serve": cmd_serve,
+    "check-config": cmd_check_config,
+    "pending": cmd_pending,
+    "show": cmd_show,
+    "approve": cmd_approve,
+    "reject": cmd_reject,
+    "audit": cmd_audit,
+    "doctor": cmd_doctor,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

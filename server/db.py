@@ -1,0 +1,167 @@
+"""Opening the SQLite file, its named migrations, and the one transaction helper.
+
+Every connection runs in WAL mode with a busy timeout, so several signoff processes can
+share one file. Writes that read first go through ``transaction(db)``, which is
+``BEGIN IMMEDIATE``: the write lock is taken up front, so a concurrent writer waits on the
+busy timeout instead of failing on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from .errors import StoreError
+
+BUSY_TIMEOUT_MS = 10_000
+
+# Named migrations, applied in order, each recorded in the `migrations` table.
+# Never edit one that has shipped: add a new one.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_requests_and_audit",
+        """
+        CREATE TABLE requests (
+            id                TEXT PRIMARY KEY,
+            action            TEXT NOT NULL,
+            summary           TEXT NOT NULL,
+            details           TEXT,             -- JSON, or NULL
+            metadata          TEXT NOT NULL,    -- JSON object of scalars
+            route             TEXT NOT NULL,
+            route_snapshot    TEXT NOT NULL,    -- JSON: the route as it was at creation
+            approvers         TEXT NOT NULL,    -- JSON list of approver names
+            requested_by      TEXT NOT NULL,    -- what the transport says
+            claimed_requester TEXT,             -- what the agent says; never used by any rule
+            idempotency_key   TEXT,
+            content_hash      TEXT NOT NULL,
+            status            TEXT NOT NULL CHECK (status IN
+                                ('pending', 'approved', 'rejected', 'expired', 'cancelled')),
+            on_timeout        TEXT NOT NULL CHECK (on_timeout IN ('approve', 'reject')),
+            created_at        REAL NOT NULL,
+            expires_at        REAL NOT NULL,
+            decided_at        REAL,
+            decided_by        TEXT,
+            decided_via       TEXT,
+            reason            TEXT,
+            UNIQUE (requested_by, idempotency_key)
+        ) STRICT;
+        CREATE INDEX requests_pending_by_deadline ON requests (expires_at) WHERE status = 'pending';
+        CREATE INDEX requests_by_created ON requests (created_at);
+
+        CREATE TABLE audit (
+            seq            INTEGER PRIMARY KEY,
+            at             REAL NOT NULL,
+            event          TEXT NOT NULL,
+            request_id     TEXT NOT NULL REFERENCES requests (id),
+            actor_kind     TEXT NOT NULL CHECK (actor_kind IN ('agent', 'human', 'system')),
+            actor          TEXT NOT NULL,
+            channel        TEXT NOT NULL,
+            route_snapshot TEXT NOT NULL,
+            content_hash   TEXT NOT NULL,
+            data           TEXT              -- JSON: reason and other event details
+        ) STRICT;
+        CREATE INDEX audit_by_request ON audit (request_id, seq);
+        CREATE INDEX audit_by_time ON audit (at);
+        CREATE TRIGGER audit_is_append_only_update BEFORE UPDATE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+        CREATE TABLE settings (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) STRICT;
+        """,
+    ),
+]
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file (and its folder) readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+@asynccontextmanager
+async def connect(path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    """Open ``path`` (creating it owner-only), set the pragmas and apply pending migrations."""
+    try:
+        _create_private(path)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except (OSError, aiosqlite.Error) as exc:
+        raise StoreError(
+            f"cannot open the database {path}: {exc}; check the [store] path and its permissions"
+        ) from None
+    try:
+        db.row_factory = aiosqlite.Row
+        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        await migrate(db)
+        yield db
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception (or cancellation)."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+    await db.execute("COMMIT")
+
+
+async def migrate(db: aiosqlite.Connection) -> list[str]:
+    """Apply the migrations not yet recorded; return their names. Safe to race across processes."""
+    await db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL) STRICT")
+    async with db.execute("SELECT name FROM migrations") as cur:
+        done = {row[0] async for row in cur}
+    if all(name in done for name, _ in MIGRATIONS):
+        return []
+    applied: list[str] = []
+    async with transaction(db):
+        # Re-read under the write lock: another process may have migrated meanwhile.
+        async with db.execute("SELECT name FROM migrations") as cur:
+            done = {row[0] async for row in cur}
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            for statement in _statements(sql):
+                await db.execute(statement)
+            await db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+            applied.append(name)
+    return applied
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit our transaction)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if _complete(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+def _complete(buf: str) -> bool:
+    return buf.strip().endswith(";") and sqlite3.complete_statement(buf)

@@ -1,0 +1,96 @@
+"""``signoff serve``: the streamable-HTTP MCP endpoint at ``/mcp`` and ``/healthz``.
+
+With a bearer token configured (``[server] auth_token_env`` names the variable that holds
+it) every request but ``/healthz`` must carry ``Authorization: Bearer <token>``; without
+one the server refuses to listen anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .app import App
+from .config import Config
+from .errors import ConfigError
+from .mcp_tools import build_mcp
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def http_token(config: Config) -> str | None:
+    """The bearer token from the environment, or ``None``; refuses a non-loopback host without one."""
+    env = config.server.auth_token_env
+    token = os.environ.get(env, "").strip() if env else ""
+    if not token and not is_loopback(config.server.host):
+        raise ConfigError(
+            config.source,
+            [
+                f"server.host: {config.server.host!r} is not a loopback address, and no bearer token is set; "
+                f"export {env or 'SIGNOFF_HTTP_TOKEN'}=<a long random secret> (and set server.auth_token_env) "
+                "or listen on 127.0.0.1"
+            ],
+        )
+    return token or None
+
+
+class BearerAuth:
+    """Pure ASGI middleware (it must not buffer the MCP SSE streams)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != "/healthz":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = JSONResponse(
+                    {"error": "unauthorized", "hint": "send 'Authorization: Bearer <token>'"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="signoff"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_http_app(app: App, token: str | None) -> ASGIApp:
+    """The ASGI application for ``signoff serve``."""
+    host = app.config.server.host
+    port = app.config.server.port
+    mcp = build_mcp(app.service, transport="http", http_identity=app.config.server.auth_identity if token else None)
+    hosts = [f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")] + ["127.0.0.1", "localhost"]
+    if not is_loopback(host):
+        hosts += [host, f"{host}:{port}"]
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=is_loopback(host), allowed_hosts=hosts)
+    mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+
+    async def healthz(_: Request) -> Response:
+        await app.store.data_version()  # the database answers
+        return JSONResponse({"status": "ok"})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with mcp.session_manager.run():  # a mounted sub-app's lifespan never runs
+            yield
+
+    starlette = Starlette(routes=[Route("/healthz", healthz), Mount("/", app=mcp_app)], lifespan=lifespan)
+    return BearerAuth(starlette, token) if token else starlette

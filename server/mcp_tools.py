@@ -1,0 +1,198 @@
+"""The MCP tools: thin, typed wrappers around ``ApprovalService``.
+
+No tool can approve anything: ``request_approval`` files, ``check_decision`` reads and
+waits, ``cancel_request`` withdraws. Errors an agent can fix become tool errors whose text
+says how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from . import service as svc
+from .errors import RequestError
+from .models import Actor
+from .service import ApprovalService, NewRequest
+from .views import RequestView
+
+Transport = Literal["stdio", "http", "memory"]
+
+INSTRUCTIONS = """\
+signoff asks a human before you act. Call request_approval with what you intend to do, then
+call check_decision with the returned request_id and wait_seconds=50, again and again, until
+the status is no longer 'pending'. Only 'approved' means go ahead; 'rejected', 'expired' and
+'cancelled' all mean do not. Never act on a pending request."""
+
+REQUEST_DESCRIPTION = f"""\
+Ask a human to approve an action before you take it.
+
+Returns request_id and status. If status is 'pending', call check_decision(request_id,
+wait_seconds=50) in a loop until it is final. Only status 'approved' means go ahead.
+Send the same idempotency_key when you retry, so the human is asked only once.
+Limits: action ≤ {svc.MAX_ACTION} characters, summary ≤ {svc.MAX_SUMMARY}, details ≤ {svc.MAX_DETAILS_BYTES // 1024} KiB as JSON,
+metadata ≤ {svc.MAX_METADATA_KEYS} keys of scalar values."""
+
+CHECK_DESCRIPTION = """\
+Get the state of an approval request, optionally waiting for the human's decision.
+
+With wait_seconds > 0 this returns as soon as the request is decided, or after wait_seconds
+(capped by the server, 50 s by default) with status still 'pending' — then call it again.
+Only status 'approved' means go ahead."""
+
+CANCEL_DESCRIPTION = """\
+Withdraw an approval request you no longer need. A pending request becomes 'cancelled';
+a decided one is returned unchanged."""
+
+Identify = Callable[[Context[Any, Any] | None], str]
+
+
+def requester_name(transport: Transport, http_identity: str | None) -> Identify:
+    """How ``requested_by`` is read from the transport — never from the agent's arguments."""
+
+    def identify(ctx: Context[Any, Any] | None) -> str:
+        if transport == "http" and http_identity is not None:
+            return http_identity  # the identity bound to the bearer token the request carried
+        client = None
+        if ctx is not None:
+            params = ctx.session.client_params
+            if params is not None and params.client_info is not None:
+                client = params.client_info.name
+        name = (client or "unknown-client")[:100]
+        return f"http:{name}" if transport == "http" else name
+
+    return identify
+
+
+def _progress(ctx: Context[Any, Any] | None) -> Callable[[float, float, str], Awaitable[None]] | None:
+    if ctx is None:
+        return None
+
+    async def report(elapsed: float, total: float, message: str) -> None:
+        await ctx.report_progress(round(elapsed, 1), total, message)
+
+    return report
+
+
+def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: str | None = None) -> MCPServer:
+    """The signoff MCP server, bound to an open ``service``."""
+    mcp: MCPServer = MCPServer("signoff", instructions=INSTRUCTIONS)
+    identify = requester_name(transport, http_identity)
+
+    async def request_approval(
+        action: Annotated[
+            str,
+            Field(
+                description="What you want to do, as a short identifier, e.g. 'refund' or 'deploy_prod'.",
+                max_length=svc.MAX_ACTION,
+            ),
+        ],
+        summary: Annotated[
+            str,
+            Field(
+                description="One or two sentences for the human: what, why, what could go wrong.",
+                max_length=svc.MAX_SUMMARY,
+            ),
+        ],
+        details: Annotated[
+            Any, Field(description="Any JSON value shown to the approver: the command, the diff, the amounts.")
+        ] = None,
+        metadata: Annotated[
+            dict[str, str | int | float | bool | None] | None,
+            Field(
+                description='Flat map of scalar facts the operator\'s routes match on, e.g. {"amount": 120, "env": "prod"}.'
+            ),
+        ] = None,
+        route: Annotated[
+            str | None,
+            Field(
+                description="Optional: a stricter route to use. Omit it unless told; the matching route is chosen for you."
+            ),
+        ] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Field(
+                description="Optional: the same key on a retry returns the same request instead of asking twice.",
+                max_length=svc.MAX_KEY,
+            ),
+        ] = None,
+        timeout_seconds: Annotated[
+            float | None,
+            Field(
+                description="Optional: ask for a shorter deadline than the route's (never a longer wait for silence to approve).",
+                ge=svc.MIN_TIMEOUT,
+                le=svc.MAX_TIMEOUT,
+            ),
+        ] = None,
+        wait_seconds: Annotated[
+            float,
+            Field(
+                description="Wait up to this long for the decision before returning (capped by the server, 50 s by default).",
+                ge=0,
+                le=3600,
+            ),
+        ] = 0,
+        agent_name: Annotated[
+            str | None,
+            Field(
+                description="Optional: your own name, shown to the approver. Recorded, never used to decide anything.",
+                max_length=svc.MAX_ACTION,
+            ),
+        ] = None,
+        ctx: Context[Any, Any] | None = None,
+    ) -> RequestView:
+        new = NewRequest(
+            action=action, summary=summary, details=details, metadata=metadata or {}, route=route,
+            idempotency_key=idempotency_key, timeout_seconds=timeout_seconds, claimed_requester=agent_name,
+        )  # fmt: skip
+        try:
+            req = await service.request_approval(new, Actor("agent", identify(ctx), "mcp"))
+            if wait_seconds > 0 and not req.status.final:
+                req = await service.wait(req.id, wait_seconds, _progress(ctx))
+        except RequestError as exc:
+            raise ToolError(str(exc)) from None
+        return RequestView.of(req)
+
+    async def check_decision(
+        request_id: Annotated[str, Field(description="The request_id that request_approval returned.", max_length=100)],
+        wait_seconds: Annotated[
+            float,
+            Field(
+                description="Wait up to this long for a decision (capped by the server, 50 s by default). 0 returns at once.",
+                ge=0,
+                le=3600,
+            ),
+        ] = 0,
+        ctx: Context[Any, Any] | None = None,
+    ) -> RequestView:
+        try:
+            req = await service.wait(request_id, wait_seconds, _progress(ctx))
+        except RequestError as exc:
+            raise ToolError(str(exc)) from None
+        return RequestView.of(req)
+
+    async def cancel_request(
+        request_id: Annotated[str, Field(description="The request_id to withdraw.", max_length=100)],
+        reason: Annotated[
+            str | None, Field(description="Optional: why it is no longer needed.", max_length=svc.MAX_REASON)
+        ] = None,
+        ctx: Context[Any, Any] | None = None,
+    ) -> RequestView:
+        try:
+            req = await service.cancel(request_id, Actor("agent", identify(ctx), "mcp"), reason)
+        except RequestError as exc:
+            raise ToolError(str(exc)) from None
+        return RequestView.of(req)
+
+    mcp.add_tool(request_approval, description=REQUEST_DESCRIPTION,
+                 annotations=ToolAnnotations(title="Ask a human for approval", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False))  # fmt: skip
+    mcp.add_tool(check_decision, description=CHECK_DESCRIPTION,
+                 annotations=ToolAnnotations(title="Check an approval decision", read_only_hint=True, open_world_hint=False))  # fmt: skip
+    mcp.add_tool(cancel_request, description=CANCEL_DESCRIPTION,
+                 annotations=ToolAnnotations(title="Withdraw an approval request", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False))  # fmt: skip
+    return mcp
