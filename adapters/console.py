@@ -12,11 +12,13 @@ import getpass
 import io
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.durations import humanize_delta
-from server.models import Actor, ApprovalRequest, AuditEvent, RequestView, Status, iso
-from server.service import ApprovalService
+from server.models import Actor, ApprovalRequest, AuditEvent, Status, iso, view
+
+if TYPE_CHECKING:  # the read-only commands never load the service and its dependencies
+    from server.service import ApprovalService
 
 CHANNEL = "console"
 
@@ -53,7 +55,7 @@ def format_pending(requests: Sequence[ApprovalRequest], now: float) -> str:
             _clip(r.requested_by, 20),
             r.route,
             humanize_delta(r.created_at - now),
-            humanize_delta(r.expires_at - now),
+            humanize_delta(r.expires_at - now) if r.expires_at > now else "overdue",
             _clip(r.summary, 50),
         )
         for r in requests
@@ -72,6 +74,8 @@ def format_request(req: ApprovalRequest, events: Sequence[AuditEvent], now: floa
         f"Created   {iso(req.created_at)} ({humanize_delta(req.created_at - now)})",
         f"Expires   {iso(req.expires_at)} ({humanize_delta(req.expires_at - now)})",
     ]
+    if req.status is Status.PENDING and req.expires_at <= now:
+        lines.append(f"Deadline  passed: on_timeout = {req.on_timeout} applies at the next sweep")
     if req.status.final:
         lines.append(f"Decided   {iso(req.decided_at)} by {req.decided_by} via {req.decided_via}")
     if req.reason:
@@ -93,7 +97,7 @@ def format_request(req: ApprovalRequest, events: Sequence[AuditEvent], now: floa
 
 def request_json(req: ApprovalRequest) -> dict[str, Any]:
     """The MCP view plus everything else an operator's script may want."""
-    out = RequestView.of(req).model_dump(mode="json")
+    out = view(req)
     out.update(
         action=req.action,
         summary=req.summary,

@@ -8,18 +8,17 @@ wired together, so it is the one place in ``server`` that imports ``adapters``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import Config, load_config
-from .errors import ConfigError, SignoffError
+from .errors import SignoffError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_DECIDED = 0, 1, 2, 3
 
@@ -60,6 +59,8 @@ def _err(message: str) -> None:
 
 
 def _setup_logging() -> None:
+    import logging
+
     # stdout belongs to the MCP protocol under stdio: logs go to stderr.
     logging.basicConfig(
         level=os.environ.get("SIGNOFF_LOG_LEVEL", "INFO").upper(),
@@ -72,12 +73,12 @@ def _setup_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command in READ_ONLY:
+            return READ_ONLY[args.command](args)
+        from .config import load_config
+
         config = load_config(args.config)
-        handler = COMMANDS[args.command]
-        return _run(handler(config, args))
-    except ConfigError as exc:
-        _err(str(exc))
-        return EXIT_ERROR
+        return _run(COMMANDS[args.command](config, args))
     except SignoffError as exc:
         _err(str(exc))
         return EXIT_ERROR
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:
     """Run ``coro``; SIGINT and SIGTERM cancel it, so every resource is closed on the way out."""
+    import asyncio
+    import signal
 
     async def guarded() -> int:
         task = asyncio.current_task()
@@ -106,6 +109,8 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 
 async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
+    import logging
+
     from .app import open_app
     from .mcp_tools import build_mcp
 
@@ -117,6 +122,8 @@ async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from .app import open_app
@@ -140,12 +147,8 @@ async def cmd_serve(config: Config, args: argparse.Namespace) -> int:
                 lifespan="on",
             )
         )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # _run handles signals
-        try:
-            await server.serve()
-        except asyncio.CancelledError:
-            server.should_exit = True
-            raise
+        # uvicorn catches SIGINT/SIGTERM itself, shuts down, then re-raises the signal for _run.
+        await server.serve()
     return EXIT_OK
 
 
@@ -177,30 +180,51 @@ async def _with_service(config: Config, fn: Callable[[Any], Awaitable[int]]) -> 
         return await fn(app.service)
 
 
-async def cmd_pending(config: Config, args: argparse.Namespace) -> int:
+# Read-only commands: plain sqlite3, no config validation, no event loop (they must start fast).
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
     from adapters.console import format_pending, request_json
 
-    async def go(service: Any) -> int:
-        reqs = await service.pending()
-        print(json.dumps([request_json(r) for r in reqs], indent=2) if args.json else format_pending(reqs, time.time()))
-        return EXIT_OK
+    from . import readonly
 
-    return await _with_service(config, go)
+    with readonly.connect(readonly.db_path(args.config)) as conn:
+        reqs = readonly.pending(conn)
+    print(json.dumps([request_json(r) for r in reqs], indent=2) if args.json else format_pending(reqs, time.time()))
+    return EXIT_OK
 
 
-async def cmd_show(config: Config, args: argparse.Namespace) -> int:
+def cmd_show(args: argparse.Namespace) -> int:
     from adapters.console import audit_rows, format_request, request_json
 
-    async def go(service: Any) -> int:
-        req = await service.get(args.id)
-        events = await service.store.audit(request_id=req.id)
-        if args.json:
-            print(json.dumps({**request_json(req), "audit": audit_rows(events)}, indent=2, ensure_ascii=False))
-        else:
-            print(format_request(req, events, time.time()))
-        return EXIT_OK
+    from . import readonly
 
-    return await _with_service(config, go)
+    with readonly.connect(readonly.db_path(args.config)) as conn:
+        req = readonly.get(conn, args.id)
+        events = readonly.audit(conn, request_id=req.id)
+    if args.json:
+        print(json.dumps({**request_json(req), "audit": audit_rows(events)}, indent=2, ensure_ascii=False))
+    else:
+        print(format_request(req, events, time.time()))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from adapters.console import format_audit
+
+    from . import readonly
+    from .durations import parse_duration
+
+    try:
+        since = None if args.since is None else time.time() - parse_duration(args.since)
+    except ValueError as exc:
+        _err(f"--since: {exc}")
+        return EXIT_USAGE
+    with readonly.connect(readonly.db_path(args.config)) as conn:
+        out = format_audit(readonly.audit(conn, since, args.request), args.format)
+    if out:
+        print(out)
+    return EXIT_OK
 
 
 async def _decide(config: Config, args: argparse.Namespace, approve: bool) -> int:
@@ -225,26 +249,6 @@ async def cmd_reject(config: Config, args: argparse.Namespace) -> int:
     return await _decide(config, args, False)
 
 
-async def cmd_audit(config: Config, args: argparse.Namespace) -> int:
-    from adapters.console import format_audit
-
-    from .durations import parse_duration
-
-    try:
-        since = None if args.since is None else time.time() - parse_duration(args.since)
-    except ValueError as exc:
-        _err(f"--since: {exc}")
-        return EXIT_USAGE
-
-    async def go(service: Any) -> int:
-        out = format_audit(await service.store.audit(since=since, request_id=args.request), args.format)
-        if out:
-            print(out)
-        return EXIT_OK
-
-    return await _with_service(config, go)
-
-
 async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
     from .http import is_loopback
 
@@ -252,7 +256,7 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
     print(f"config    {config.source}: OK ({len(config.routes)} routes, {len(config.approvers)} approvers)")
 
     async def go(service: Any) -> int:
-        pending = await service.store.list(status=None, limit=1_000_000)
+        pending = await service.store.list_requests(status=None, limit=1_000_000)
         open_ = sum(1 for r in pending if not r.status.final)
         print(f"database  {config.db_path}: OK ({len(pending)} requests, {open_} pending)")
         return 0
@@ -282,12 +286,16 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, i
     "mcp": cmd_mcp,
     "serve": cmd_serve,
     "check-config": cmd_check_config,
-    "pending": cmd_pending,
-    "show": cmd_show,
     "approve": cmd_approve,
     "reject": cmd_reject,
-    "audit": cmd_audit,
     "doctor": cmd_doctor,
+}
+
+
+READ_ONLY: dict[str, Callable[[argparse.Namespace], int]] = {
+    "pending": cmd_pending,
+    "show": cmd_show,
+    "audit": cmd_audit,
 }
 
 

@@ -306,4 +306,4 @@ class ApprovalService:
 
     async def pending(self) -> list[ApprovalRequest]:
         await self.sweep()
-        return await self.store.list(status=Status.PENDING)
+        return await self.store.list_requests(status=Status.PENDING)

@@ -19,13 +19,8 @@ from typing import Any
 import aiosqlite
 
 from . import db as dbmod
+from . import queries
 from .models import Actor, ApprovalRequest, AuditEvent, Status
-
-_REQUEST_COLUMNS = (
-    "id, action, summary, details, metadata, route, route_snapshot, approvers, requested_by, "
-    "claimed_requester, idempotency_key, content_hash, status, on_timeout, created_at, expires_at, "
-    "decided_at, decided_by, decided_via, reason"
-)
 
 
 def dumps(value: Any) -> str:
@@ -62,20 +57,18 @@ class Store:
     # --- reads -------------------------------------------------------------------------
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
-        async with self.conn.execute(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,)) as cur:
+        async with self.conn.execute(queries.GET_REQUEST, (request_id,)) as cur:
             row = await cur.fetchone()
         return None if row is None else ApprovalRequest.from_row(row)
 
     async def find_by_key(self, requested_by: str, key: str) -> ApprovalRequest | None:
-        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE requested_by = ? AND idempotency_key = ?"
-        async with self.conn.execute(sql, (requested_by, key)) as cur:
+        async with self.conn.execute(queries.GET_BY_KEY, (requested_by, key)) as cur:
             row = await cur.fetchone()
         return None if row is None else ApprovalRequest.from_row(row)
 
-    async def list(self, *, status: Status | None = None, limit: int = 200) -> list[ApprovalRequest]:
-        where, args = ("WHERE status = ?", [status.value]) if status else ("", [])
-        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests {where} ORDER BY created_at, id LIMIT ?"
-        async with self.conn.execute(sql, (*args, limit)) as cur:
+    async def list_requests(self, *, status: Status | None = None, limit: int = 200) -> list[ApprovalRequest]:
+        sql, args = queries.list_requests(status.value if status else None, limit)
+        async with self.conn.execute(sql, args) as cur:
             return [ApprovalRequest.from_row(r) async for r in cur]
 
     async def statuses(self, ids: Iterable[str]) -> dict[str, Status]:
@@ -92,15 +85,8 @@ class Store:
         return None if row is None else row[0]
 
     async def audit(self, *, since: float | None = None, request_id: str | None = None) -> list[AuditEvent]:
-        clauses, args = [], []
-        if since is not None:
-            clauses.append("at >= ?")
-            args.append(since)
-        if request_id is not None:
-            clauses.append("request_id = ?")
-            args.append(request_id)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        async with self.conn.execute(f"SELECT * FROM audit {where} ORDER BY seq", args) as cur:
+        sql, args = queries.audit(since, request_id)
+        async with self.conn.execute(sql, args) as cur:
             return [AuditEvent.from_row(r) async for r in cur]
 
     async def data_version(self) -> int:
@@ -118,13 +104,12 @@ class Store:
         """Insert ``req`` and its audit events; with an idempotency key already used, return the earlier request."""
         async with self.transaction() as conn:
             if req.idempotency_key is not None:
-                sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE requested_by = ? AND idempotency_key = ?"
-                async with conn.execute(sql, (req.requested_by, req.idempotency_key)) as cur:
+                async with conn.execute(queries.GET_BY_KEY, (req.requested_by, req.idempotency_key)) as cur:
                     row = await cur.fetchone()
                 if row is not None:
                     return ApprovalRequest.from_row(row)
             await conn.execute(
-                f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({','.join('?' * 20)})",
+                f"INSERT INTO requests ({queries.REQUEST_COLUMNS}) VALUES ({','.join('?' * 20)})",
                 (
                     req.id, req.action, req.summary, None if req.details is None else dumps(req.details),
                     dumps(req.metadata), req.route, dumps(req.route_snapshot), dumps(req.approvers),
@@ -148,7 +133,7 @@ class Store:
                 (status.value, at, actor.name, actor.channel, reason, request_id),
             )
             changed = cur.rowcount == 1
-            async with conn.execute(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,)) as c:
+            async with conn.execute(queries.GET_REQUEST, (request_id,)) as c:
                 row = await c.fetchone()
             if row is None:
                 return None
@@ -164,7 +149,7 @@ class Store:
             sql = (
                 "UPDATE requests SET status = CASE on_timeout WHEN 'approve' THEN 'approved' ELSE 'expired' END, "
                 "decided_at = ?, decided_by = 'timeout', decided_via = 'scheduler' "
-                f"WHERE status = 'pending' AND expires_at <= ? RETURNING {_REQUEST_COLUMNS}"
+                f"WHERE status = 'pending' AND expires_at <= ? RETURNING {queries.REQUEST_COLUMNS}"
             )
             async with conn.execute(sql, (now, now)) as cur:
                 done = [ApprovalRequest.from_row(r) async for r in cur]

@@ -1,0 +1,32 @@
+"""The SQL that reads requests and audit events, shared by ``Store`` (async, aiosqlite) and
+``readonly`` (sync sqlite3, for the fast console commands)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+REQUEST_COLUMNS = (
+    "id, action, summary, details, metadata, route, route_snapshot, approvers, requested_by, "
+    "claimed_requester, idempotency_key, content_hash, status, on_timeout, created_at, expires_at, "
+    "decided_at, decided_by, decided_via, reason"
+)
+GET_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"
+GET_BY_KEY = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE requested_by = ? AND idempotency_key = ?"
+
+
+def list_requests(status: str | None, limit: int) -> tuple[str, list[Any]]:
+    where, args = ("WHERE status = ?", [status]) if status else ("", [])
+    return f"SELECT {REQUEST_COLUMNS} FROM requests {where} ORDER BY created_at, id LIMIT ?", [*args, limit]
+
+
+def audit(since: float | None, request_id: str | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        clauses.append("at >= ?")
+        args.append(since)
+    if request_id is not None:
+        clauses.append("request_id = ?")
+        args.append(request_id)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT * FROM audit {where} ORDER BY seq", args

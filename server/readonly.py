@@ -1,0 +1,81 @@
+"""Fast, read-only access for the console commands (`pending`, `show`, `audit`).
+
+Plain ``sqlite3`` and the TOML file's ``[store] path``: no pydantic, no event loop, so a
+command answers in a few tens of milliseconds. It reads the same tables with the same SQL
+as ``Store`` and never writes; a missing database reads as empty and is not created.
+Validating the whole configuration is ``signoff check-config``'s job.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import queries
+from .errors import ConfigError, NotFoundError, StoreError
+from .models import ApprovalRequest, AuditEvent
+from .paths import config_file, store_path
+
+
+def db_path(config_arg: str | None) -> Path:
+    """The database the configuration names, reading only ``[store] path``."""
+    file = config_file(config_arg)
+    if file is None:
+        return store_path(None, None)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(file), ["the file does not exist; create it (see config.example.toml)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(file), [f"cannot read the file: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), [f"TOML syntax error: {exc}"]) from None
+    store = raw.get("store", {})
+    configured = store.get("path") if isinstance(store, dict) else None
+    if configured is not None and not isinstance(configured, str):
+        raise ConfigError(str(file), ['store.path: expected a string path, e.g. path = "signoff.db"'])
+    return store_path(configured, file.resolve().parent)
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection | None]:
+    """A reading connection, or ``None`` when there is no database (nothing was ever filed)."""
+    if not path.exists():
+        yield None
+        return
+    try:
+        conn = sqlite3.connect(path, timeout=10)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the database {path}: {exc}") from None
+    try:
+        conn.row_factory = sqlite3.Row
+        has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'").fetchone()
+        yield conn if has else None
+    finally:
+        conn.close()
+
+
+def pending(conn: sqlite3.Connection | None, limit: int = 500) -> list[ApprovalRequest]:
+    if conn is None:
+        return []
+    sql, args = queries.list_requests("pending", limit)
+    return [ApprovalRequest.from_row(r) for r in conn.execute(sql, args)]
+
+
+def get(conn: sqlite3.Connection | None, request_id: str) -> ApprovalRequest:
+    row = None if conn is None else conn.execute(queries.GET_REQUEST, (request_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"unknown request id {request_id!r}; `signoff pending` lists the open ones")
+    return ApprovalRequest.from_row(row)
+
+
+def audit(
+    conn: sqlite3.Connection | None, since: float | None = None, request_id: str | None = None
+) -> list[AuditEvent]:
+    if conn is None:
+        return []
+    sql, args = queries.audit(since, request_id)
+    return [AuditEvent.from_row(r) for r in conn.execute(sql, args)]
