@@ -1,0 +1,104 @@
+"""Shared fixtures: real SQLite files in a temporary folder, the real service and MCP client."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from server.app import App, open_app
+from server.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SIGNOFF = str(Path(sys.executable).with_name("signoff"))
+
+BASIC_CONFIG = """
+[store]
+path = "signoff.db"
+
+[approvers.alice]
+telegram_user_id = 111
+
+[approvers.bob]
+telegram_user_id = 222
+
+[defaults]
+timeout = "1h"
+
+[[routes]]
+name = "reads"
+match = { action = ["read_*", "list_*"] }
+auto = "approve"
+
+[[routes]]
+name = "blocked"
+match = { action = "drop_*" }
+auto = "reject"
+
+[[routes]]
+name = "large-refunds"
+match = { action = "refund*", metadata = { amount = { gt = 25000 } } }
+approvers = ["alice"]
+timeout = "4h"
+
+[[routes]]
+name = "lenient"
+match = { action = "lenient_*" }
+approvers = ["alice", "bob"]
+on_timeout = "approve"
+timeout = "10m"
+
+[[routes]]
+name = "default"
+approvers = ["alice", "bob"]
+"""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never touch the developer's real state directory or config.
+    monkeypatch.setenv("SIGNOFF_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("SIGNOFF_CONFIG", raising=False)
+    monkeypatch.delenv("SIGNOFF_HTTP_TOKEN", raising=False)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    def write(text: str, name: str = "signoff.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def config_path(write_config: Callable[[str], Path]) -> Path:
+    return write_config(BASIC_CONFIG)
+
+
+@pytest.fixture
+def config(config_path: Path) -> Config:
+    return load_config(config_path)
+
+
+@pytest.fixture
+async def app(config: Config) -> AsyncIterator[App]:
+    async with open_app(config) as opened:
+        yield opened
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a signoff child process: this one's, with logs kept quiet."""
+    env = dict(os.environ)
+    env.update({"SIGNOFF_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}, **extra)
+    return env
