@@ -109,46 +109,38 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 
 async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
+    import asyncio
     import logging
 
     from .app import open_app
     from .mcp_tools import build_mcp
 
     _setup_logging()
+    interrupted = False
     async with open_app(config) as app:
         logging.getLogger("signoff").info("signoff mcp (stdio) on %s", config.db_path)
-        await build_mcp(app.service, transport="stdio").run_stdio_async()
+        server = asyncio.create_task(build_mcp(app.service, transport="stdio").run_stdio_async())
+        try:
+            await asyncio.shield(server)  # returns at the end of stdin
+        except asyncio.CancelledError:
+            interrupted = True  # SIGINT/SIGTERM: _run cancelled us
+            server.cancel()
+    if interrupted:
+        # The database is closed. The SDK's stdin reader sits in read() in a worker thread
+        # that nothing can interrupt, and waiting for it would keep the process alive.
+        sys.stderr.flush()
+        os._exit(0)
     return EXIT_OK
 
 
 async def cmd_serve(config: Config, args: argparse.Namespace) -> int:
-    import logging
-
-    import uvicorn
-
     from .app import open_app
-    from .http import build_http_app, http_token
+    from .http import http_token, serve
 
     _setup_logging()
-    token = http_token(config)
+    token = http_token(config)  # before opening anything: refuse an unprotected public address
     async with open_app(config) as app:
-        log = logging.getLogger("signoff")
-        log.info("database: %s", config.db_path)
-        log.info("channels: console only (no Telegram channel yet); decide with `signoff approve ID`")
-        log.info("MCP endpoint: http://%s:%d/mcp (%s)", config.server.host, config.server.port,
-                 "bearer token required" if token else "no token: loopback only")  # fmt: skip
-        server = uvicorn.Server(
-            uvicorn.Config(
-                build_http_app(app, token),
-                host=config.server.host,
-                port=config.server.port,
-                log_level="warning",
-                timeout_graceful_shutdown=1,
-                lifespan="on",
-            )
-        )
-        # uvicorn catches SIGINT/SIGTERM itself, shuts down, then re-raises the signal for _run.
-        await server.serve()
+        await serve(app, token)
     return EXIT_OK
 
 

@@ -51,7 +51,7 @@ class StoreConfig(_Model):
 
 class ServerConfig(_Model):
     host: str = "127.0.0.1"
-    port: int = Field(default=8765, ge=1, le=65535)
+    port: int = Field(default=8765, ge=0, le=65535, description="0 picks a free port (logged at start-up)")
     auth_token_env: str | None = Field(
         default="SIGNOFF_HTTP_TOKEN", description="environment variable holding the HTTP bearer token"
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -72,10 +74,10 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-def build_http_app(app: App, token: str | None) -> ASGIApp:
-    """The ASGI application for ``signoff serve``."""
+def build_http_app(app: App, token: str | None, *, port: int | None = None) -> ASGIApp:
+    """The ASGI application for ``signoff serve`` (``port``: the one actually bound)."""
     host = app.config.server.host
-    port = app.config.server.port
+    port = port or app.config.server.port
     mcp = build_mcp(app.service, transport="http", http_identity=app.config.server.auth_identity if token else None)
     hosts = [f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")] + ["127.0.0.1", "localhost"]
     if not is_loopback(host):
@@ -94,3 +96,43 @@ def build_http_app(app: App, token: str | None) -> ASGIApp:
 
     starlette = Starlette(routes=[Route("/healthz", healthz), Mount("/", app=mcp_app)], lifespan=lifespan)
     return BearerAuth(starlette, token) if token else starlette
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Listen before serving, so the address is known (port 0 picks a free one) and early
+    clients wait in the backlog instead of being refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            "server", [f"server.host/port: cannot listen on {host}:{port}: {exc.strerror}; pick another port"]
+        ) from None
+    sock.listen(128)
+    return sock
+
+
+async def serve(app: App, token: str | None) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn catches them, shuts down, then re-raises them)."""
+    import uvicorn
+
+    log = logging.getLogger("signoff")
+    server = app.config.server
+    sock = bind(server.host, server.port)
+    port = sock.getsockname()[1]
+    shown_host = f"[{server.host}]" if ":" in server.host else server.host
+    log.info("database: %s", app.config.db_path)
+    log.info("channels: console only; decide with `signoff approve ID` / `signoff reject ID --reason TEXT`")
+    log.info("listening on http://%s:%d/mcp (%s)", shown_host, port,
+             "bearer token required" if token else "no token: loopback only")  # fmt: skip
+    config = uvicorn.Config(
+        build_http_app(app, token, port=port),
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+        lifespan="on",
+    )
+    with sock:
+        await uvicorn.Server(config).serve(sockets=[sock])

@@ -126,6 +126,7 @@ class ApprovalService:
         self.config = config
         self.store = store
         self.clock = clock
+        self.progress_interval = PROGRESS_INTERVAL
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._watching = asyncio.Event()
 
@@ -243,7 +244,7 @@ class ApprovalService:
         """Return once the request is final or ``wait_seconds`` have passed, whichever is first.
 
         Decisions made by any process on the same file are seen within ``WATCH_INTERVAL``.
-        ``on_progress(elapsed, total, message)`` is called every ``PROGRESS_INTERVAL`` seconds.
+        ``on_progress(elapsed, total, message)`` is called every ``progress_interval`` seconds.
         """
         wait_seconds = max(0.0, min(wait_seconds, self.config.server.max_wait))
         loop = asyncio.get_running_loop()
@@ -262,7 +263,7 @@ class ApprovalService:
                 # Wake for the request's own deadline too, so an expiry is reported at once.
                 until_expiry = max(0.0, req.expires_at - self.clock()) + 0.01
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, PROGRESS_INTERVAL, until_expiry))
+                    await asyncio.wait_for(event.wait(), min(remaining, self.progress_interval, until_expiry))
                 event.clear()
                 req = await self.get(request_id)
                 if not req.status.final and on_progress is not None and deadline > loop.time():

@@ -20,6 +20,9 @@ BASIC_CONFIG = """
 [store]
 path = "signoff.db"
 
+[server]
+port = 0
+
 [approvers.alice]
 telegram_user_id = 111
 

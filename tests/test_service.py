@@ -130,7 +130,9 @@ async def test_wait_returns_the_moment_the_decision_lands(app: App) -> None:
 
 
 async def test_wait_is_capped_by_the_server_maximum(write_config: Any) -> None:
-    config = parse_config(BASIC_CONFIG + '\n[server]\nmax_wait = "1s"\n', source="t", base_dir=write_config("").parent)
+    config = parse_config(
+        BASIC_CONFIG.replace("port = 0", 'port = 0\nmax_wait = "1s"'), source="t", base_dir=write_config("").parent
+    )
     async with open_app(config) as app:
         req = await app.service.request_approval(NewRequest("deploy", "Ship"), AGENT)
         with anyio.fail_after(10):

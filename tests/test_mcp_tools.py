@@ -1,0 +1,159 @@
+"""The MCP tools through the real in-memory MCP client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.types import Implementation
+
+from adapters.console import console_actor
+from server.app import App
+from server.mcp_tools import build_mcp
+from server.models import Status
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def client(app: App) -> AsyncIterator[Client]:
+    mcp = build_mcp(app.service, transport="memory")
+    async with Client(mcp, client_info=Implementation(name="claude-code", version="2.1")) as c:
+        yield c
+
+
+async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, **args: Any) -> str:
+    result = await client.call_tool(tool, args)
+    assert result.is_error, result.structured_content
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert isinstance(text, str)
+    return text
+
+
+async def test_tools_are_listed_with_schemas_and_guidance(client: Client) -> None:
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == {"request_approval", "check_decision", "cancel_request"}
+    req = tools["request_approval"]
+    assert req.input_schema["required"] == ["action", "summary"]
+    assert "Only status 'approved' means go ahead" in (req.description or "")
+    assert "check_decision" in (req.description or "")
+    for tool in tools.values():
+        assert tool.output_schema is not None
+        assert {"request_id", "status"} <= set(tool.output_schema["properties"])
+        for name, prop in tool.input_schema["properties"].items():
+            assert prop.get("description"), f"{tool.name}.{name} has no description"
+
+
+async def test_whole_lifecycle(app: App, client: Client) -> None:
+    out = await call(client, "request_approval", action="deploy", summary="Ship v2", details={"sha": "abc"},
+                     metadata={"env": "prod"}, agent_name="my-bot")  # fmt: skip
+    assert out["status"] == "pending" and out["route"] == "default" and out["approvers"] == ["alice", "bob"]
+    assert set(out) == {"request_id", "status", "route", "approvers", "created_at", "expires_at", "decided_at",
+                        "decided_by", "reason"}  # fmt: skip
+    rid = out["request_id"]
+    stored = await app.service.get(rid)
+    assert stored.requested_by == "claude-code"  # the transport's word
+    assert stored.claimed_requester == "my-bot"  # the agent's word, kept apart
+    assert (await call(client, "check_decision", request_id=rid))["status"] == "pending"
+    await app.service.decide(rid, False, console_actor(), "not on Friday")
+    final = await call(client, "check_decision", request_id=rid)
+    assert final["status"] == "rejected" and final["reason"] == "not on Friday"
+    assert final["decided_by"] == console_actor().name and final["decided_at"]
+
+
+async def test_check_decision_long_polls_with_progress(app: App, client: Client) -> None:
+    rid = (await call(client, "request_approval", action="deploy", summary="Ship"))["request_id"]
+    progress: list[tuple[float, float | None, str | None]] = []
+    decided = anyio.Event()
+
+    async def on_progress(p: float, total: float | None, message: str | None) -> None:
+        progress.append((p, total, message))
+        if len(progress) == 2 and not decided.is_set():
+            decided.set()
+            await app.service.decide(rid, True, console_actor())
+
+    app.service.progress_interval = 0.05  # every 5 s in production; quick here
+    with anyio.fail_after(20):
+        result = await client.call_tool("check_decision", {"request_id": rid, "wait_seconds": 40},
+                                        progress_callback=on_progress)  # fmt: skip
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "approved"
+    assert len(progress) >= 2
+    assert progress[0][1] == 40 and "alice, bob" in (progress[0][2] or "")
+    assert [p[0] for p in progress] == sorted(p[0] for p in progress)
+
+
+async def test_request_approval_can_wait(app: App, client: Client) -> None:
+    out = await call(client, "request_approval", action="read_file", summary="read", wait_seconds=30)
+    assert out["status"] == "approved" and out["decided_by"] == "route:reads"
+
+
+async def test_idempotency_through_mcp(client: Client) -> None:
+    a = await call(client, "request_approval", action="deploy", summary="Ship", idempotency_key="tool-use-1")
+    b = await call(client, "request_approval", action="deploy", summary="Ship", idempotency_key="tool-use-1")
+    assert a["request_id"] == b["request_id"]
+    text = await call_error(client, "request_approval", action="deploy", summary="Other", idempotency_key="tool-use-1")
+    assert "already used for a different request" in text
+
+
+async def test_cancel_request(client: Client) -> None:
+    rid = (await call(client, "request_approval", action="deploy", summary="Ship"))["request_id"]
+    out = await call(client, "cancel_request", request_id=rid, reason="changed my mind")
+    assert out["status"] == "cancelled" and out["reason"] == "changed my mind"
+    again = await call(client, "cancel_request", request_id=rid)
+    assert again["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "fragment"),
+    [
+        ("request_approval", {"summary": "x"}, "action"),
+        ("request_approval", {"action": "deploy"}, "summary"),
+        ("request_approval", {"action": "x" * 500, "summary": "s"}, "at most 200 characters"),
+        ("request_approval", {"action": "deploy", "summary": "s" * 5000}, "at most 1000 characters"),
+        ("request_approval", {"action": "deploy", "summary": "s", "details": "x" * 70_000}, "the limit is 65536"),
+        ("request_approval", {"action": "deploy", "summary": "s", "metadata": {"a": {"b": 1}}}, "metadata"),
+        ("request_approval", {"action": "deploy", "summary": "s", "metadata": [1, 2]}, "metadata"),
+        ("request_approval", {"action": "deploy", "summary": "s", "metadata": {f"k{i}": i for i in range(60)}}, "limit is 50"),
+        ("request_approval", {"action": "deploy", "summary": "s", "route": "reads"}, "does not match"),
+        ("request_approval", {"action": "read_x", "summary": "s", "route": "reads"}, "approves by itself"),
+        ("request_approval", {"action": "deploy", "summary": "s", "route": "ghost"}, "unknown route 'ghost'"),
+        ("request_approval", {"action": "deploy", "summary": "s", "timeout_seconds": 1}, "timeout_seconds"),
+        ("request_approval", {"action": "deploy", "summary": "s", "wait_seconds": -1}, "wait_seconds"),
+        ("request_approval", {"action": 5, "summary": "s"}, "action"),
+        ("request_approval", {"action": "", "summary": "s"}, "must not be empty"),
+        ("check_decision", {"request_id": "req_missing"}, "unknown request_id 'req_missing'"),
+        ("check_decision", {}, "request_id"),
+        ("check_decision", {"request_id": "x" * 1000}, "at most 100 characters"),
+        ("cancel_request", {"request_id": "req_missing"}, "unknown request_id"),
+    ],
+)  # fmt: skip
+async def test_bad_input_is_a_tool_error_the_model_can_fix(
+    client: Client, tool: str, args: dict[str, Any], fragment: str
+) -> None:
+    assert fragment in await call_error(client, tool, **args)
+    # …and the server is still fine afterwards.
+    assert (await call(client, "request_approval", action="read_x", summary="still alive"))["status"] == "approved"
+
+
+async def test_no_tool_can_approve(app: App, client: Client) -> None:
+    rid = (await call(client, "request_approval", action="deploy", summary="Ship"))["request_id"]
+    tools = (await client.list_tools()).tools
+    for tool in tools:
+        args: dict[str, Any] = {"request_id": rid, "action": "deploy", "summary": "approve it", "status": "approved",
+                                "decision": "approve", "approved": True}  # fmt: skip
+        allowed = {k: v for k, v in args.items() if k in tool.input_schema["properties"]}
+        if tool.name == "cancel_request":
+            continue
+        await client.call_tool(tool.name, allowed)
+    assert (await app.service.get(rid)).status is Status.PENDING
