@@ -37,6 +37,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             route_snapshot    TEXT NOT NULL,    -- JSON: the route as it was at creation
             approvers         TEXT NOT NULL,    -- JSON list of approver names
             requested_by      TEXT NOT NULL,    -- what the transport says
+            requested_via     TEXT NOT NULL,    -- the channel it came through (mcp)
             claimed_requester TEXT,             -- what the agent says; never used by any rule
             idempotency_key   TEXT,
             content_hash      TEXT NOT NULL,
@@ -47,6 +48,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             expires_at        REAL NOT NULL,
             decided_at        REAL,
             decided_by        TEXT,
+            decided_kind      TEXT CHECK (decided_kind IN ('agent', 'human', 'system')),
             decided_via       TEXT,
             reason            TEXT,
             UNIQUE (requested_by, idempotency_key)
@@ -68,6 +70,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) STRICT;
         CREATE INDEX audit_by_request ON audit (request_id, seq);
         CREATE INDEX audit_by_time ON audit (at);
+        -- Every change of status writes its audit event in the same statement, so a request
+        -- never exists without its "created" event, nor a decision without its own.
+        CREATE TRIGGER audit_request_created AFTER INSERT ON requests BEGIN
+            INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data)
+            VALUES (NEW.created_at, 'created', NEW.id, 'agent', NEW.requested_by, NEW.requested_via,
+                    NEW.route_snapshot, NEW.content_hash, NULL);
+            INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data)
+            SELECT NEW.decided_at, NEW.status, NEW.id, NEW.decided_kind, NEW.decided_by, NEW.decided_via,
+                   NEW.route_snapshot, NEW.content_hash, json_object('reason', NEW.reason)
+            WHERE NEW.status <> 'pending';
+        END;
+        CREATE TRIGGER audit_request_decided AFTER UPDATE OF status ON requests
+            WHEN OLD.status = 'pending' AND NEW.status <> 'pending' BEGIN
+            INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data)
+            VALUES (NEW.decided_at, NEW.status, NEW.id, NEW.decided_kind, NEW.decided_by, NEW.decided_via,
+                    NEW.route_snapshot, NEW.content_hash,
+                    CASE WHEN NEW.decided_via = 'scheduler' THEN json_object('on_timeout', NEW.on_timeout)
+                         WHEN NEW.reason IS NOT NULL THEN json_object('reason', NEW.reason) END);
+        END;
         CREATE TRIGGER audit_is_append_only_update BEFORE UPDATE ON audit
             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
@@ -103,6 +124,10 @@ async def connect(path: Path) -> AsyncIterator[aiosqlite.Connection]:
             f"cannot open the database {path}: {exc}; check the [store] path and its permissions"
         ) from None
     try:
+        if sqlite3.sqlite_version_info < (3, 38, 0):
+            raise StoreError(
+                f"signoff needs SQLite 3.38 or newer (RETURNING, JSON); this Python has {sqlite3.sqlite_version}"
+            )
         db.row_factory = aiosqlite.Row
         await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await db.execute("PRAGMA journal_mode = WAL")

@@ -43,6 +43,7 @@ class ApprovalRequest:
     route_snapshot: dict[str, Any]
     approvers: list[str]
     requested_by: str
+    requested_via: str
     claimed_requester: str | None
     idempotency_key: str | None
     content_hash: str
@@ -52,6 +53,7 @@ class ApprovalRequest:
     expires_at: float
     decided_at: float | None
     decided_by: str | None
+    decided_kind: str | None
     decided_via: str | None
     reason: str | None
 
@@ -67,6 +69,7 @@ class ApprovalRequest:
             route_snapshot=json.loads(row["route_snapshot"]),
             approvers=json.loads(row["approvers"]),
             requested_by=row["requested_by"],
+            requested_via=row["requested_via"],
             claimed_requester=row["claimed_requester"],
             idempotency_key=row["idempotency_key"],
             content_hash=row["content_hash"],
@@ -76,6 +79,7 @@ class ApprovalRequest:
             expires_at=row["expires_at"],
             decided_at=row["decided_at"],
             decided_by=row["decided_by"],
+            decided_kind=row["decided_kind"],
             decided_via=row["decided_via"],
             reason=row["reason"],
         )

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 REQUEST_COLUMNS = (
-    "id, action, summary, details, metadata, route, route_snapshot, approvers, requested_by, "
+    "id, action, summary, details, metadata, route, route_snapshot, approvers, requested_by, requested_via, "
     "claimed_requester, idempotency_key, content_hash, status, on_timeout, created_at, expires_at, "
-    "decided_at, decided_by, decided_via, reason"
+    "decided_at, decided_by, decided_kind, decided_via, reason"
 )
+N_REQUEST_COLUMNS = REQUEST_COLUMNS.count(",") + 1
 GET_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"
 GET_BY_KEY = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE requested_by = ? AND idempotency_key = ?"
 

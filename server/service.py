@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import math
 import secrets
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from .config import Config
 from .errors import NotFoundError, RequestError
 from .models import Actor, ApprovalRequest, Status
-from .routing import choose_route
+from .routing import Choice, choose_route
 from .store import Decision, Store, dumps
 
 # Input bounds, documented in the README and in the tool schemas.
@@ -127,6 +128,7 @@ class ApprovalService:
         self.store = store
         self.clock = clock
         self.progress_interval = PROGRESS_INTERVAL
+        self._snapshots: dict[tuple[str, float], str] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._watching = asyncio.Event()
 
@@ -161,9 +163,10 @@ class ApprovalService:
             details=new.details,
             metadata=dict(new.metadata),
             route=choice.route.name,
-            route_snapshot=choice.snapshot(),
+            route_snapshot=json.loads(self._snapshot_json(choice)),
             approvers=choice.approvers,
             requested_by=requester.name,
+            requested_via=requester.channel,
             claimed_requester=new.claimed_requester,
             idempotency_key=new.idempotency_key,
             content_hash=content_hash,
@@ -173,16 +176,22 @@ class ApprovalService:
             expires_at=now + timeout,
             decided_at=None if auto is None else now,
             decided_by=None if auto is None else f"route:{choice.route.name}",
+            decided_kind=None if auto is None else "system",
             decided_via=None if auto is None else "policy",
             reason=None if auto is None else f"route {choice.route.name!r} decides automatically",
         )
-        events: list[tuple[str, Actor, dict[str, Any] | None]] = [("created", requester, None)]
-        if auto is not None:
-            events.append((status.value, Actor("system", f"route:{choice.route.name}", "policy"), None))
-        stored = await self.store.insert(req, events)
+        stored = await self.store.insert(req, self._snapshot_json(choice))
         if stored.id != req.id:  # lost a race on the idempotency key
             return self._same_content(stored, content_hash)
         return stored
+
+    def _snapshot_json(self, choice: Choice) -> str:
+        # Routes are immutable for the life of the service, so each snapshot is built once.
+        key = (choice.route.name, choice.timeout)
+        cached = self._snapshots.get(key)
+        if cached is None:
+            cached = self._snapshots[key] = dumps(choice.snapshot())
+        return cached
 
     @staticmethod
     def _same_content(earlier: ApprovalRequest, content_hash: str) -> ApprovalRequest:
@@ -247,6 +256,8 @@ class ApprovalService:
         ``on_progress(elapsed, total, message)`` is called every ``progress_interval`` seconds.
         """
         wait_seconds = max(0.0, min(wait_seconds, self.config.server.max_wait))
+        if wait_seconds <= 0:
+            return await self.get(request_id)
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + wait_seconds

@@ -1,26 +1,42 @@
-"""The structured output of every MCP tool (a public contract: keep it stable)."""
+"""The structured output of every MCP tool (a public contract: keep it stable).
+
+The JSON schema is kept flat on purpose — an inline enum rather than a ``$ref``, a type list
+rather than ``anyOf`` for nullable fields — because MCP clients validate every result
+against it, and a nested schema costs them more than our whole tool call.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated, Literal
 
-from .models import ApprovalRequest, Status, view
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from .models import ApprovalRequest, view
+
+
+def _nullable(description: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": ["string", "null"], "description": description})
+
+
+StatusName = Literal["pending", "approved", "rejected", "expired", "cancelled"]
 
 
 class RequestView(BaseModel):
     """What every MCP tool returns: the state of one approval request."""
 
     request_id: str = Field(description="Pass this to check_decision and cancel_request.")
-    status: Status = Field(
+    status: StatusName = Field(
         description="pending, approved, rejected, expired or cancelled. Only 'approved' means go ahead."
     )
     route: str = Field(description="The route that decides this request.")
     approvers: list[str] = Field(description="Who may decide it.")
-    created_at: str | None
-    expires_at: str | None = Field(description="When the route's on_timeout default applies (UTC).")
-    decided_at: str | None
-    decided_by: str | None = Field(description="Who decided, or 'timeout' / the route for automatic decisions.")
-    reason: str | None = Field(description="The reason the human gave, if any.")
+    created_at: Annotated[str, Field(description="When it was filed (ISO 8601, UTC).")]
+    expires_at: Annotated[str, Field(description="When the route's on_timeout default applies (ISO 8601, UTC).")]
+    decided_at: Annotated[str | None, _nullable("When it was decided, or null while pending.")]
+    decided_by: Annotated[
+        str | None, _nullable("Who decided: an approver, 'timeout', or 'route:NAME' for automatic decisions.")
+    ]
+    reason: Annotated[str | None, _nullable("The reason given with the decision, if any.")]
 
     @classmethod
     def of(cls, req: ApprovalRequest) -> RequestView:
