@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         from .config import load_config
 
         config = load_config(args.config)
-        return _run(COMMANDS[args.command](config, args))
+        # uvicorn catches SIGINT/SIGTERM for `serve` itself; every other command is cancelled by them.
+        return _run(COMMANDS[args.command](config, args), cancel_on_signals=args.command != "serve")
     except SignoffError as exc:
         _err(str(exc))
         return EXIT_ERROR
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(coro: Coroutine[Any, Any, int]) -> int:
+def _run(coro: Coroutine[Any, Any, int], *, cancel_on_signals: bool = True) -> int:
     """Run ``coro``; SIGINT and SIGTERM cancel it, so every resource is closed on the way out."""
     import asyncio
     import signal
@@ -94,9 +95,10 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     async def guarded() -> int:
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
+        if cancel_on_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, task.cancel)
         try:
             return await coro
         except asyncio.CancelledError:

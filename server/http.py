@@ -116,8 +116,16 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def serve(app: App, token: str | None) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn catches them, shuts down, then re-raises them)."""
+    """Serve until SIGINT/SIGTERM, then return so the caller closes the database."""
+    import signal
+
     import uvicorn
+
+    # uvicorn catches SIGINT/SIGTERM while serving, shuts down, restores the handlers it found
+    # and raises the signal again. Make those handlers no-ops: by then everything that could
+    # be interrupted has stopped, and returning normally lets the database close cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
 
     log = logging.getLogger("signoff")
     server = app.config.server
@@ -134,5 +142,12 @@ async def serve(app: App, token: str | None) -> None:
         timeout_graceful_shutdown=1,
         lifespan="on",
     )
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Long-polls answer "still pending" at once instead of holding the shutdown up.
+            app.service.release_waiters()
+            await super().shutdown(sockets)
+
     with sock:
-        await uvicorn.Server(config).serve(sockets=[sock])
+        await Server(config).serve(sockets=[sock])

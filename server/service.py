@@ -131,6 +131,7 @@ class ApprovalService:
         self._snapshots: dict[tuple[str, float], str] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._watching = asyncio.Event()
+        self._closing = False
 
     # --- use cases ---------------------------------------------------------------------
 
@@ -267,7 +268,7 @@ class ApprovalService:
         self._watching.set()
         try:
             req = await self.get(request_id)
-            while not req.status.final:
+            while not req.status.final and not self._closing:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -287,6 +288,13 @@ class ApprovalService:
                 if not waiters:
                     del self._waiters[request_id]
         return req
+
+    def release_waiters(self) -> None:
+        """Shutting down: every waiting call returns the current state now (still pending)."""
+        self._closing = True
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
 
     # --- background work ---------------------------------------------------------------
 

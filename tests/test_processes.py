@@ -196,3 +196,27 @@ async def test_doctor(config_path: Path) -> None:
     res = cli("doctor", config=config_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "database" in res.stdout and "OK" in res.stdout
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+async def test_http_server_exits_cleanly_on_signals_even_with_a_waiting_call(config_path: Path, how: str) -> None:
+    db = load_config(config_path).db_path
+    async with serve(config_path) as server, http_client(server.url) as client:
+        out = (await client.call_tool("request_approval", {"action": "deploy", "summary": "x"})).structured_content
+        assert out is not None
+        polled: list[Any] = []
+        async with anyio.create_task_group() as tg:
+
+            async def long_poll() -> None:
+                r = await client.call_tool("check_decision", {"request_id": out["request_id"], "wait_seconds": 50})
+                polled.append(r.structured_content)
+
+            tg.start_soon(long_poll)
+            await anyio.wait_all_tasks_blocked()
+            server.process.send_signal(getattr(signal, how))
+            with anyio.fail_after(10):  # the long-poll alone would hold it for 50 s
+                code = await server.process.wait()
+        assert code == 0
+        assert polled[0]["status"] == "pending"  # released at shutdown: still pending, never approved
+        assert write_lock_is_free(db)
+        assert "Traceback" not in "".join(server.stderr)
