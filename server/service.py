@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import math
 import secrets
 import time
@@ -67,8 +66,17 @@ def _check_text(name: str, value: str, limit: int, *, single_line: bool = False)
         raise RequestError(f"'{name}' contains control characters ({bad[0]!r}); remove them")
 
 
-def check_new_request(new: NewRequest) -> str:
-    """Validate the bounds of a new request; return its canonical JSON (the content that is hashed)."""
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A checked request's JSON, serialized once: what is stored, and the hash of its content."""
+
+    details: str | None
+    metadata: str
+    content_hash: str
+
+
+def check_new_request(new: NewRequest) -> Encoded:
+    """Validate the bounds of a new request and serialize it."""
     _check_text("action", new.action, MAX_ACTION, single_line=True)
     _check_text("summary", new.summary, MAX_SUMMARY)
     if not isinstance(new.metadata, dict):
@@ -103,17 +111,10 @@ def check_new_request(new: NewRequest) -> str:
             f"'details' is {len(details.encode())} bytes as JSON; the limit is {MAX_DETAILS_BYTES}. "
             "Summarize it or send a link"
         )
-    return dumps(
-        {
-            "action": new.action,
-            "summary": new.summary,
-            "details": new.details,
-            "metadata": new.metadata,
-            "route": new.route,
-            "timeout_seconds": new.timeout_seconds,
-            "claimed_requester": new.claimed_requester,
-        }
-    )
+    metadata = dumps(new.metadata)
+    head = dumps([new.action, new.summary, new.route, new.timeout_seconds, new.claimed_requester])
+    digest = hashlib.sha256("\x1e".join((head, details, metadata)).encode()).hexdigest()
+    return Encoded(None if new.details is None else details, metadata, digest)
 
 
 def _new_id() -> str:
@@ -128,7 +129,8 @@ class ApprovalService:
         self.store = store
         self.clock = clock
         self.progress_interval = PROGRESS_INTERVAL
-        self._snapshots: dict[tuple[str, float], str] = {}
+        self._snapshots: dict[str, str] = {}
+        self._snapshots_parsed: dict[str, dict[str, Any]] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._watching = asyncio.Event()
         self._closing = False
@@ -137,8 +139,8 @@ class ApprovalService:
 
     async def request_approval(self, new: NewRequest, requester: Actor) -> ApprovalRequest:
         """File a request (or return the one filed earlier under the same idempotency key)."""
-        content = check_new_request(new)
-        content_hash = hashlib.sha256(content.encode()).hexdigest()
+        encoded = check_new_request(new)
+        content_hash = encoded.content_hash
         if new.idempotency_key is not None:
             earlier = await self.store.find_by_key(requester.name, new.idempotency_key)
             if earlier is not None:
@@ -154,6 +156,7 @@ class ApprovalService:
                 if choice.on_timeout == "reject"
                 else max(timeout, new.timeout_seconds)
             )
+        snapshot_json = self._snapshot_json(choice)
         now = self.clock()
         auto = choice.route.auto
         status = Status.PENDING if auto is None else (Status.APPROVED if auto == "approve" else Status.REJECTED)
@@ -164,7 +167,7 @@ class ApprovalService:
             details=new.details,
             metadata=dict(new.metadata),
             route=choice.route.name,
-            route_snapshot=json.loads(self._snapshot_json(choice)),
+            route_snapshot=self._snapshots_parsed[choice.route.name],
             approvers=choice.approvers,
             requested_by=requester.name,
             requested_via=requester.channel,
@@ -181,18 +184,19 @@ class ApprovalService:
             decided_via=None if auto is None else "policy",
             reason=None if auto is None else f"route {choice.route.name!r} decides automatically",
         )
-        stored = await self.store.insert(req, self._snapshot_json(choice))
+        stored = await self.store.insert(req, encoded.details, encoded.metadata, snapshot_json)
         if stored.id != req.id:  # lost a race on the idempotency key
             return self._same_content(stored, content_hash)
         return stored
 
     def _snapshot_json(self, choice: Choice) -> str:
         # Routes are immutable for the life of the service, so each snapshot is built once.
-        key = (choice.route.name, choice.timeout)
-        cached = self._snapshots.get(key)
-        if cached is None:
-            cached = self._snapshots[key] = dumps(choice.snapshot())
-        return cached
+        name = choice.route.name
+        if name not in self._snapshots:
+            snapshot = choice.snapshot()
+            self._snapshots[name] = dumps(snapshot)
+            self._snapshots_parsed[name] = snapshot
+        return self._snapshots[name]
 
     @staticmethod
     def _same_content(earlier: ApprovalRequest, content_hash: str) -> ApprovalRequest:

@@ -26,10 +26,12 @@ from . import db as dbmod
 from . import queries
 from .models import Actor, ApprovalRequest, AuditEvent, Status
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
 
 def dumps(value: Any) -> str:
     """Canonical JSON: sorted keys, no NaN, compact."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 _INSERT = (
@@ -103,11 +105,12 @@ class Store:
 
     # --- writes ------------------------------------------------------------------------
 
-    async def insert(self, req: ApprovalRequest, route_snapshot_json: str) -> ApprovalRequest:
-        """Insert ``req`` (its audit events come from the trigger). With an idempotency key
-        this requester already used, nothing is written and the earlier request is returned."""
+    async def insert(self, req: ApprovalRequest, details_json: str | None, metadata_json: str, route_snapshot_json: str) -> ApprovalRequest:
+        """Insert ``req``, whose JSON columns come serialized (its audit events come from the trigger).
+        With an idempotency key this requester already used, nothing is written and the
+        earlier request is returned."""
         row = (
-            req.id, req.action, req.summary, None if req.details is None else dumps(req.details), dumps(req.metadata),
+            req.id, req.action, req.summary, details_json, metadata_json,
             req.route, route_snapshot_json, dumps(req.approvers), req.requested_by, req.requested_via,
             req.claimed_requester, req.idempotency_key, req.content_hash, req.status.value, req.on_timeout,
             req.created_at, req.expires_at, req.decided_at, req.decided_by, req.decided_kind, req.decided_via, req.reason,
