@@ -8,6 +8,7 @@ busy timeout instead of failing on a lock upgrade.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -129,14 +130,38 @@ async def connect(path: Path) -> AsyncIterator[aiosqlite.Connection]:
                 f"signoff needs SQLite 3.38 or newer (RETURNING, JSON); this Python has {sqlite3.sqlite_version}"
             )
         db.row_factory = aiosqlite.Row
-        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute("PRAGMA synchronous = NORMAL")
-        await db.execute("PRAGMA foreign_keys = ON")
-        await migrate(db)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await _enable_wal(db)
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await migrate(db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot use {path} as signoff's database: {exc}; point [store] path at another file"
+            ) from None
         yield db
     finally:
         await db.close()
+
+
+async def _enable_wal(db: aiosqlite.Connection) -> None:
+    # WAL is a property of the file, set once by whichever process gets there first. The
+    # switch needs an exclusive lock and SQLite does not wait on the busy timeout for it, so
+    # processes starting together on a new file retry for a while.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+            if rows and str(rows[0][0]).lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if loop.time() > deadline:
+            raise StoreError("cannot switch the database to WAL mode: another process keeps it locked")
+        await asyncio.sleep(0.02)
 
 
 @asynccontextmanager

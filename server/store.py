@@ -105,7 +105,9 @@ class Store:
 
     # --- writes ------------------------------------------------------------------------
 
-    async def insert(self, req: ApprovalRequest, details_json: str | None, metadata_json: str, route_snapshot_json: str) -> ApprovalRequest:
+    async def insert(
+        self, req: ApprovalRequest, details_json: str | None, metadata_json: str, route_snapshot_json: str
+    ) -> ApprovalRequest:
         """Insert ``req``, whose JSON columns come serialized (its audit events come from the trigger).
         With an idempotency key this requester already used, nothing is written and the
         earlier request is returned."""

@@ -220,3 +220,16 @@ async def test_http_server_exits_cleanly_on_signals_even_with_a_waiting_call(con
         assert polled[0]["status"] == "pending"  # released at shutdown: still pending, never approved
         assert write_lock_is_free(db)
         assert "Traceback" not in "".join(server.stderr)
+
+
+async def test_processes_starting_together_on_a_new_database(config_path: Path) -> None:
+    # Several MCP clients often start their servers at once; the first opening of the file
+    # (WAL switch, migrations) must not fail any of them.
+    argv = [SIGNOFF, "approve", "req_nope", "--config", str(config_path)]
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+        for _ in range(6)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [1] * 6
+    assert all("unknown request_id 'req_nope'" in err for _, err in outs), outs
