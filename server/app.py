@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -38,7 +38,10 @@ async def open_app(config: Config, *, background: bool = True) -> AsyncIterator[
             log.info("applied %d deadline(s) that passed while signoff was not running", len(expired))
         tasks: list[asyncio.Task[None]] = []
         if background:
-            tasks = [asyncio.create_task(service.watch()), asyncio.create_task(service.sweep_forever())]
+            tasks = [
+                asyncio.create_task(_keep_running("watcher", service.watch)),
+                asyncio.create_task(_keep_running("sweeper", service.sweep_forever)),
+            ]
         try:
             yield App(config, store, service)
         finally:
@@ -47,3 +50,19 @@ async def open_app(config: Config, *, background: bool = True) -> AsyncIterator[
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:
+    """Run background ``work`` for the life of the process, restarting it after an error.
+
+    Nothing is lost meanwhile: waiters re-read the database every few seconds by themselves,
+    and deadlines stay in the database until a sweep applies them.
+    """
+    while True:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background %s failed; restarting it in 1 s", name)
+            await asyncio.sleep(1)
