@@ -1,7 +1,7 @@
 """Wiring: open the store once, start the background work, and hand out the service.
 
-This is the one place that puts the application together from the configuration; later
-channels (Telegram) are attached here too.
+This is the one place that puts the application together from the configuration, so it is
+where ``server`` imports a channel adapter (Telegram, when a token is configured).
 """
 
 from __future__ import annotations
@@ -9,13 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .service import ApprovalService
 from .store import Store
+
+if TYPE_CHECKING:
+    from adapters.telegram import TelegramChannel
 
 log = logging.getLogger("signoff")
 
@@ -42,6 +47,9 @@ async def open_app(config: Config, *, background: bool = True) -> AsyncIterator[
                 asyncio.create_task(_keep_running("watcher", service.watch)),
                 asyncio.create_task(_keep_running("sweeper", service.sweep_forever)),
             ]
+            channel = _telegram(service)
+            if channel is not None:
+                tasks.append(asyncio.create_task(channel.run()))
         try:
             yield App(config, store, service)
         finally:
@@ -66,3 +74,15 @@ async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             log.exception("background %s failed; restarting it in 1 s", name)
             await asyncio.sleep(1)
+
+
+def _telegram(service: ApprovalService) -> TelegramChannel | None:
+    """The Telegram channel when a token is configured (the variable named by token_env)."""
+    from adapters.telegram import TelegramChannel, start_message
+
+    settings = service.config.telegram
+    token = os.environ.get(settings.token_env, "").strip() or None
+    log.info(start_message(settings.token_env, token))
+    if token is None:
+        return None
+    return TelegramChannel(service, token, lease_ttl=settings.lease_ttl)

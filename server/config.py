@@ -62,6 +62,9 @@ class ServerConfig(_Model):
 class TelegramConfig(_Model):
     token_env: str = "SIGNOFF_TELEGRAM_TOKEN"
     api_base_url: str = "https://api.telegram.org/bot"
+    lease_ttl: Duration = Field(
+        default=15.0, ge=3, le=300, description="how soon another process takes the bot over when its holder dies"
+    )
 
 
 class ApproverConfig(_Model):

@@ -27,6 +27,8 @@ class Choice:
     approvers: list[str]
     timeout: float
     on_timeout: str
+    # Where each approver's prompts go, as configured when the request was filed.
+    telegram: list[dict[str, Any]]
 
     def snapshot(self) -> dict[str, Any]:
         """The route as it is now, stored with the request so later config edits don't change it."""
@@ -36,6 +38,7 @@ class Choice:
             "timeout": self.timeout,
             "on_timeout": self.on_timeout,
             "auto": self.route.auto,
+            "telegram": self.telegram,
             "match": None
             if self.route.match is None
             else self.route.match.model_dump(by_alias=True, exclude_defaults=True),
@@ -107,6 +110,11 @@ def resolve(config: Config, route: RouteConfig) -> Choice:
         approvers=list(route.approvers),
         timeout=route.timeout or config.defaults.timeout,
         on_timeout=route.on_timeout or config.defaults.on_timeout,
+        telegram=[
+            {"approver": name, "user_id": a.telegram_user_id, "chat_id": a.telegram_chat_id or a.telegram_user_id}
+            for name in route.approvers
+            if (a := config.approvers[name]).telegram_user_id is not None
+        ],
     )
 
 

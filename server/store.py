@@ -5,7 +5,7 @@ an ``INSERT … ON CONFLICT DO NOTHING`` for a new request, an ``UPDATE … WHER
 'pending' RETURNING …`` compare-and-set for a decision or an expiry — and the triggers of
 migration 0001 write its audit event inside that same statement. So the first valid
 decision wins across processes, and each one is recorded exactly once. Multi-statement
-writes (none yet) belong in ``db.transaction`` (``BEGIN IMMEDIATE``). The connection is
+writes go through ``Store.transaction()`` (``BEGIN IMMEDIATE``). The connection is
 shared by many coroutines, so every write holds an in-process lock: a lone statement must
 never run inside another coroutine's open transaction.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -69,6 +70,12 @@ class Store:
     async def open(cls, path: Path) -> AsyncIterator[Store]:
         async with dbmod.connect(path) as conn:
             yield cls(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` for writes of several statements."""
+        async with self._write_lock, dbmod.transaction(self.conn) as conn:
+            yield conn
 
     async def _one(self, sql: str, args: Iterable[Any]) -> Any:
         rows = list(await self.conn.execute_fetchall(sql, args))
@@ -143,6 +150,31 @@ class Store:
         async with self._write_lock:
             rows = await self.conn.execute_fetchall(_EXPIRE, (now, now))
         return [ApprovalRequest.from_row(r) for r in rows]
+
+    async def read(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        """Run a query of an adapter's own; return all rows."""
+        return list(await self.conn.execute_fetchall(sql, args))
+
+    async def write(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        """Run one writing statement of an adapter's own (under the write lock); return its rows."""
+        async with self._write_lock:
+            return list(await self.conn.execute_fetchall(sql, args))
+
+    async def record(self, request_id: str, event: str, actor: Actor, data: dict[str, Any] | None = None) -> None:
+        """Append an audit event that is not a change of status (e.g. a refused button press)."""
+        await self.write(
+            "INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data) "
+            "SELECT ?, ?, id, ?, ?, ?, route_snapshot, content_hash, ? FROM requests WHERE id = ?",
+            (
+                time.time(),
+                event,
+                actor.kind,
+                actor.name,
+                actor.channel,
+                None if data is None else dumps(data),
+                request_id,
+            ),
+        )
 
     async def setting(self, key: str, make: Callable[[], str]) -> str:
         """The stored setting ``key``, storing ``make()`` first if there is none (once, across processes)."""

@@ -72,6 +72,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIGNOFF_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("SIGNOFF_CONFIG", raising=False)
     monkeypatch.delenv("SIGNOFF_HTTP_TOKEN", raising=False)
+    monkeypatch.delenv("SIGNOFF_TELEGRAM_TOKEN", raising=False)
 
 
 @pytest.fixture

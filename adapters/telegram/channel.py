@@ -1,0 +1,209 @@
+"""The Telegram channel: one bot per token, run by whichever signoff process holds the lease.
+
+Telegram allows one ``getUpdates`` consumer per token, and every MCP client starts its own
+``signoff mcp``. So each process with a token runs ``TelegramChannel.run()``, which tries
+to claim the bot lease; the holder polls for updates and drains the outbox, renewing the
+lease every ``ttl / 3``; the others wait and take over within ``ttl`` when the holder dies.
+The holder never starts a long-poll that could outlive its lease, so two processes never
+poll at once. The update offset advances only after an update has been handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+from telegram import Update
+from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
+from telegram.ext import AIORateLimiter, ExtBot
+from telegram.request import HTTPXRequest
+
+from server.lease import Lease
+from server.service import ApprovalService
+
+from .callbacks import CallbackSigner, new_key
+from .outbox import Outbox
+from .updates import UpdateHandler
+
+os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta, without a warning
+
+log = logging.getLogger("signoff.telegram")
+LEASE_NAME = "telegram-bot"
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+
+class LeaseLost(Exception):
+    """Another process holds the bot lease now; stop acting as the bot at once."""
+
+
+class RedactToken(logging.Filter):
+    """Defence in depth: the token must never reach a log line, whoever logs it."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "<telegram-token>"), None
+        return True
+
+
+class TelegramChannel:
+    def __init__(self, service: ApprovalService, token: str, *, lease_ttl: float) -> None:
+        self.service = service
+        self.store = service.store
+        self.config = service.config
+        self.token = token
+        self.ttl = lease_ttl
+        self.poll_timeout = max(1, int(lease_ttl / 3))
+        self.lease = Lease(self.store, LEASE_NAME, lease_ttl)
+        self._wake = asyncio.Event()
+        self.holding = asyncio.Event()  # set while this process runs the bot (tests wait on it)
+        redact = RedactToken(token)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(redact)
+
+    async def run(self) -> None:
+        """Claim the lease whenever it is free and run the bot while holding it; forever."""
+        try:
+            while True:
+                try:
+                    held = await self.lease.claim()
+                except Exception:
+                    log.exception("telegram: cannot claim the bot lease; retrying")
+                    held = False
+                if held:
+                    log.info("telegram: this process runs the bot now")
+                    try:
+                        await self._serve()
+                    except InvalidToken:
+                        log.error("telegram: the bot token was refused (401). Check $%s; the Telegram channel "
+                                  "is off until signoff restarts.", self.config.telegram.token_env)  # fmt: skip
+                        return
+                    except LeaseLost:
+                        log.warning("telegram: the bot lease went to another process; stopped polling")
+                    finally:
+                        self.holding.clear()
+                await asyncio.sleep(self.ttl / 3)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.lease.release())
+
+    def _request(self, read_timeout: float) -> HTTPXRequest:
+        return HTTPXRequest(connect_timeout=5, read_timeout=read_timeout, write_timeout=10, pool_timeout=5)
+
+    async def _serve(self) -> None:
+        bot = ExtBot(
+            self.token,
+            base_url=self.config.telegram.api_base_url,
+            request=self._request(10),
+            get_updates_request=self._request(10),
+            rate_limiter=AIORateLimiter(max_retries=0),  # the outbox retries, after retry_after
+        )
+        await self._retrying(bot.initialize)  # getMe: InvalidToken stops us; network errors are retried
+        try:
+            signer = CallbackSigner(await self.store.setting("telegram_callback_key", new_key))
+            outbox = Outbox(self.store, bot, signer)
+            handler = UpdateHandler(self.service, bot, signer, self._wake.set, outbox.retry_chat_now)
+            self.holding.set()
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._renew())
+                    tasks.create_task(self._poll(bot, handler))
+                    tasks.create_task(self._drain(outbox))
+            except* LeaseLost:
+                raise LeaseLost() from None
+            except* InvalidToken:
+                raise InvalidToken() from None
+        finally:
+            with contextlib.suppress(Exception):
+                await bot.shutdown()
+
+    async def _retrying(self, step: object) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await step()  # type: ignore[operator]
+                return
+            except NetworkError as exc:
+                log.warning("telegram: %s; retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+                if self.lease.remaining() < self.ttl / 2 and not await self.lease.claim():
+                    raise LeaseLost() from None
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                if not await self.lease.claim():
+                    raise LeaseLost()
+            except LeaseLost:
+                raise
+            except Exception:
+                log.exception("telegram: cannot renew the bot lease")
+                if self.lease.remaining() <= 0:
+                    raise LeaseLost() from None
+
+    async def _poll(self, bot: ExtBot[Any], handler: UpdateHandler) -> None:
+        last = int(await self.store.setting("telegram_last_update_id", lambda: "0"))
+        delay = 1.0
+        while True:
+            # Never start a long-poll that could outlive the lease: a successor would conflict.
+            if self.lease.remaining() < self.poll_timeout + 1:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                updates = await bot.get_updates(offset=last + 1 if last else None, timeout=self.poll_timeout,
+                                                allowed_updates=ALLOWED_UPDATES)  # fmt: skip
+                delay = 1.0
+            except InvalidToken:
+                raise
+            except (Conflict, NetworkError) as exc:  # Conflict: someone else polls this token
+                log.warning("telegram: getUpdates failed (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+                continue
+            for update in updates:
+                if update.update_id <= last:
+                    continue  # handled before a restart; Telegram had not been told yet
+                await self._handle(handler, update)
+                last = update.update_id
+                await self.store.write(
+                    "INSERT INTO settings (key, value) VALUES ('telegram_last_update_id', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(last),),
+                )  # fmt: skip
+
+    async def _handle(self, handler: UpdateHandler, update: Update) -> None:
+        for attempt in range(3):
+            try:
+                await handler.handle(update)
+                return
+            except TelegramError as exc:
+                log.warning("telegram: handling update %d: %s", update.update_id, exc)
+            except Exception:
+                log.exception("telegram: handling update %d failed", update.update_id)
+            await asyncio.sleep(0.5 * (attempt + 1))
+        log.error("telegram: gave up on update %d after 3 attempts", update.update_id)
+
+    async def _drain(self, outbox: Outbox) -> None:
+        while True:
+            try:
+                wait = await outbox.drain()
+            except Exception:
+                log.exception("telegram: delivering the outbox failed; retrying")
+                wait = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.02))
+            self._wake.clear()
+
+
+def start_message(token_env: str, token: str | None) -> str:
+    if token:
+        return f"telegram: ${token_env} is set; the bot runs in whichever signoff process holds the bot lease"
+    return f"telegram: ${token_env} is not set; running on the console channel alone"

@@ -1,0 +1,134 @@
+"""What approvers see in Telegram: HTML with every agent-supplied string escaped.
+
+Telegram allows 4,096 characters per message after entity parsing. We keep the *HTML* under
+that (always longer than the parsed text), trimming the details and saying how much is left
+out and where to read it in full.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from server.durations import humanize_delta
+from server.models import ApprovalRequest, Status
+
+from .callbacks import APPROVE, REJECT, REJECT_WITH_REASON, CallbackSigner
+
+MAX_TEXT = 4096
+_OUTCOME = {
+    Status.APPROVED: "✅ <b>Approved</b>",
+    Status.REJECTED: "❌ <b>Rejected</b>",
+    Status.EXPIRED: "⌛ <b>Expired</b> — nobody decided in time",
+    Status.CANCELLED: "🚫 <b>Cancelled</b> by the agent",
+}
+
+
+def clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
+
+
+def _details_text(details: Any) -> str:
+    if isinstance(details, str):
+        return details
+    return json.dumps(details, indent=2, ensure_ascii=False)
+
+
+def _header(req: ApprovalRequest, now: float) -> str:
+    who = escape(req.requested_by)
+    if req.claimed_requester:
+        who += f" (calls itself “{escape(req.claimed_requester)}”)"
+    lines = [
+        f"🔐 <b>Approval needed: {escape(req.action)}</b>",
+        f"Asked by <b>{who}</b>",
+        "",
+        escape(req.summary),
+        "",
+        f"Route <b>{escape(req.route)}</b> · expires {humanize_delta(req.expires_at - now)} ({clock(req.expires_at)})",
+    ]
+    if req.metadata:
+        lines.append(" · ".join(f"{escape(k)}=<code>{escape(json.dumps(v))}</code>" for k, v in req.metadata.items()))
+    lines.append(f"ID <code>{escape(req.id)}</code>")
+    return "\n".join(lines)
+
+
+def _outcome(req: ApprovalRequest) -> str:
+    line = _OUTCOME.get(req.status, escape(req.status.value))
+    if req.status in (Status.APPROVED, Status.REJECTED):
+        line += f" by <b>{escape(req.decided_by or '?')}</b>"
+    if req.decided_at is not None:
+        line += f" at {clock(req.decided_at)}"
+    if req.reason and req.decided_via not in ("policy",):
+        line += f"\nReason: {escape(req.reason)}"
+    return line
+
+
+def prompt_text(req: ApprovalRequest, now: float) -> str:
+    """The prompt (or, once decided, the same text with the outcome at the end), ≤ 4,096 characters."""
+    head = _header(req, now)
+    tail = "" if req.status is Status.PENDING else "\n\n" + _outcome(req)
+    if req.details is None:
+        return _fit(head + tail)
+    full = _details_text(req.details)
+    budget = MAX_TEXT - len(head) - len(tail) - len("\n\n<pre></pre>") - 120  # room for the marker
+    shown = full[: _fitting_prefix(full, budget)]
+    marker = ""
+    if len(shown) < len(full):
+        marker = f"\n… {len(full) - len(shown):,} more characters: /show {escape(req.id)}"
+    return _fit(f"{head}\n\n<pre>{escape(shown)}</pre>{marker}{tail}")
+
+
+def _fitting_prefix(text: str, budget: int) -> int:
+    """The longest prefix of ``text`` whose HTML-escaped form has at most ``budget`` characters."""
+    if len(escape(text)) <= budget:
+        return len(text)
+    lo, hi = 0, min(len(text), max(budget, 0))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(escape(text[:mid])) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _fit(text: str) -> str:
+    # A last guard: the header alone is bounded (action 200, summary 1,000, metadata 50 keys),
+    # but never send Telegram something it would refuse.
+    if len(text) <= MAX_TEXT:
+        return text
+    return escape("(this request is too large to show here; use /show or `signoff show`)")
+
+
+def keyboard(req: ApprovalRequest, signer: CallbackSigner) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("✅ Approve", callback_data=signer.sign(APPROVE, req.id)),
+                InlineKeyboardButton("❌ Reject", callback_data=signer.sign(REJECT, req.id)),
+            ],
+            [InlineKeyboardButton("✍️ Reject with reason", callback_data=signer.sign(REJECT_WITH_REASON, req.id))],
+        ]
+    )
+
+
+def already(req: ApprovalRequest) -> str:
+    """The answer to a press on a request that is no longer pending (≤ 200 characters)."""
+    who = f" by {req.decided_by}" if req.decided_by else ""
+    when = f" at {clock(req.decided_at)}" if req.decided_at else ""
+    return f"Already {req.status.value}{who}{when}."[:200]
+
+
+def full_text_chunks(req: ApprovalRequest, now: float, limit: int = 4000) -> list[str]:
+    """Everything about a request for /show, split into messages Telegram accepts."""
+    chunks = [_fit(_header(req, now) + ("" if req.status is Status.PENDING else "\n\n" + _outcome(req)))]
+    body = _details_text(req.details) if req.details is not None else ""
+    while body:
+        take = max(1, _fitting_prefix(body, limit - len("<pre></pre>")))
+        chunks.append(f"<pre>{escape(body[:take])}</pre>")
+        body = body[take:]
+    return chunks

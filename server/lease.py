@@ -1,0 +1,57 @@
+"""Leases: at most one process at a time holds each one (the bot lease: one Telegram poller).
+
+A lease is a row with an owner and an expiry. Claiming and renewing are one statement — an
+upsert that only takes the row when it is ours or has expired — so two processes can never
+both believe they hold it, and a holder that dies loses it after ``ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+
+from .store import Store
+
+_CLAIM = (
+    "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at "
+    "WHERE leases.owner = excluded.owner OR leases.expires_at < ? "
+    "RETURNING owner"
+)
+
+
+def new_owner() -> str:
+    """An owner id unique to this process: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Lease:
+    """One named lease, claimed and renewed by this process."""
+
+    def __init__(self, store: Store, name: str, ttl: float, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.name = name
+        self.ttl = ttl
+        self.owner = new_owner()
+        self.clock = clock
+        self.valid_until = 0.0  # as far as this process knows
+
+    async def claim(self) -> bool:
+        """Take or renew the lease; True while this process holds it."""
+        now = self.clock()
+        rows = await self.store.write(_CLAIM, (self.name, self.owner, now + self.ttl, now))
+        held = bool(rows) and rows[0][0] == self.owner
+        self.valid_until = now + self.ttl if held else 0.0
+        return held
+
+    def remaining(self) -> float:
+        """Seconds this process may still act as the holder (0 when it does not hold it)."""
+        return max(0.0, self.valid_until - self.clock())
+
+    async def release(self) -> None:
+        """Give the lease up at once, so another process can take over without waiting."""
+        self.valid_until = 0.0
+        await self.store.write("DELETE FROM leases WHERE name = ? AND owner = ?", (self.name, self.owner))
