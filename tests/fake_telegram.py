@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,7 +30,23 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 BOT = {"id": 999000, "is_bot": True, "first_name": "signoff", "username": "signoff_test_bot"}
-ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "blockquote", "tg-spoiler", "span"}
+ALLOWED_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "code",
+    "pre",
+    "a",
+    "blockquote",
+    "tg-spoiler",
+    "span",
+}
 
 
 class _Html(HTMLParser):
@@ -43,25 +60,23 @@ class _Html(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: Any) -> None:
         if tag not in ALLOWED_TAGS:
-            self.error = f"Unsupported start tag \"{tag}\""
+            self.error = f'Unsupported start tag "{tag}"'
         self.stack.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if not self.stack or self.stack.pop() != tag:
-            self.error = f"Can't find end tag corresponding to start tag \"{tag}\""
+            self.error = f'Can\'t find end tag corresponding to start tag "{tag}"'
 
     def handle_data(self, data: str) -> None:
         self.length += len(data)
 
 
 def parse_html(text: str) -> tuple[int, str | None]:
-    if "<" in text.replace("<b>", "").replace("</b>", "") and False:  # pragma: no cover
-        pass
     p = _Html()
     p.feed(text)
     p.close()
     if p.stack and p.error is None:
-        p.error = f"Can't find end tag corresponding to start tag \"{p.stack[-1]}\""
+        p.error = f'Can\'t find end tag corresponding to start tag "{p.stack[-1]}"'
     return p.length, p.error
 
 
@@ -72,6 +87,7 @@ class Message:
     text: str
     reply_markup: dict[str, Any] | None
     edits: int = 0
+    document: bytes | None = None
 
     def buttons(self) -> list[dict[str, Any]]:
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
@@ -126,7 +142,9 @@ class FakeTelegram:
     def sent(self, method: str) -> list[dict[str, Any]]:
         return [p for m, p in self.calls if m == method]
 
-    def fail(self, method: str, status: int, description: str = "", *, retry_after: int | None = None, times: int = 1) -> None:
+    def fail(
+        self, method: str, status: int, description: str = "", *, retry_after: int | None = None, times: int = 1
+    ) -> None:
         self.failures.append(Failure(method, status, description or f"Error {status}", retry_after, times))
 
     async def press(self, user_id: int, message: Message, data: str) -> str:
@@ -150,9 +168,9 @@ class FakeTelegram:
                                        "from": BOT, "text": reply_to.text}  # fmt: skip
         await self._push({"message": msg})
 
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 15) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], within: float = 15) -> Any:
         """Wait (bounded) until ``predicate()`` is truthy; re-checked on every change."""
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(within):
             async with self._changed:
                 while not (result := predicate()):
                     await self._changed.wait()
@@ -231,7 +249,10 @@ class FakeTelegram:
                         while not self.updates and not terminated.is_set() and not gone.done():
                             await self._changed.wait()
             if terminated.is_set():
-                return _error(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running")
+                return _error(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                )
             limit = int(p.get("limit") or 100)
             return self.updates[:limit]
         finally:
@@ -249,7 +270,21 @@ class FakeTelegram:
         message_id = next(self._message_ids.setdefault(chat_id, itertools.count(1)))
         msg = Message(chat_id, message_id, p["text"], p.get("reply_markup"))
         self.messages[(chat_id, message_id)] = msg
-        return {"message_id": message_id, "date": int(time.time()), "chat": _chat(chat_id), "from": BOT, "text": msg.text}
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": _chat(chat_id),
+            "from": BOT,
+            "text": msg.text,
+        }
+
+    async def _m_sendDocument(self, p: dict[str, Any], r: Request) -> Any:
+        chat_id = int(p["chat_id"])
+        message_id = next(self._message_ids.setdefault(chat_id, itertools.count(1)))
+        msg = Message(chat_id, message_id, p.get("caption") or "", None, document=p["document"])
+        self.messages[(chat_id, message_id)] = msg
+        return {"message_id": message_id, "date": int(time.time()), "chat": _chat(chat_id), "from": BOT,
+                "document": {"file_id": f"f{message_id}", "file_unique_id": f"u{message_id}"}}  # fmt: skip
 
     async def _m_editMessageText(self, p: dict[str, Any], r: Request) -> Any:
         key = (int(p["chat_id"]), int(p["message_id"]))
@@ -261,7 +296,10 @@ class FakeTelegram:
             return problem
         markup = p.get("reply_markup")  # absent: the keyboard goes away
         if p["text"] == msg.text and markup == msg.reply_markup:
-            return _error(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same")
+            return _error(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply markup are exactly the same",
+            )
         msg.text, msg.reply_markup, msg.edits = p["text"], markup, msg.edits + 1
         return {"message_id": msg.message_id, "date": 0, "chat": _chat(msg.chat_id), "text": msg.text}
 
@@ -297,7 +335,8 @@ async def _params(request: Request) -> dict[str, Any]:
     if request.headers.get("content-type", "").startswith("application/json"):
         raw: dict[str, Any] = await request.json()
     else:
-        raw = dict(await request.form())
+        async with request.form() as form:
+            raw = {k: (await v.read()) if hasattr(v, "read") else v for k, v in form.items()}  # files: their bytes
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if isinstance(value, str) and key in ("reply_markup", "allowed_updates", "entities", "link_preview_options"):
@@ -318,7 +357,11 @@ def _user(user_id: int) -> dict[str, Any]:
 
 
 def _chat(chat_id: int) -> dict[str, Any]:
-    return {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup", "title": None if chat_id > 0 else "group"}
+    return {
+        "id": chat_id,
+        "type": "private" if chat_id > 0 else "supergroup",
+        "title": None if chat_id > 0 else "group",
+    }
 
 
 @asynccontextmanager
@@ -326,15 +369,12 @@ async def fake_telegram() -> AsyncIterator[FakeTelegram]:
     """Serve a ``FakeTelegram`` on a free loopback port for the duration of the block."""
     fake = FakeTelegram()
     app = Starlette(routes=[Route("/bot{token}/{method}", fake.handle, methods=["POST", "GET"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
-                                           timeout_graceful_shutdown=1))  # fmt: skip
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    with anyio.fail_after(10):
-        while not server.started:
-            await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    fake.url = f"http://127.0.0.1:{port}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)  # listening before serve() runs: early clients wait in the backlog
+    fake.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield fake
     finally:
@@ -343,3 +383,4 @@ async def fake_telegram() -> AsyncIterator[FakeTelegram]:
             e.set()
         await fake._notify()
         await task
+        sock.close()

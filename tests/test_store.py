@@ -73,7 +73,7 @@ async def test_a_final_status_never_changes_and_is_audited_once(app: App) -> Non
     final = {r.request.status for r in results}
     assert len(final) == 1 and final <= {Status.APPROVED, Status.REJECTED}
     events = await app.store.audit(request_id=req.id)
-    assert [e.event for e in events][0] == "created" and len(events) == 2
+    assert events[0].event == "created" and len(events) == 2
 
 
 async def test_unopenable_database_is_a_clear_error(tmp_path: Path) -> None:

@@ -123,12 +123,12 @@ def already(req: ApprovalRequest) -> str:
     return f"Already {req.status.value}{who}{when}."[:200]
 
 
-def full_text_chunks(req: ApprovalRequest, now: float, limit: int = 4000) -> list[str]:
-    """Everything about a request for /show, split into messages Telegram accepts."""
-    chunks = [_fit(_header(req, now) + ("" if req.status is Status.PENDING else "\n\n" + _outcome(req)))]
-    body = _details_text(req.details) if req.details is not None else ""
-    while body:
-        take = max(1, _fitting_prefix(body, limit - len("<pre></pre>")))
-        chunks.append(f"<pre>{escape(body[:take])}</pre>")
-        body = body[take:]
-    return chunks
+def show_text(req: ApprovalRequest, now: float) -> str:
+    """The /show message: the whole request but its details, which go along as a file."""
+    tail = "" if req.status is Status.PENDING else "\n\n" + _outcome(req)
+    return _fit(_header(req, now) + tail)
+
+
+def details_file(req: ApprovalRequest) -> bytes | None:
+    """The details in full, pretty-printed, for a document attached to /show."""
+    return None if req.details is None else _details_text(req.details).encode()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
-from telegram import Bot, CallbackQuery, ForceReply, Message, Update
+from telegram import Bot, CallbackQuery, ForceReply, InputFile, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
@@ -23,7 +23,7 @@ from server.models import Actor, ApprovalRequest, Status
 from server.service import ApprovalService
 
 from .callbacks import APPROVE, REJECT_WITH_REASON, CallbackSigner
-from .render import already, full_text_chunks, keyboard, prompt_text
+from .render import already, details_file, keyboard, prompt_text, show_text
 
 log = logging.getLogger("signoff.telegram")
 CHANNEL = "telegram"
@@ -203,8 +203,11 @@ class UpdateHandler:
         if req is None or approver_for(self.config, req, user_id) is None:
             await self._reply(message, "No such request among yours. /pending lists them.")
             return
-        for chunk in full_text_chunks(req, time.time()):
-            await self.bot.send_message(message.chat.id, chunk, parse_mode=ParseMode.HTML)
+        await self._reply(message, show_text(req, time.time()))
+        data = details_file(req)
+        if data is not None:  # one file instead of a burst of messages
+            await self.bot.send_document(message.chat.id, InputFile(data, filename=f"{req.id}-details.json"),
+                                         caption=f"Details of {req.id}, in full")  # fmt: skip
 
     async def _reply(self, message: Message, html: str) -> None:
         await self.bot.send_message(message.chat.id, html, parse_mode=ParseMode.HTML)

@@ -1,0 +1,257 @@
+"""The Telegram channel: the real python-telegram-bot against the fake Bot API in fake_telegram."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from server.app import App, open_app
+from server.config import Config, load_config
+from server.models import Actor, Status
+from server.service import NewRequest
+
+from .fake_telegram import FakeTelegram, Message, fake_telegram
+
+pytestmark = pytest.mark.anyio
+
+ALICE, BOB, MALLORY = 111, 222, 666
+GROUP = -100555
+AGENT = Actor("agent", "claude-code", "mcp")
+
+
+def telegram_config(api: str) -> str:
+    return textwrap.dedent(f"""
+        [store]
+        path = "signoff.db"
+        [server]
+        port = 0
+        [telegram]
+        api_base_url = "{api}"
+        lease_ttl = "3s"
+        [approvers.alice]
+        telegram_user_id = {ALICE}
+        [approvers.bob]
+        telegram_user_id = {BOB}
+        [approvers.carol]
+        telegram_user_id = 333
+        telegram_chat_id = {GROUP}
+        [[routes]]
+        name = "team"
+        match = {{ action = "team_*" }}
+        approvers = ["alice", "bob", "carol"]
+        [[routes]]
+        name = "default"
+        approvers = ["alice", "bob"]
+    """)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with fake_telegram() as f:
+        yield f
+        assert f.conflicts == 0, "two processes polled Telegram at once"
+
+
+@pytest.fixture
+def tg_config_path(fake: FakeTelegram, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SIGNOFF_TELEGRAM_TOKEN", fake.token)
+    return write_config(telegram_config(fake.api_base_url))
+
+
+@pytest.fixture
+def tg_config(tg_config_path: Path) -> Config:
+    return load_config(tg_config_path)
+
+
+@pytest.fixture
+async def bot_app(tg_config: Config) -> AsyncIterator[App]:
+    async with open_app(tg_config) as app:
+        yield app
+
+
+async def file(app: App, action: str = "deploy", summary: str = "Ship v2", **kw: Any) -> str:
+    return (await app.service.request_approval(NewRequest(action, summary, **kw), AGENT)).id
+
+
+async def prompt_for(fake: FakeTelegram, chat_id: int, request_id: str) -> Message:
+    return await fake.wait_for(
+        lambda: next((m for m in fake.chat(chat_id) if request_id in m.text and m.buttons()), None)
+    )
+
+
+async def test_approve_from_the_phone(fake: FakeTelegram, bot_app: App) -> None:
+    rid = await file(bot_app, details={"cmd": "kubectl rollout"})
+    a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
+    assert "Approval needed: deploy" in a.text and "claude-code" in a.text and "kubectl rollout" in a.text
+    assert "expires in 59 min" in a.text or "expires in 1.0 h" in a.text
+    waiting = anyio.Event()
+    results: list[Any] = []
+
+    async def wait() -> None:
+        waiting.set()
+        results.append(await bot_app.service.wait(rid, 30))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        await waiting.wait()
+        cq = await fake.press(ALICE, a, a.button("approve"))
+    assert results[0].status is Status.APPROVED and results[0].decided_by == "alice"
+    await fake.wait_for(lambda: cq in fake.answers)
+    assert "Approved" in fake.answers[cq]["text"]
+    # Both approvers' messages now show the outcome, without buttons.
+    for msg in (a, b):
+        await fake.wait_for(lambda m=msg: not m.buttons() and "Approved" in m.text)
+        assert "by <b>alice</b>" in msg.text
+    events = await bot_app.store.audit(request_id=rid)
+    assert [(e.event, e.actor, e.channel) for e in events][-1] == ("approved", "alice", "telegram")
+
+
+async def test_reject_and_a_late_press(fake: FakeTelegram, bot_app: App) -> None:
+    rid = await file(bot_app)
+    a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
+    cq = await fake.press(BOB, b, b.button("reject"))
+    await fake.wait_for(lambda: cq in fake.answers)
+    assert (await bot_app.service.get(rid)).status is Status.REJECTED
+    late = await fake.press(ALICE, a, a.button("approve"))  # pressed before her message was edited
+    await fake.wait_for(lambda: late in fake.answers)
+    assert fake.answers[late]["text"].startswith("Already rejected by bob at ")
+    assert (await bot_app.service.get(rid)).status is Status.REJECTED
+
+
+async def test_reject_with_reason(fake: FakeTelegram, bot_app: App) -> None:
+    rid = await file(bot_app)
+    a = await prompt_for(fake, ALICE, rid)
+    await fake.press(ALICE, a, a.button("reason"))
+    question = await fake.wait_for(lambda: next((m for m in fake.chat(ALICE) if "Why reject" in m.text), None))
+    assert (await bot_app.service.get(rid)).status is Status.PENDING
+    await fake.say(BOB, ALICE, "I am bob pretending", reply_to=question)  # not the approver who was asked
+    await fake.say(ALICE, ALICE, "not on a Friday", reply_to=question)
+    await fake.wait_for(lambda: any("Rejected" in m.text and rid in m.text and not m.buttons() and m.edits == 0
+                                    for m in fake.chat(ALICE)))  # fmt: skip
+    req = await bot_app.service.get(rid)
+    assert req.status is Status.REJECTED and req.reason == "not on a Friday" and req.decided_by == "alice"
+    await fake.wait_for(lambda: "Reason: not on a Friday" in a.text)
+
+
+async def test_a_bystander_in_a_group_is_refused_and_audited(fake: FakeTelegram, bot_app: App) -> None:
+    rid = await file(bot_app, action="team_sync")
+    g = await prompt_for(fake, GROUP, rid)
+    cq = await fake.press(MALLORY, g, g.button("approve"))
+    await fake.wait_for(lambda: cq in fake.answers)
+    assert fake.answers[cq]["text"] == "You are not an approver of this request."
+    assert (await bot_app.service.get(rid)).status is Status.PENDING
+    events = await bot_app.store.audit(request_id=rid)
+    assert events[-1].event == "refused" and events[-1].actor == f"telegram:{MALLORY}"
+    # Carol, whose prompts go to the group, can decide there: her *user id* is what counts.
+    ok = await fake.press(333, g, g.button("approve"))
+    await fake.wait_for(lambda: ok in fake.answers)
+    assert (await bot_app.service.get(rid)).decided_by == "carol"
+
+
+@pytest.mark.parametrize(
+    "data", ["a:0123456789ab:AAAAAAAAAAAAAAAAAAAAAA", "approve", "", "x" * 64, "a:{rid}:{mac}tampered"]
+)
+async def test_forged_callback_data_is_refused(fake: FakeTelegram, bot_app: App, data: str) -> None:
+    rid = await file(bot_app)
+    a = await prompt_for(fake, ALICE, rid)
+    genuine = a.button("reject")
+    _, hexid, mac = genuine.split(":")
+    forged = data.format(rid=hexid, mac=mac)
+    if forged.startswith("a:" + hexid):
+        forged = f"a:{hexid}:{mac}"[:-1] + ("A" if mac[-1] != "A" else "B")  # a reject turned into an approve
+    cq = await fake.press(ALICE, a, forged)
+    await fake.wait_for(lambda: cq in fake.answers)
+    assert fake.answers[cq]["text"] == "This button is not valid."
+    assert (await bot_app.service.get(rid)).status is Status.PENDING
+
+
+async def test_two_approvers_at_the_same_moment(fake: FakeTelegram, bot_app: App) -> None:
+    for _ in range(3):
+        rid = await file(bot_app)
+        a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
+        c1 = await fake.press(ALICE, a, a.button("approve"))
+        c2 = await fake.press(BOB, b, b.button("reject"))
+        await fake.wait_for(lambda c1=c1, c2=c2: c1 in fake.answers and c2 in fake.answers)
+        texts = sorted(fake.answers[c]["text"] for c in (c1, c2))
+        assert sum(t.startswith("Already") for t in texts) == 1
+        decisions = [e for e in await bot_app.store.audit(request_id=rid) if e.event in ("approved", "rejected")]
+        assert len(decisions) == 1
+
+
+async def test_a_decision_elsewhere_edits_the_prompts(fake: FakeTelegram, bot_app: App) -> None:
+    rid = await file(bot_app)
+    a = await prompt_for(fake, ALICE, rid)
+    await bot_app.service.decide(rid, False, Actor("human", "ops", "console"), "done by hand")
+    await fake.wait_for(lambda: not a.buttons())
+    assert "Rejected" in a.text and "ops" in a.text and "done by hand" in a.text
+    cancelled = await file(bot_app, summary="to cancel")
+    c = await prompt_for(fake, ALICE, cancelled)
+    await bot_app.service.cancel(cancelled, AGENT)
+    await fake.wait_for(lambda: "Cancelled" in c.text and not c.buttons())
+
+
+async def test_html_in_agent_text_is_harmless(fake: FakeTelegram, bot_app: App) -> None:
+    evil = '<b>bold</b><a href="http://evil">click</a> & <script>alert(1)</script> </pre>'
+    rid = await file(bot_app, action="deploy", summary=evil, details={"x": evil}, metadata={"k<": "v&"})
+    a = await prompt_for(fake, ALICE, rid)  # the fake refuses malformed HTML, so delivery proves it parsed
+    assert "&lt;script&gt;" in a.text and "<script>" not in a.text and 'href="http://evil"' not in a.text
+
+
+async def test_a_50_kb_details_payload(fake: FakeTelegram, bot_app: App) -> None:
+    details = {"diff": "+ line with <tags> & stuff\n" * 1900}
+    assert 45_000 < len(json.dumps(details)) < 64 * 1024
+    rid = await file(bot_app, details=details)
+    a = await prompt_for(fake, ALICE, rid)
+    assert len(a.text) <= 4096 and "more characters: /show" in a.text
+    await fake.say(ALICE, ALICE, f"/show {rid}")
+    doc = await fake.wait_for(lambda: next((m for m in fake.chat(ALICE) if m.document is not None), None))
+    assert json.loads(doc.document) == details  # the full text, as a file
+
+
+async def test_commands(fake: FakeTelegram, bot_app: App) -> None:
+    await fake.say(ALICE, ALICE, "/start")
+    await fake.wait_for(lambda: any("approver <b>alice</b>" in m.text for m in fake.chat(ALICE)))
+    await fake.say(MALLORY, MALLORY, "/start")
+    reply = await fake.wait_for(lambda: next((m for m in fake.chat(MALLORY) if "not an approver" in m.text), None))
+    assert f"telegram_user_id = {MALLORY}" in reply.text
+    await fake.say(ALICE, ALICE, "/help")
+    await fake.wait_for(lambda: any("/pending" in m.text for m in fake.chat(ALICE)))
+    rid = await file(bot_app)
+    await prompt_for(fake, ALICE, rid)
+    await fake.say(ALICE, ALICE, "/pending")
+    await fake.wait_for(lambda: len([m for m in fake.chat(ALICE) if rid in m.text and m.buttons()]) == 2)
+    await fake.say(MALLORY, MALLORY, f"/show {rid}")
+    await fake.wait_for(lambda: any("No such request" in m.text for m in fake.chat(MALLORY)))
+
+
+async def test_telegram_down_then_back(fake: FakeTelegram, bot_app: App) -> None:
+    await fake.wait_for(lambda: fake.sent("getUpdates"))  # the bot is up
+    fake.down = True
+    rids = [await file(bot_app, summary=f"while down {i}") for i in range(3)]
+    await fake.wait_for(lambda: len(fake.sent("sendMessage")) >= 2)  # it tried, and failed
+    fake.down = False
+    for rid in rids:
+        await prompt_for(fake, ALICE, rid)
+        await prompt_for(fake, BOB, rid)
+    fake.fail("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+    late = await file(bot_app, summary="after a 429")
+    await prompt_for(fake, ALICE, late)
+    for rid in [*rids, late]:  # exactly once per approver chat
+        for chat in (ALICE, BOB):
+            assert len([m for m in fake.chat(chat) if rid in m.text]) == 1
+
+
+async def test_unreachable_approver_gets_the_prompt_after_start(fake: FakeTelegram, bot_app: App) -> None:
+    fake.unreachable.add(BOB)
+    rid = await file(bot_app)
+    await prompt_for(fake, ALICE, rid)
+    await fake.wait_for(lambda: any(p.get("chat_id") == str(BOB) for p in fake.sent("sendMessage")))
+    fake.unreachable.discard(BOB)
+    await fake.say(BOB, BOB, "/start")
+    await prompt_for(fake, BOB, rid)
