@@ -39,6 +39,14 @@ class Served:
     process: anyio.abc.Process
     url: str
     stderr: list[str]
+    grew: anyio.Event
+
+    async def wait_for_log(self, text: str, within: float = 20) -> None:
+        """Wait (bounded) until the server has logged ``text``."""
+        with anyio.fail_after(within):
+            while text not in "".join(self.stderr):
+                await self.grew.wait()
+                self.grew = anyio.Event()
 
 
 async def _read_until(stream: TextReceiveStream, seen: list[str], pattern: str) -> re.Match[str]:
@@ -61,14 +69,16 @@ async def serve(config: Path, **env: str) -> AsyncIterator[Served]:
         stream = TextReceiveStream(proc.stderr)
         with anyio.fail_after(30):
             found = await _read_until(stream, seen, r"listening on (http://\S+/mcp)")
+        served = Served(proc, found.group(1), seen, anyio.Event())
         async with anyio.create_task_group() as tg:
 
             async def drain() -> None:
                 async for chunk in stream:
                     seen.append(chunk)
+                    served.grew.set()
 
             tg.start_soon(drain)
-            yield Served(proc, found.group(1), seen)
+            yield served
             tg.cancel_scope.cancel()
     finally:
         if proc.returncode is None:

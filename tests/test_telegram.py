@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from server.models import Actor, Status
 from server.service import NewRequest
 
 from .fake_telegram import FakeTelegram, Message, fake_telegram
+from .procs import http_client, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -255,3 +258,50 @@ async def test_unreachable_approver_gets_the_prompt_after_start(fake: FakeTelegr
     fake.unreachable.discard(BOB)
     await fake.say(BOB, BOB, "/start")
     await prompt_for(fake, BOB, rid)
+
+
+async def test_lease_holder_killed_another_process_takes_over(fake: FakeTelegram, tg_config_path: Path) -> None:
+    token = {"SIGNOFF_TELEGRAM_TOKEN": fake.token}
+    async with serve(tg_config_path, **token) as first:
+        await first.wait_for_log("this process runs the bot now")
+        async with serve(tg_config_path, **token) as second:
+            async with http_client(first.url) as client:
+                out = (
+                    await client.call_tool("request_approval", {"action": "deploy", "summary": "x"})
+                ).structured_content
+            assert out is not None
+            rid = out["request_id"]
+            a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
+            await fake.wait_for(lambda: recorded_prompts(tg_config_path, rid) == 2)
+            assert "runs the bot now" not in "".join(second.stderr)  # only one poller at a time
+            first.process.send_signal(signal.SIGKILL)
+            await second.wait_for_log("this process runs the bot now")
+            # A button on a message the dead process sent still works.
+            cq = await fake.press(ALICE, a, a.button("approve"))
+            await fake.wait_for(lambda: cq in fake.answers)
+            async with http_client(second.url) as client:
+                final = (
+                    await client.call_tool("check_decision", {"request_id": rid, "wait_seconds": 20})
+                ).structured_content
+            assert final is not None and final["status"] == "approved" and final["decided_by"] == "alice"
+            await fake.wait_for(lambda: not a.buttons() and "Approved" in a.text and not b.buttons())
+            assert len([m for m in fake.chat(ALICE) if rid in m.text]) == 1  # nothing was sent twice
+            # A request filed now is delivered by the new holder, once.
+            again = await file_from_cli_process(tg_config_path)
+            await prompt_for(fake, BOB, again)
+        assert fake.token not in "".join(first.stderr + second.stderr)
+
+
+async def file_from_cli_process(config_path: Path) -> str:
+    """File a request from yet another process (this one), which never runs the bot."""
+    config = load_config(config_path)
+    async with open_app(config, background=False) as app:
+        return (await app.service.request_approval(NewRequest("deploy", "from elsewhere"), AGENT)).id
+
+
+def recorded_prompts(config_path: Path, request_id: str) -> int:
+    conn = sqlite3.connect(load_config(config_path).db_path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM prompts WHERE request_id = ?", (request_id,)).fetchone()[0])
+    finally:
+        conn.close()

@@ -98,6 +98,12 @@ class UpdateHandler:
         if req.status is not Status.PENDING:
             await self._answer(query, already(req))
             return
+        if query.message is not None:
+            # A prompt we lost track of (sent just before a crash, say) is edited with the rest.
+            await self.store.write(
+                "INSERT OR IGNORE INTO prompts (request_id, chat_id, message_id, sent_at) VALUES (?, ?, ?, ?)",
+                (req.id, query.message.chat.id, query.message.message_id, time.time()),
+            )
         if press.action == REJECT_WITH_REASON:
             await self._answer(query, "Reply to my next message with the reason.")
             await self._ask_reason(query, req, user_id)
