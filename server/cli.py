@@ -272,7 +272,15 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
             f"http      {config.server.host}:{config.server.port} ({'bearer token set' if has_token else 'no token, loopback only'})"
         )
     tg = config.telegram.token_env
-    print(f"telegram  {'$' + tg + ' is set' if os.environ.get(tg) else '$' + tg + ' is not set: console channel only'}")
+    token = os.environ.get(tg, "").strip()
+    if not token:
+        print(f"telegram  ${tg} is not set: console channel only (set it to a token from @BotFather to use Telegram)")
+    else:
+        from adapters.telegram.doctor import check
+
+        for ok, line in await check(config, token):
+            problems += 0 if ok else 1
+            print(f"telegram  {line}")
     return EXIT_OK if problems == 0 else EXIT_ERROR
 
 

@@ -133,7 +133,7 @@ async def serve(app: App, token: str | None) -> None:
     port = sock.getsockname()[1]
     shown_host = f"[{server.host}]" if ":" in server.host else server.host
     log.info("database: %s", app.config.db_path)
-    log.info("channels: console only; decide with `signoff approve ID` / `signoff reject ID --reason TEXT`")
+    log.info("console: decide with `signoff approve ID` / `signoff reject ID --reason TEXT`")
     log.info("listening on http://%s:%d/mcp (%s)", shown_host, port,
              "bearer token required" if token else "no token: loopback only")  # fmt: skip
     config = uvicorn.Config(

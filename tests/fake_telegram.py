@@ -227,7 +227,7 @@ class FakeTelegram:
         chat_id = int(p["chat_id"])
         if chat_id in self.unreachable:
             return _error(400, "Bad Request: chat not found")
-        return _chat(chat_id)
+        return {**_chat(chat_id), "accent_color_id": 0, "max_reaction_count": 11}  # a ChatFullInfo
 
     async def _m_getUpdates(self, p: dict[str, Any], r: Request) -> Any:
         offset = int(p.get("offset") or 0)

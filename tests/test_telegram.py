@@ -18,6 +18,7 @@ from server.config import Config, load_config
 from server.models import Actor, Status
 from server.service import NewRequest
 
+from .conftest import SIGNOFF, subprocess_env
 from .fake_telegram import FakeTelegram, Message, fake_telegram
 from .procs import http_client, serve
 
@@ -305,3 +306,37 @@ def recorded_prompts(config_path: Path, request_id: str) -> int:
         return int(conn.execute("SELECT count(*) FROM prompts WHERE request_id = ?", (request_id,)).fetchone()[0])
     finally:
         conn.close()
+
+
+async def test_updates_redelivered_after_a_restart_are_handled_once(fake: FakeTelegram, tg_config: Config) -> None:
+    async with open_app(tg_config) as app:
+        await fake.wait_for(lambda: fake.sent("getUpdates"))
+        await fake.say(ALICE, ALICE, "/start")
+        await fake.wait_for(lambda: any("approver <b>alice</b>" in m.text for m in fake.chat(ALICE)))
+        rid = await file(app)
+        a = await prompt_for(fake, ALICE, rid)
+        cq = await fake.press(ALICE, a, a.button("approve"))
+        await fake.wait_for(lambda: cq in fake.answers)
+    # Stopped before confirming the last updates to Telegram? They come again; nothing is done twice.
+    async with open_app(tg_config):
+        before = len(fake.calls)
+        await fake.wait_for(lambda: len([c for c in fake.calls[before:] if c[0] == "getUpdates"]) >= 2)
+    assert len([m for m in fake.chat(ALICE) if "approver <b>alice</b>" in m.text]) == 1
+    assert len(fake.answers) == 1
+
+
+async def test_doctor_checks_the_token_and_each_chat(fake: FakeTelegram, tg_config_path: Path) -> None:
+    fake.unreachable.add(BOB)
+    env = {"SIGNOFF_TELEGRAM_TOKEN": fake.token}
+    res = await anyio.run_process(
+        [SIGNOFF, "doctor", "--config", str(tg_config_path)], env=subprocess_env(**env), check=False
+    )
+    out = res.stdout.decode()
+    assert res.returncode == 1, out + res.stderr.decode()
+    assert "bot @signoff_test_bot answers" in out, res.stderr.decode()
+    assert "approver alice: chat 111 is reachable" in out
+    assert "approver bob: chat 222 is not reachable" in out and "send /start" in out
+    bad = await anyio.run_process([SIGNOFF, "doctor", "--config", str(tg_config_path)],
+                                  env=subprocess_env(SIGNOFF_TELEGRAM_TOKEN="1:wrong"), check=False)  # fmt: skip
+    assert bad.returncode == 1 and "was refused" in bad.stdout.decode()
+    assert fake.token not in out
