@@ -10,6 +10,7 @@
 (c) latency from a decision committed by another process to a waiting check_decision
     returning                                      target: p50 <= 150 ms
 (d) wall time of `signoff pending` against `python -c pass`   target: ratio <= 10x
+(e), (f) Telegram: see benchmarks/telegram.py
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from server.mcp_tools import build_mcp
 from server.models import Actor
 from server.service import NewRequest
 from server.views import RequestView
+
+from . import telegram
 
 CONFIG = """
 [store]
@@ -199,12 +202,14 @@ def main() -> int:
         b = asyncio.run(bench_throughput(folder, 200 if quick else 2000))
         c = asyncio.run(bench_cross_process(folder, 10 if quick else 60))
         d = bench_cli_start(folder, 5 if quick else 20)
+        telegram_rows = telegram.run(folder, quick)
     rows: list[tuple[str, str, str, bool]] = [
         ("(a) MCP round trip vs no-op", f"{a['ours_ms']:.2f} ms vs {a['noop_ms']:.2f} ms", f"{a['ratio']:.2f}x (<= 2x)", a["ratio"] <= 2),
         ("(b) request_approval vs raw insert", f"{b['ours_per_s']:.0f}/s vs {b['raw_per_s']:.0f}/s", f"{b['ratio']:.2f}x (>= 0.5x)", b["ratio"] >= 0.5),
         ("(c) cross-process decision -> waiter", f"p50 {c['p50_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms", "p50 <= 150 ms", c["p50_ms"] <= 150),
         ("(d) signoff pending vs python -c pass", f"{d['pending_ms']:.0f} ms vs {d['python_ms']:.0f} ms", f"{d['ratio']:.1f}x (<= 10x)", d["ratio"] <= 10),
     ]  # fmt: skip
+    rows += telegram_rows
     width = max(len(r[0]) for r in rows)
     for name, measured, target, ok in rows:
         print(f"{name:<{width}}  {measured:<36}  {target:<18}  {'OK' if ok else 'MISSED'}")

@@ -88,6 +88,7 @@ class Message:
     reply_markup: dict[str, Any] | None
     edits: int = 0
     document: bytes | None = None
+    sent_at: float = field(default_factory=time.monotonic)
 
     def buttons(self) -> list[dict[str, Any]]:
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
