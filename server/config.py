@@ -65,6 +65,9 @@ class TelegramConfig(_Model):
     lease_ttl: Duration = Field(
         default=15.0, ge=3, le=300, description="how soon another process takes the bot over when its holder dies"
     )
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = Field(default=None, description="the public HTTPS URL Telegram posts updates to")
+    webhook_listen: str = Field(default="127.0.0.1:8443", pattern=r"^\[?[^\]]*\]?:\d{1,5}$")
 
 
 class ApproverConfig(_Model):
@@ -191,6 +194,12 @@ def _cross_check(config: Config) -> list[str]:
             )
         if route.auto is not None and (route.timeout is not None or route.on_timeout is not None):
             problems.append(f"{key}: a route with auto = {route.auto!r} never waits; remove 'timeout' and 'on_timeout'")
+    tg = config.telegram
+    if tg.mode == "webhook" and not tg.webhook_url:
+        problems.append("telegram.webhook_url: mode = 'webhook' needs the public URL Telegram posts to, e.g. "
+                        "webhook_url = \"https://example.com/signoff/telegram\"")  # fmt: skip
+    if tg.webhook_url and not tg.webhook_url.startswith(("https://", "http://")):
+        problems.append(f"telegram.webhook_url: {tg.webhook_url!r} is not a URL; write https://host/path")
     for name, approver in config.approvers.items():
         if approver.telegram_user_id is None and approver.telegram_chat_id is not None:
             problems.append(f"approvers.{name}: telegram_chat_id needs telegram_user_id (who may press the buttons)")

@@ -23,6 +23,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 import anyio
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -123,6 +124,8 @@ class FakeTelegram:
     down: bool = False
     failures: list[Failure] = field(default_factory=list)
     delays: dict[str, float] = field(default_factory=dict)
+    webhook: dict[str, Any] | None = None  # what setWebhook registered
+    webhook_statuses: list[int] = field(default_factory=list)  # our answers to each delivery
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -184,8 +187,25 @@ class FakeTelegram:
 
     async def _push(self, update: dict[str, Any]) -> None:
         update["update_id"] = next(self._update_ids)
-        self.updates.append(update)
+        if self.webhook is not None:
+            await self._deliver(update)
+        else:
+            self.updates.append(update)
         await self._notify()
+
+    async def _deliver(self, update: dict[str, Any]) -> None:
+        """Webhook mode: POST the update like Telegram, retrying a few times until it gets a 2xx."""
+        assert self.webhook is not None
+        headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook.get("secret_token") or ""}
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(5):
+                try:
+                    status = (await client.post(self.webhook["url"], json=update, headers=headers)).status_code
+                except httpx.TransportError:
+                    status = 0
+                self.webhook_statuses.append(status)
+                if 200 <= status < 300:
+                    return
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -219,9 +239,11 @@ class FakeTelegram:
         return BOT
 
     async def _m_deleteWebhook(self, p: dict[str, Any], r: Request) -> Any:
+        self.webhook = None
         return True
 
     async def _m_setWebhook(self, p: dict[str, Any], r: Request) -> Any:
+        self.webhook = p
         return True
 
     async def _m_getChat(self, p: dict[str, Any], r: Request) -> Any:
@@ -231,6 +253,11 @@ class FakeTelegram:
         return {**_chat(chat_id), "accent_color_id": 0, "max_reaction_count": 11}  # a ChatFullInfo
 
     async def _m_getUpdates(self, p: dict[str, Any], r: Request) -> Any:
+        if self.webhook is not None:
+            return _error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+            )
         offset = int(p.get("offset") or 0)
         timeout = float(p.get("timeout") or 0)
         if offset:

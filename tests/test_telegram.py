@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
+import socket
 import sqlite3
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -11,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from server.app import App, open_app
 from server.config import Config, load_config
+from server.errors import ConfigError
 from server.models import Actor, Status
 from server.service import NewRequest
 
@@ -340,3 +344,38 @@ async def test_doctor_checks_the_token_and_each_chat(fake: FakeTelegram, tg_conf
                                   env=subprocess_env(SIGNOFF_TELEGRAM_TOKEN="1:wrong"), check=False)  # fmt: skip
     assert bad.returncode == 1 and "was refused" in bad.stdout.decode()
     assert fake.token not in out
+
+
+async def test_webhook_mode(fake: FakeTelegram, tg_config_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    text = tg_config_path.read_text().replace(
+        'lease_ttl = "3s"',
+        f'lease_ttl = "3s"\nmode = "webhook"\nwebhook_url = "http://127.0.0.1:{port}/tg"\n'
+        f'webhook_listen = "127.0.0.1:{port}"',
+    )
+    tg_config_path.write_text(text)
+    async with open_app(load_config(tg_config_path)) as app:
+        hook = await fake.wait_for(lambda: fake.webhook)
+        assert hook["url"] == f"http://127.0.0.1:{port}/tg" and len(hook["secret_token"]) >= 32
+        rid = await file(app)
+        a = await prompt_for(fake, ALICE, rid)
+        # A request without the secret is refused, and decides nothing.
+        async with httpx.AsyncClient() as h:
+            forged = await h.post(hook["url"], json={"update_id": 1, "callback_query": {
+                "id": "x", "from": {"id": ALICE, "is_bot": False, "first_name": "a"}, "chat_instance": "1",
+                "data": a.button("approve")}})  # fmt: skip
+        assert forged.status_code == 403
+        cq = await fake.press(ALICE, a, a.button("approve"))
+        await fake.wait_for(lambda: cq in fake.answers)
+        assert (await app.service.get(rid)).status is Status.APPROVED
+        await fake.wait_for(lambda: not a.buttons())
+        assert fake.webhook_statuses and all(s == 200 for s in fake.webhook_statuses)
+        assert not fake.sent("getUpdates")
+
+
+def test_webhook_mode_needs_a_url(write_config: Callable[..., Path]) -> None:
+    path = write_config('[telegram]\nmode = "webhook"\n[[routes]]\nname = "default"\n')
+    with pytest.raises(ConfigError, match=re.escape("telegram.webhook_url: mode = 'webhook' needs the public URL")):
+        load_config(path)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 from typing import Any
 
 from telegram import Update
@@ -27,6 +28,7 @@ from server.service import ApprovalService
 from .callbacks import CallbackSigner, new_key
 from .outbox import Outbox
 from .updates import UpdateHandler
+from .webhook import serve_webhook
 
 os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta, without a warning
 
@@ -63,6 +65,8 @@ class TelegramChannel:
         self.poll_timeout = max(1, int(lease_ttl / 3))
         self.lease = Lease(self.store, LEASE_NAME, lease_ttl)
         self._wake = asyncio.Event()
+        self._one_at_a_time = asyncio.Lock()
+        self._last = 0  # the id of the last update handled
         self.holding = asyncio.Event()  # set while this process runs the bot (tests wait on it)
         redact = RedactToken(token)
         for handler in logging.getLogger().handlers:
@@ -110,12 +114,18 @@ class TelegramChannel:
             signer = CallbackSigner(await self.store.setting("telegram_callback_key", new_key))
             outbox = Outbox(self.store, bot, signer)
             handler = UpdateHandler(self.service, bot, signer, self._wake.set, outbox.retry_chat_now)
+            self._last = int(await self.store.setting("telegram_last_update_id", lambda: "0"))
             self.holding.set()
             try:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._renew())
-                    tasks.create_task(self._poll(bot, handler))
                     tasks.create_task(self._drain(outbox))
+                    if self.config.telegram.mode == "webhook":
+                        secret = await self.store.setting("telegram_webhook_secret", lambda: secrets.token_urlsafe(32))
+                        tasks.create_task(serve_webhook(bot, self.config.telegram, secret,
+                                                        lambda u: self._process(handler, u), self._retrying))  # fmt: skip
+                    else:
+                        tasks.create_task(self._poll(bot, handler))
             except* LeaseLost:
                 raise LeaseLost() from None
             except* InvalidToken:
@@ -151,7 +161,7 @@ class TelegramChannel:
                     raise LeaseLost() from None
 
     async def _poll(self, bot: ExtBot[Any], handler: UpdateHandler) -> None:
-        last = int(await self.store.setting("telegram_last_update_id", lambda: "0"))
+        await self._retrying(bot.delete_webhook)  # getUpdates is refused while a webhook is set
         delay = 1.0
         while True:
             # Never start a long-poll that could outlive the lease: a successor would conflict.
@@ -159,8 +169,8 @@ class TelegramChannel:
                 await asyncio.sleep(0.05)
                 continue
             try:
-                updates = await bot.get_updates(offset=last + 1 if last else None, timeout=self.poll_timeout,
-                                                allowed_updates=ALLOWED_UPDATES)  # fmt: skip
+                updates = await bot.get_updates(offset=self._last + 1 if self._last else None,
+                                                timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES)  # fmt: skip
                 delay = 1.0
             except InvalidToken:
                 raise
@@ -170,14 +180,19 @@ class TelegramChannel:
                 delay = min(30.0, delay * 2)
                 continue
             for update in updates:
-                if update.update_id <= last:
-                    continue  # handled before a restart; Telegram had not been told yet
-                await self._handle(handler, update)
-                last = update.update_id
-                await self.store.write(
-                    "INSERT INTO settings (key, value) VALUES ('telegram_last_update_id', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(last),),
-                )  # fmt: skip
+                await self._process(handler, update)
+
+    async def _process(self, handler: UpdateHandler, update: Update) -> None:
+        """Handle an update once: by id, even when Telegram delivers it again after a restart."""
+        async with self._one_at_a_time:
+            if update.update_id <= self._last:
+                return  # handled before; Telegram had not been told yet
+            await self._handle(handler, update)
+            self._last = update.update_id
+            await self.store.write(
+                "INSERT INTO settings (key, value) VALUES ('telegram_last_update_id', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(self._last),),
+            )  # fmt: skip
 
     async def _handle(self, handler: UpdateHandler, update: Update) -> None:
         for attempt in range(3):
