@@ -192,12 +192,14 @@ async def test_two_approvers_at_the_same_moment(fake: FakeTelegram, bot_app: App
         assert len(decisions) == 1
 
 
-async def test_a_decision_elsewhere_edits_the_prompts(fake: FakeTelegram, bot_app: App) -> None:
+async def test_a_decision_elsewhere_edits_the_prompts(fake: FakeTelegram, bot_app: App, tg_config_path: Path) -> None:
     rid = await file(bot_app)
     a = await prompt_for(fake, ALICE, rid)
-    await bot_app.service.decide(rid, False, Actor("human", "ops", "console"), "done by hand")
+    cli = await anyio.run_process([SIGNOFF, "reject", rid, "--reason", "done by hand", "--config", str(tg_config_path)],
+                                  env=subprocess_env(), check=False)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
     await fake.wait_for(lambda: not a.buttons())
-    assert "Rejected" in a.text and "ops" in a.text and "done by hand" in a.text
+    assert "Rejected" in a.text and "done by hand" in a.text
     cancelled = await file(bot_app, summary="to cancel")
     c = await prompt_for(fake, ALICE, cancelled)
     await bot_app.service.cancel(cancelled, AGENT)
