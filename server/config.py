@@ -65,6 +65,7 @@ class TelegramConfig(_Model):
     lease_ttl: Duration = Field(
         default=15.0, ge=3, le=300, description="how soon another process takes the bot over when its holder dies"
     )
+    request_timeout: Duration = Field(default=10.0, ge=1, le=120, description="how long one Bot API call may take")
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = Field(default=None, description="the public HTTPS URL Telegram posts updates to")
     webhook_listen: str = Field(default="127.0.0.1:8443", pattern=r"^\[?[^\]]*\]?:\d{1,5}$")

@@ -123,7 +123,7 @@ class FakeTelegram:
     conflicts: int = 0
     down: bool = False
     failures: list[Failure] = field(default_factory=list)
-    delays: dict[str, float] = field(default_factory=dict)
+    delays: dict[str, tuple[float, int]] = field(default_factory=dict)  # method -> (seconds, how many calls)
     webhook: dict[str, Any] | None = None  # what setWebhook registered
     webhook_statuses: list[int] = field(default_factory=list)  # our answers to each delivery
 
@@ -220,8 +220,10 @@ class FakeTelegram:
         try:
             if self.down:
                 return _error(502, "Bad Gateway")
-            if delay := self.delays.get(method):
-                await asyncio.sleep(delay)
+            if self.delays.get(method, (0, 0))[1] > 0:
+                seconds, times = self.delays[method]
+                self.delays[method] = (seconds, times - 1)
+                await asyncio.sleep(seconds)  # a slow Telegram: the client may give up first
             for f in self.failures:
                 if f.method == method and f.times > 0:
                     f.times -= 1

@@ -22,7 +22,8 @@ def test_example_config_loads_and_documents_every_key() -> None:
     text = (ROOT / "config.example.toml").read_text()
     for key in ("path", "host", "port", "auth_token_env", "auth_identity", "max_wait", "token_env", "api_base_url",
                 "telegram_user_id", "telegram_chat_id", "timeout", "on_timeout", "match", "approvers", "auto",
-                "description", "requested_by"):  # fmt: skip
+                "description", "requested_by", "lease_ttl", "request_timeout", "mode", "webhook_url",
+                "webhook_listen"):  # fmt: skip
         assert key in text, key
 
 

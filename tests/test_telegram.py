@@ -381,3 +381,20 @@ def test_webhook_mode_needs_a_url(write_config: Callable[..., Path]) -> None:
     path = write_config('[telegram]\nmode = "webhook"\n[[routes]]\nname = "default"\n')
     with pytest.raises(ConfigError, match=re.escape("telegram.webhook_url: mode = 'webhook' needs the public URL")):
         load_config(path)
+
+
+async def test_a_timed_out_send_is_retried(fake: FakeTelegram, tg_config_path: Path) -> None:
+    text = tg_config_path.read_text().replace('lease_ttl = "3s"', 'lease_ttl = "3s"\nrequest_timeout = "1s"')
+    tg_config_path.write_text(text)
+    async with open_app(load_config(tg_config_path)) as app:
+        await fake.wait_for(lambda: fake.sent("getUpdates"))
+        fake.delays["sendMessage"] = (2.5, 1)  # the first send outlives the client's 1 s timeout
+        rid = await file(app)
+        a = await prompt_for(fake, ALICE, rid)
+        await prompt_for(fake, BOB, rid)
+        # The slow send may still have landed (as on the real Telegram), so a chat can see the
+        # prompt twice; what matters is that none is lost and the buttons work.
+        assert 1 <= len([m for m in fake.chat(ALICE) if rid in m.text]) <= 2
+        cq = await fake.press(ALICE, a, a.button("approve"))
+        await fake.wait_for(lambda: cq in fake.answers)
+        assert (await app.service.get(rid)).status is Status.APPROVED

@@ -105,8 +105,8 @@ class TelegramChannel:
         bot = ExtBot(
             self.token,
             base_url=self.config.telegram.api_base_url,
-            request=self._request(10),
-            get_updates_request=self._request(10),
+            request=self._request(self.config.telegram.request_timeout),
+            get_updates_request=self._request(self.config.telegram.request_timeout),
             rate_limiter=AIORateLimiter(max_retries=0),  # the outbox retries, after retry_after
         )
         await self._retrying(bot.initialize)  # getMe: InvalidToken stops us; network errors are retried
