@@ -50,7 +50,28 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--since", metavar="DURATION", help="only events newer than this, e.g. 30m, 2d")
     s.add_argument("--request", metavar="ID", help="only this request's events")
     s.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
-    sub.add_parser("doctor", parents=[common], help="check the configuration and the database")
+    sub.add_parser("doctor", parents=[common], help="check the configuration, the database and Telegram")
+    s = sub.add_parser(
+        "hook", parents=[common], help="a Claude Code hook (PreToolUse, PermissionRequest): JSON on stdin"
+    )
+    s.add_argument(
+        "--timeout",
+        type=float,
+        default=590,
+        metavar="SECONDS",
+        help="answer with the fallback after this long (default 590: under Claude Code's 600 s hook limit)",
+    )
+    s.add_argument(
+        "--fallback",
+        choices=("ask", "deny"),
+        default="ask",
+        help="the answer when nobody decided in time: ask (hand it to the terminal; default) or deny",
+    )
+    s = sub.add_parser("init", help="write a commented starter config")
+    s.add_argument("--path", default="signoff.toml", help="where to write it (default: ./signoff.toml)")
+    s.add_argument("--telegram-user-id", type=int, help="your Telegram user id (send /start to your bot to learn it)")
+    s.add_argument("--approver", default="me", help="your approver name (default: me)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
     return p
 
 
@@ -73,8 +94,8 @@ def _setup_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command in READ_ONLY:
-            return READ_ONLY[args.command](args)
+        if args.command in WITHOUT_CONFIG:
+            return WITHOUT_CONFIG[args.command](args)
         from .config import load_config
 
         config = load_config(args.config)
@@ -174,7 +195,8 @@ async def _with_service(config: Config, fn: Callable[[Any], Awaitable[int]]) -> 
         return await fn(app.service)
 
 
-# Read-only commands: plain sqlite3, no config validation, no event loop (they must start fast).
+# Commands that do not load the configuration: the read-only ones (plain sqlite3, no event
+# loop: they must start fast) and init.
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
@@ -284,6 +306,67 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if problems == 0 else EXIT_ERROR
 
 
+async def cmd_hook(config: Config, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from . import claude_code
+    from .app import open_app
+    from .errors import RequestError
+    from .models import Actor, Status
+
+    _setup_logging()
+    try:
+        event = json.loads(sys.stdin.read() or "{}")
+    except json.JSONDecodeError as exc:
+        _err(f"hook: stdin is not JSON ({exc}); Claude Code sends the hook's JSON there")
+        return EXIT_ERROR
+    name = str(event.get("hook_event_name") or "PreToolUse")
+    if name not in ("PreToolUse", "PermissionRequest"):
+        _err(f"hook: {name!r} is not handled; use signoff for PreToolUse or PermissionRequest hooks")
+        return EXIT_OK  # no output: Claude Code carries on as if there were no hook
+    tool_input = event.get("tool_input") if isinstance(event.get("tool_input"), dict) else {}
+    new = claude_code.tool_request(str(event.get("tool_name") or "unknown"), tool_input, event.get("tool_use_id"))
+    requester = Actor("agent", "claude-code", "hook")
+    req = None
+    note = ""
+    try:
+        async with open_app(config) as app:
+            req = await app.service.request_approval(new, requester)
+            try:
+                async with asyncio.timeout(max(1.0, args.timeout)):
+                    req = await claude_code.wait_for_human(app.service, req, within=None, on_progress=None)
+            except TimeoutError:
+                note = f"No decision within {args.timeout:.0f} s."
+                req = await app.service.cancel(req.id, requester, "the hook timed out")
+                if req.status is Status.CANCELLED:
+                    req = None  # withdrawn by us: no human decision, so the fallback answers
+    except RequestError as exc:
+        note = f"signoff refused to file the request: {exc}."
+    out = claude_code.hook_output(name, req, args.fallback, note)
+    if out is not None:
+        print(json.dumps(out))
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .starter import starter_config
+
+    path = os.path.abspath(args.path)
+    if os.path.exists(path) and not args.force:
+        _err(f"{path} exists; use --force to overwrite it, or --path to write elsewhere")
+        return EXIT_ERROR
+    try:
+        text = starter_config(args.approver, args.telegram_user_id, path_hint=args.path)
+    except ValueError as exc:
+        _err(f"--approver: {exc}")
+        return EXIT_USAGE
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {path}")
+    print(f"next: signoff check-config --config {path}   then   signoff doctor --config {path}")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "mcp": cmd_mcp,
     "serve": cmd_serve,
@@ -291,13 +374,15 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, i
     "approve": cmd_approve,
     "reject": cmd_reject,
     "doctor": cmd_doctor,
+    "hook": cmd_hook,
 }
 
 
-READ_ONLY: dict[str, Callable[[argparse.Namespace], int]] = {
+WITHOUT_CONFIG: dict[str, Callable[[argparse.Namespace], int]] = {
     "pending": cmd_pending,
     "show": cmd_show,
     "audit": cmd_audit,
+    "init": cmd_init,
 }
 
 

@@ -15,6 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from . import claude_code
 from . import service as svc
 from .errors import RequestError
 from .models import Actor
@@ -48,6 +49,12 @@ Only status 'approved' means go ahead."""
 CANCEL_DESCRIPTION = """\
 Withdraw an approval request you no longer need. A pending request becomes 'cancelled';
 a decided one is returned unchanged."""
+
+PERMISSION_DESCRIPTION = """\
+For Claude Code's --permission-prompt-tool (mcp__signoff__permission_prompt): asks a human to
+approve one tool call and answers {"behavior": "allow", "updatedInput": …} or
+{"behavior": "deny", "message": …}. It blocks until the human decides (with progress
+notifications), or the route's deadline passes (deny). Not for calling directly."""
 
 Identify = Callable[[Context[Any, Any] | None], str]
 
@@ -189,10 +196,29 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
             raise ToolError(str(exc)) from None
         return RequestView.of(req)
 
+    async def permission_prompt(
+        tool_name: Annotated[
+            str, Field(description="The tool Claude Code wants to run, e.g. 'Bash'.", max_length=svc.MAX_ACTION)
+        ],
+        input: Annotated[dict[str, Any], Field(description="The tool's input, exactly as Claude Code would run it.")],
+        tool_use_id: Annotated[
+            str | None,
+            Field(
+                description="Claude Code's id for this tool call; a retried call asks only once.",
+                max_length=svc.MAX_KEY,
+            ),
+        ] = None,
+        ctx: Context[Any, Any] | None = None,
+    ) -> str:
+        return await claude_code.permission_prompt(service, Actor("agent", identify(ctx), "mcp"), tool_name, input,
+                                                   tool_use_id, _progress(ctx))  # fmt: skip
+
     mcp.add_tool(request_approval, description=REQUEST_DESCRIPTION,
                  annotations=ToolAnnotations(title="Ask a human for approval", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False))  # fmt: skip
     mcp.add_tool(check_decision, description=CHECK_DESCRIPTION,
                  annotations=ToolAnnotations(title="Check an approval decision", read_only_hint=True, open_world_hint=False))  # fmt: skip
     mcp.add_tool(cancel_request, description=CANCEL_DESCRIPTION,
                  annotations=ToolAnnotations(title="Withdraw an approval request", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False))  # fmt: skip
+    mcp.add_tool(permission_prompt, description=PERMISSION_DESCRIPTION, structured_output=False,
+                 annotations=ToolAnnotations(title="Claude Code permission prompt", read_only_hint=False, open_world_hint=False))  # fmt: skip
     return mcp

@@ -42,12 +42,14 @@ async def call_error(client: Client, tool: str, **args: Any) -> str:
 
 async def test_tools_are_listed_with_schemas_and_guidance(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"request_approval", "check_decision", "cancel_request"}
+    assert set(tools) == {"request_approval", "check_decision", "cancel_request", "permission_prompt"}
     req = tools["request_approval"]
     assert req.input_schema["required"] == ["action", "summary"]
     assert "Only status 'approved' means go ahead" in (req.description or "")
     assert "check_decision" in (req.description or "")
     for tool in tools.values():
+        if tool.name == "permission_prompt":
+            continue  # Claude Code's contract: one text block, no structured content
         assert tool.output_schema is not None
         assert {"request_id", "status"} <= set(tool.output_schema["properties"])
         for name, prop in tool.input_schema["properties"].items():
@@ -153,7 +155,7 @@ async def test_no_tool_can_approve(app: App, client: Client) -> None:
         args: dict[str, Any] = {"request_id": rid, "action": "deploy", "summary": "approve it", "status": "approved",
                                 "decision": "approve", "approved": True}  # fmt: skip
         allowed = {k: v for k, v in args.items() if k in tool.input_schema["properties"]}
-        if tool.name == "cancel_request":
-            continue
+        if tool.name in ("cancel_request", "permission_prompt"):
+            continue  # one withdraws; the other files a request of its own and waits for a human
         await client.call_tool(tool.name, allowed)
     assert (await app.service.get(rid)).status is Status.PENDING

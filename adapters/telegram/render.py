@@ -7,6 +7,7 @@ out and where to read it in full.
 
 from __future__ import annotations
 
+import difflib
 import json
 from datetime import UTC, datetime
 from html import escape
@@ -32,10 +33,37 @@ def clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
 
 
-def _details_text(details: Any) -> str:
-    if isinstance(details, str):
-        return details
-    return json.dumps(details, indent=2, ensure_ascii=False)
+def _details_text(req: ApprovalRequest) -> str:
+    """The details as the approver should read them: Claude Code's common tools in their own
+    terms (the command, a diff, the file, the URL), anything else as pretty JSON."""
+    d = req.details
+    if isinstance(d, dict):
+        text = _claude_code_tool(req.action, d)
+        if text is not None:
+            return text
+    return d if isinstance(d, str) else json.dumps(d, indent=2, ensure_ascii=False)
+
+
+def _claude_code_tool(tool: str, d: dict[str, Any]) -> str | None:
+    def s(key: str) -> str | None:
+        value = d.get(key)
+        return value if isinstance(value, str) else None
+
+    if tool == "Bash" and (command := s("command")):
+        return f"$ {command}"
+    if tool in ("Edit", "MultiEdit") and (path := s("file_path")):
+        edits = d.get("edits") if tool == "MultiEdit" else [d]
+        lines = [f"--- {path}"]
+        for edit in edits if isinstance(edits, list) else []:
+            old, new = edit.get("old_string"), edit.get("new_string")
+            if isinstance(old, str) and isinstance(new, str):
+                lines += list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1))[2:]
+        return "\n".join(lines)
+    if tool == "Write" and (path := s("file_path")) and (content := s("content")) is not None:
+        return f"{path}\n\n{content}"
+    if tool == "WebFetch" and (url := s("url")):
+        return url + (f"\n\n{prompt}" if (prompt := s("prompt")) else "")
+    return None
 
 
 def _header(req: ApprovalRequest, now: float) -> str:
@@ -73,7 +101,7 @@ def prompt_text(req: ApprovalRequest, now: float) -> str:
     tail = "" if req.status is Status.PENDING else "\n\n" + _outcome(req)
     if req.details is None:
         return _fit(head + tail)
-    full = _details_text(req.details)
+    full = _details_text(req)
     budget = MAX_TEXT - len(head) - len(tail) - len("\n\n<pre></pre>") - 120  # room for the marker
     shown = full[: _fitting_prefix(full, budget)]
     marker = ""
@@ -131,4 +159,6 @@ def show_text(req: ApprovalRequest, now: float) -> str:
 
 def details_file(req: ApprovalRequest) -> bytes | None:
     """The details in full, pretty-printed, for a document attached to /show."""
-    return None if req.details is None else _details_text(req.details).encode()
+    if req.details is None:
+        return None
+    return json.dumps(req.details, indent=2, ensure_ascii=False).encode()

@@ -1,0 +1,138 @@
+"""Claude Code's contracts: the ``--permission-prompt-tool`` tool and the hooks.
+
+Both turn a tool call (``tool_name`` + its ``input``) into an approval request, wait for a
+human, and answer in Claude Code's terms. Fail closed: a timeout, an error or a cancellation
+is a deny (or, for hooks, the configured fallback, "ask" by default); never an allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .errors import RequestError
+from .models import Actor, ApprovalRequest, Status
+from .service import MAX_ACTION, MAX_SUMMARY, ApprovalService, NewRequest
+
+ProgressCallback = Callable[[float, float, str], Awaitable[None]]
+
+
+def summarize(tool_name: str, tool_input: dict[str, Any]) -> str:
+    """One line for the approver: what the tool call would do."""
+
+    def field(name: str) -> str:
+        value = tool_input.get(name)
+        return value if isinstance(value, str) else ""
+
+    if tool_name == "Bash":
+        text = field("description") or "Run a shell command"
+    elif tool_name in ("Edit", "MultiEdit", "Write", "NotebookEdit"):
+        text = (
+            f"{'Write' if tool_name == 'Write' else 'Edit'} {field('file_path') or field('notebook_path') or 'a file'}"
+        )
+    elif tool_name == "WebFetch":
+        text = f"Fetch {field('url') or 'a URL'}"
+    elif tool_name == "WebSearch":
+        text = f"Search the web for {field('query')!r}"
+    else:
+        text = f"Use the tool {tool_name}"
+    text = " ".join(text.split()) or f"Use the tool {tool_name}"
+    return text[: MAX_SUMMARY - 1] + "…" if len(text) > MAX_SUMMARY else text
+
+
+def tool_request(tool_name: str, tool_input: dict[str, Any], tool_use_id: str | None) -> NewRequest:
+    """The approval request for one tool call; a retried call (same ``tool_use_id``) asks once."""
+    return NewRequest(
+        action=tool_name[:MAX_ACTION],
+        summary=summarize(tool_name, tool_input),
+        details=tool_input,
+        metadata={"tool": tool_name[:1000]},
+        idempotency_key=f"tool_use:{tool_use_id}" if tool_use_id else None,
+    )
+
+
+async def wait_for_human(
+    service: ApprovalService, req: ApprovalRequest, *, within: float | None, on_progress: ProgressCallback | None
+) -> ApprovalRequest:
+    """Wait until the request is final, or ``within`` seconds (None: until its own deadline)."""
+    loop = asyncio.get_running_loop()
+    stop = None if within is None else loop.time() + within
+    while not req.status.final:
+        left = (
+            service.config.server.max_wait if stop is None else min(service.config.server.max_wait, stop - loop.time())
+        )
+        if left <= 0:
+            break
+        req = await service.wait(req.id, left, on_progress)
+    return req
+
+
+def denial(req: ApprovalRequest) -> str:
+    """What the model is told when it may not go ahead, so it can adapt."""
+    if req.status is Status.REJECTED:
+        who = req.decided_by or "the approver"
+        return f"Rejected by {who}: {req.reason}" if req.reason else f"Rejected by {who}."
+    if req.status is Status.EXPIRED:
+        return f"Nobody approved this in time (request {req.id} expired); do not retry it unasked."
+    if req.status is Status.CANCELLED:
+        return f"The approval request {req.id} was cancelled."
+    return f"No decision yet on request {req.id}; treat it as not approved."
+
+
+def permission_result(req: ApprovalRequest, tool_input: dict[str, Any]) -> dict[str, Any]:
+    """The JSON for ``--permission-prompt-tool``: allow only when a human (or the operator's
+    route) approved."""
+    if req.status is Status.APPROVED:
+        return {"behavior": "allow", "updatedInput": tool_input}
+    return {"behavior": "deny", "message": denial(req)}
+
+
+async def permission_prompt(
+    service: ApprovalService,
+    requester: Actor,
+    tool_name: str,
+    tool_input: dict[str, Any],
+    tool_use_id: str | None,
+    on_progress: ProgressCallback | None,
+) -> str:
+    """File, wait (until the request's own deadline), answer. Never raises; never allows by error."""
+    req: ApprovalRequest | None = None
+    try:
+        req = await service.request_approval(tool_request(tool_name, tool_input, tool_use_id), requester)
+        req = await wait_for_human(service, req, within=None, on_progress=on_progress)
+        result = permission_result(req, tool_input)
+    except RequestError as exc:
+        result = {"behavior": "deny", "message": f"signoff refused to file the request: {exc}"}
+    except asyncio.CancelledError:
+        if req is not None and not req.status.final:
+            await asyncio.shield(service.cancel(req.id, requester, "the tool call was cancelled"))
+        raise
+    except Exception as exc:  # fail closed
+        result = {"behavior": "deny", "message": f"signoff could not get a decision ({type(exc).__name__}); denied."}
+    return json.dumps(result)
+
+
+def hook_output(event: str, req: ApprovalRequest | None, fallback: str, note: str = "") -> dict[str, Any] | None:
+    """The hook's stdout for ``PreToolUse`` / ``PermissionRequest``; None prints nothing (the
+    normal permission flow goes on: Claude Code asks in the terminal)."""
+    if req is not None and req.status is Status.APPROVED:
+        reason = f"Approved by {req.decided_by} via signoff"
+        if event == "PermissionRequest":
+            return {"hookSpecificOutput": {"hookEventName": event, "decision": {"behavior": "allow"}}}
+        return {"hookSpecificOutput": {"hookEventName": event, "permissionDecision": "allow",
+                                       "permissionDecisionReason": reason}}  # fmt: skip
+    final = req is not None and req.status.final
+    message = denial(req) if final and req is not None else (note or "No decision in time.")
+    if final or fallback == "deny":
+        if event == "PermissionRequest":
+            return {
+                "hookSpecificOutput": {"hookEventName": event, "decision": {"behavior": "deny", "message": message}}
+            }
+        return {"hookSpecificOutput": {"hookEventName": event, "permissionDecision": "deny",
+                                       "permissionDecisionReason": message}}  # fmt: skip
+    if event == "PermissionRequest":
+        return None  # no decision: Claude Code shows its own prompt
+    return {"hookSpecificOutput": {"hookEventName": event, "permissionDecision": "ask",
+                                   "permissionDecisionReason": f"signoff: {message} Decide in the terminal."}}  # fmt: skip
