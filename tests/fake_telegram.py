@@ -409,8 +409,13 @@ async def fake_telegram() -> AsyncIterator[FakeTelegram]:
         yield fake
     finally:
         server.should_exit = True
+        server.force_exit = True  # don't wait for clients' idle keep-alive connections
         for e in fake._polls:
             e.set()
         await fake._notify()
-        await task
+        try:
+            with anyio.fail_after(10):
+                await task
+        except TimeoutError:
+            task.cancel()
         sock.close()
