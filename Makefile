@@ -32,5 +32,15 @@ test: lint
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks
 
+# End to end with the real Claude Code and MCP Inspector CLIs from npm (not part of `make test`).
+# Node 20's npm picks Claude Code 2.1.197; Inspector 0.14.3 is the newest that runs on Node 20.
+E2E := .e2e
+e2e: $(VENV)/.installed-test
+	@if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
+		echo "make e2e: skipped: node and npm are not installed (apt-get install nodejs npm)"; exit 0; fi; \
+	npm install --silent --no-fund --no-audit --prefix $(E2E) @anthropic-ai/claude-code @modelcontextprotocol/inspector@0.14.3 && \
+	$(E2E)/node_modules/.bin/claude --version && \
+	SIGNOFF_E2E_BIN=$(CURDIR)/$(E2E)/node_modules/.bin $(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(E2E) .pytest_cache .mypy_cache .ruff_cache

@@ -29,6 +29,9 @@ class FakeAnthropic:
     tool_input: dict[str, Any] = field(default_factory=dict)
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Claude Code connects MCP servers without blocking `-p`; the real API's first answer takes
+    # seconds, long enough for them to start. A stand-in that answered at once would race them.
+    first_answer_delay: float = 4.0
 
     def tool_results(self) -> list[dict[str, Any]]:
         """Every tool_result block the client sent back."""
@@ -55,6 +58,8 @@ class FakeAnthropic:
     async def messages(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        if len(self.requests) == 1:
+            await asyncio.sleep(self.first_answer_delay)
         blocks = self._answer(body)
         stop = "tool_use" if blocks[0]["type"] == "tool_use" else "end_turn"
         message = {"id": f"msg_{len(self.requests)}", "type": "message", "role": "assistant", "model": body.get("model", "x"),

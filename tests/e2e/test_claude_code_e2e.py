@@ -1,0 +1,177 @@
+"""End to end with the real Claude Code and MCP Inspector command-line clients (`make e2e`).
+
+`make e2e` installs both from npm into .e2e/ and sets SIGNOFF_E2E_BIN; without it these tests
+skip. Claude Code talks to a local stand-in for the Messages API (tests/fake_anthropic.py),
+signoff talks to the fake Telegram (tests/fake_telegram.py), and a test presses the buttons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.conftest import SIGNOFF, subprocess_env
+from tests.fake_anthropic import FakeAnthropic, fake_anthropic
+from tests.fake_telegram import FakeTelegram, fake_telegram
+from tests.procs import serve
+
+BIN = os.environ.get("SIGNOFF_E2E_BIN")
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not BIN, reason="end-to-end: run `make e2e` (needs node and npm)"),
+]
+ALICE = 111
+BASH = {"command": "echo approved > e2e.txt", "description": "Write e2e.txt"}
+
+
+def claude() -> str:
+    return str(Path(BIN or "") / "claude")
+
+
+@dataclass
+class World:
+    home: Path
+    work: Path
+    config: Path
+    telegram: FakeTelegram
+    api: FakeAnthropic
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return subprocess_env(HOME=str(self.home), ANTHROPIC_BASE_URL=self.api.url, ANTHROPIC_API_KEY="sk-ant-e2e",
+                              DISABLE_AUTOUPDATER="1", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+                              SIGNOFF_TELEGRAM_TOKEN=self.telegram.token, **extra)  # fmt: skip
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with fake_telegram() as tg, fake_anthropic("Bash", BASH) as api:
+        config = tmp_path / "signoff.toml"
+        config.write_text(
+            textwrap.dedent(f"""
+            [store]
+            path = "signoff.db"
+            [server]
+            port = 0
+            [telegram]
+            api_base_url = "{tg.api_base_url}"
+            lease_ttl = "3s"
+            [approvers.alice]
+            telegram_user_id = {ALICE}
+            [[routes]]
+            name = "reads"
+            match = {{ action = ["Read", "Glob", "Grep"] }}
+            auto = "approve"
+            [[routes]]
+            name = "default"
+            approvers = ["alice"]
+        """)
+        )
+        (tmp_path / "home").mkdir()
+        (tmp_path / "work").mkdir()
+        yield World(tmp_path / "home", tmp_path / "work", config, tg, api)
+        assert tg.conflicts == 0
+
+
+async def run_claude(w: World, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return await anyio.run_process([claude(), *args], cwd=w.work, env=w.env(), check=False)
+
+
+async def press(w: World, button: str, reason: str | None = None) -> None:
+    msg = await w.telegram.wait_for(lambda: next((m for m in w.telegram.chat(ALICE) if m.buttons()), None), 90)
+    assert "Bash" in msg.text and "echo approved &gt; e2e.txt" in msg.text
+    await w.telegram.press(ALICE, msg, msg.button(button))
+    if reason is not None:
+        question = await w.telegram.wait_for(
+            lambda: next((m for m in w.telegram.chat(ALICE) if "Why reject" in m.text), None)
+        )
+        await w.telegram.say(ALICE, ALICE, reason, reply_to=question)
+
+
+def mcp_config(w: World) -> str:
+    path = w.home / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"signoff": {"type": "stdio", "command": SIGNOFF,
+                                                           "args": ["mcp", "--config", str(w.config)]}}}))  # fmt: skip
+    return str(path)
+
+
+async def test_claude_mcp_list_reports_signoff_connected_over_stdio_and_http(world: World) -> None:
+    token = secrets.token_urlsafe(24)
+    add = await run_claude(world, "mcp", "add", "signoff", "--", SIGNOFF, "mcp", "--config", str(world.config))
+    assert add.returncode == 0, add.stderr
+    async with serve(world.config, SIGNOFF_HTTP_TOKEN=token) as server:
+        add = await run_claude(world, "mcp", "add", "--transport", "http", "signoff-http", server.url,
+                               "-H", f"Authorization: Bearer {token}")  # fmt: skip
+        assert add.returncode == 0, add.stderr
+        listed = (await run_claude(world, "mcp", "list")).stdout.decode()
+    lines = {line.split(":")[0]: line for line in listed.splitlines() if ":" in line}
+    assert "Connected" in lines["signoff"] and "Connected" in lines["signoff-http"], listed
+
+
+async def test_permission_prompt_approved_on_the_phone_runs_the_command(world: World) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(press, world, "approve")
+        result = await run_claude(world, "-p", "write the file", "--mcp-config", mcp_config(world),
+                                  "--permission-prompt-tool", "mcp__signoff__permission_prompt", "--output-format", "json")  # fmt: skip
+    out = json.loads(result.stdout)
+    assert result.returncode == 0 and out["permission_denials"] == [], result.stdout
+    assert (world.work / "e2e.txt").read_text().strip() == "approved"
+
+
+async def test_permission_prompt_rejected_does_not_run_and_the_model_sees_why(world: World) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(press, world, "reason", "not on a Friday")
+        result = await run_claude(world, "-p", "write the file", "--mcp-config", mcp_config(world),
+                                  "--permission-prompt-tool", "mcp__signoff__permission_prompt", "--output-format", "json")  # fmt: skip
+    out = json.loads(result.stdout)
+    assert not (world.work / "e2e.txt").exists()
+    assert len(out["permission_denials"]) == 1
+    told = json.dumps(world.api.tool_results())
+    assert "Rejected by alice: not on a Friday" in told
+
+
+def hook_settings(w: World) -> str:
+    return json.dumps({"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [
+        {"type": "command", "timeout": 600, "command": f"{SIGNOFF} hook --config {w.config}"}]}]}})  # fmt: skip
+
+
+@pytest.mark.parametrize("approve", [True, False])
+async def test_the_hook_path(world: World, approve: bool) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(press, world, "approve" if approve else "reason", None if approve else "use make clean")
+        result = await run_claude(
+            world, "-p", "write the file", "--settings", hook_settings(world), "--output-format", "json"
+        )
+    out = json.loads(result.stdout)
+    if approve:
+        assert (world.work / "e2e.txt").read_text().strip() == "approved", result.stdout
+    else:
+        assert not (world.work / "e2e.txt").exists()
+        assert len(out["permission_denials"]) == 1
+        assert "Rejected by alice: use make clean" in json.dumps(world.api.tool_results())
+
+
+async def test_mcp_inspector_cli_lists_and_calls_the_tools(world: World) -> None:
+    inspector = str(Path(BIN or "") / "mcp-inspector")
+    # The Inspector has a --config flag of its own, so the config goes by environment variable.
+    base = [inspector, "--cli", "-e", f"SIGNOFF_CONFIG={world.config}", SIGNOFF, "mcp"]
+    listed = json.loads((await anyio.run_process([*base, "--method", "tools/list"], env=world.env())).stdout)
+    assert {t["name"] for t in listed["tools"]} == {
+        "request_approval",
+        "check_decision",
+        "cancel_request",
+        "permission_prompt",
+    }
+    called = await anyio.run_process([*base, "--method", "tools/call", "--tool-name", "request_approval",
+                                      "--tool-arg", "action=deploy", "--tool-arg", "summary=from the inspector"], env=world.env())  # fmt: skip
+    result: dict[str, Any] = json.loads(called.stdout)
+    assert result["isError"] is False and result["structuredContent"]["status"] == "pending"
