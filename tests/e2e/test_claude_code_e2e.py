@@ -97,13 +97,6 @@ async def press(w: World, button: str, reason: str | None = None) -> None:
         await w.telegram.say(ALICE, ALICE, reason, reply_to=question)
 
 
-def mcp_config(w: World) -> str:
-    path = w.home / "mcp.json"
-    path.write_text(json.dumps({"mcpServers": {"signoff": {"type": "stdio", "command": SIGNOFF,
-                                                           "args": ["mcp", "--config", str(w.config)]}}}))  # fmt: skip
-    return str(path)
-
-
 async def test_claude_mcp_list_reports_signoff_connected_over_stdio_and_http(world: World) -> None:
     token = secrets.token_urlsafe(24)
     add = await run_claude(world, "mcp", "add", "signoff", "--", SIGNOFF, "mcp", "--config", str(world.config))
@@ -118,20 +111,27 @@ async def test_claude_mcp_list_reports_signoff_connected_over_stdio_and_http(wor
 
 
 async def test_permission_prompt_approved_on_the_phone_runs_the_command(world: World) -> None:
+    # The README's lines: `claude mcp add signoff -e SIGNOFF_TELEGRAM_TOKEN=… -- …`, then `claude -p`.
+    add = await run_claude(world, "mcp", "add", "signoff", "-e", f"SIGNOFF_TELEGRAM_TOKEN={world.telegram.token}", "--",
+                           SIGNOFF, "mcp", "--config", str(world.config))  # fmt: skip
+    assert add.returncode == 0, add.stderr
     async with anyio.create_task_group() as tg:
         tg.start_soon(press, world, "approve")
-        result = await run_claude(world, "-p", "write the file", "--mcp-config", mcp_config(world),
-                                  "--permission-prompt-tool", "mcp__signoff__permission_prompt", "--output-format", "json")  # fmt: skip
+        result = await run_claude(world, "-p", "write the file", "--permission-prompt-tool",
+                                  "mcp__signoff__permission_prompt", "--output-format", "json")  # fmt: skip
     out = json.loads(result.stdout)
     assert result.returncode == 0 and out["permission_denials"] == [], result.stdout
     assert (world.work / "e2e.txt").read_text().strip() == "approved"
 
 
 async def test_permission_prompt_rejected_does_not_run_and_the_model_sees_why(world: World) -> None:
+    # This time signoff comes from the project's .mcp.json, as the README shows it.
+    (world.work / ".mcp.json").write_text(json.dumps({"mcpServers": {"signoff": {
+        "type": "stdio", "command": SIGNOFF, "args": ["mcp", "--config", str(world.config)]}}}))  # fmt: skip
     async with anyio.create_task_group() as tg:
         tg.start_soon(press, world, "reason", "not on a Friday")
-        result = await run_claude(world, "-p", "write the file", "--mcp-config", mcp_config(world),
-                                  "--permission-prompt-tool", "mcp__signoff__permission_prompt", "--output-format", "json")  # fmt: skip
+        result = await run_claude(world, "-p", "write the file", "--permission-prompt-tool",
+                                  "mcp__signoff__permission_prompt", "--output-format", "json")  # fmt: skip
     out = json.loads(result.stdout)
     assert not (world.work / "e2e.txt").exists()
     assert len(out["permission_denials"]) == 1
@@ -139,18 +139,20 @@ async def test_permission_prompt_rejected_does_not_run_and_the_model_sees_why(wo
     assert "Rejected by alice: not on a Friday" in told
 
 
-def hook_settings(w: World) -> str:
-    return json.dumps({"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [
-        {"type": "command", "timeout": 600, "command": f"{SIGNOFF} hook --config {w.config}"}]}]}})  # fmt: skip
+def write_hook_settings(w: World) -> None:
+    """The README's hooks block, in the project's .claude/settings.json."""
+    (w.work / ".claude").mkdir(exist_ok=True)
+    (w.work / ".claude" / "settings.json").write_text(json.dumps({"hooks": {"PreToolUse": [{
+        "matcher": "Bash|Edit|MultiEdit|Write|WebFetch",
+        "hooks": [{"type": "command", "timeout": 600, "command": f"{SIGNOFF} hook --config {w.config}"}]}]}}))  # fmt: skip
 
 
 @pytest.mark.parametrize("approve", [True, False])
 async def test_the_hook_path(world: World, approve: bool) -> None:
+    write_hook_settings(world)
     async with anyio.create_task_group() as tg:
         tg.start_soon(press, world, "approve" if approve else "reason", None if approve else "use make clean")
-        result = await run_claude(
-            world, "-p", "write the file", "--settings", hook_settings(world), "--output-format", "json"
-        )
+        result = await run_claude(world, "-p", "write the file", "--output-format", "json")
     out = json.loads(result.stdout)
     if approve:
         assert (world.work / "e2e.txt").read_text().strip() == "approved", result.stdout

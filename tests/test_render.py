@@ -1,0 +1,55 @@
+"""How requests look in Telegram (pure functions of the request)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from adapters.telegram.callbacks import CallbackSigner, new_key
+from adapters.telegram.render import MAX_TEXT, keyboard, prompt_text
+from server.models import ApprovalRequest, Status
+
+
+def request(action: str, details: Any, **kw: Any) -> ApprovalRequest:
+    now = time.time()
+    base = ApprovalRequest(
+        id="req_0123456789ab", action=action, summary="s", details=details, metadata={}, route="default",
+        route_snapshot={}, approvers=["alice"], requested_by="claude-code", requested_via="mcp", claimed_requester=None,
+        idempotency_key=None, content_hash="h", status=Status.PENDING, on_timeout="reject", created_at=now,
+        expires_at=now + 3600, decided_at=None, decided_by=None, decided_kind=None, decided_via=None, reason=None,
+    )  # fmt: skip
+    return replace(base, **kw)
+
+
+def test_claude_code_tools_render_in_their_own_terms() -> None:
+    bash = prompt_text(request("Bash", {"command": "rm -rf build && make", "description": "Rebuild"}), time.time())
+    assert "<pre>$ rm -rf build &amp;&amp; make</pre>" in bash
+    edit = prompt_text(
+        request("Edit", {"file_path": "app.py", "old_string": "x = 1\ny = 2", "new_string": "x = 1\ny = 3"}),
+        time.time(),
+    )
+    assert "--- app.py" in edit and "-y = 2" in edit and "+y = 3" in edit and "old_string" not in edit
+    write = prompt_text(
+        request("Write", {"file_path": "notes.md", "content": "# Title\n" + "line\n" * 3000}), time.time()
+    )
+    assert "notes.md\n\n# Title" in write and "more characters: /show" in write and len(write) <= MAX_TEXT
+    fetch = prompt_text(
+        request("WebFetch", {"url": "https://example.com/a?b=1&c=2", "prompt": "summarize"}), time.time()
+    )
+    assert "https://example.com/a?b=1&amp;c=2\n\nsummarize" in fetch
+    other = prompt_text(request("mcp__db__query", {"sql": "select 1"}), time.time())
+    assert "&quot;sql&quot;: &quot;select 1&quot;" in other
+
+
+def test_outcome_and_buttons() -> None:
+    done = request("Bash", {"command": "ls"}, status=Status.REJECTED, decided_by="alice", decided_at=time.time(),
+                   decided_via="telegram", reason="<not> now")  # fmt: skip
+    text = prompt_text(done, time.time())
+    assert "❌ <b>Rejected</b> by <b>alice</b>" in text and "Reason: &lt;not&gt; now" in text
+    signer = CallbackSigner(new_key())
+    rows = keyboard(request("Bash", {}), signer).inline_keyboard
+    datas = [b.callback_data for row in rows for b in row]
+    assert all(isinstance(d, str) and len(d.encode()) <= 64 for d in datas)
+    assert [signer.verify(str(d)) is not None for d in datas] == [True, True, True]
+    assert CallbackSigner(new_key()).verify(str(datas[0])) is None  # another database's key
