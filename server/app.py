@@ -7,7 +7,6 @@ where ``server`` imports a channel adapter (Telegram, when a token is configured
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,9 +54,14 @@ async def open_app(config: Config, *, background: bool = True) -> AsyncIterator[
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if tasks:
+                # Bounded: a process must exit promptly even if some task misbehaves.
+                done, stuck = await asyncio.wait(tasks, timeout=2)
+                for task in stuck:
+                    log.error("background task %s did not stop when asked; leaving it", task.get_coro())
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("background task failed", exc_info=task.exception())
 
 
 async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:

@@ -278,8 +278,11 @@ class ApprovalService:
                     break
                 # Wake for the request's own deadline too, so an expiry is reported at once.
                 until_expiry = max(0.0, req.expires_at - self.clock()) + 0.01
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # arrives as the event fires, and a shutdown would then wait forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, self.progress_interval, until_expiry))
+                    async with asyncio.timeout(min(remaining, self.progress_interval, until_expiry)):
+                        await event.wait()
                 event.clear()
                 req = await self.get(request_id)
                 if not req.status.final and on_progress is not None and deadline > loop.time():

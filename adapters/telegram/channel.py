@@ -90,6 +90,8 @@ class TelegramChannel:
                                   "is off until signoff restarts.", self.config.telegram.token_env)  # fmt: skip
                         return
                     except LeaseLost:
+                        if _being_cancelled():
+                            raise asyncio.CancelledError() from None
                         log.warning("telegram: the bot lease went to another process; stopped polling")
                     finally:
                         self.holding.clear()
@@ -213,9 +215,15 @@ class TelegramChannel:
             except Exception:
                 log.exception("telegram: delivering the outbox failed; retrying")
                 wait = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.02))
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see ApprovalService.wait
+                async with asyncio.timeout(max(wait, 0.02)):
+                    await self._wake.wait()
             self._wake.clear()
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def start_message(token_env: str, token: str | None) -> str:
