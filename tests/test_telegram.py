@@ -67,20 +67,10 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-def tg_config_path(fake: FakeTelegram, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+def config_path(fake: FakeTelegram, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This module's config (conftest's `config` and `app` build on it): the bot on the fake API."""
     monkeypatch.setenv("SIGNOFF_TELEGRAM_TOKEN", fake.token)
     return write_config(telegram_config(fake.api_base_url))
-
-
-@pytest.fixture
-def tg_config(tg_config_path: Path) -> Config:
-    return load_config(tg_config_path)
-
-
-@pytest.fixture
-async def bot_app(tg_config: Config) -> AsyncIterator[App]:
-    async with open_app(tg_config) as app:
-        yield app
 
 
 async def file(app: App, action: str = "deploy", summary: str = "Ship v2", **kw: Any) -> str:
@@ -93,8 +83,8 @@ async def prompt_for(fake: FakeTelegram, chat_id: int, request_id: str) -> Messa
     )
 
 
-async def test_approve_from_the_phone(fake: FakeTelegram, bot_app: App) -> None:
-    rid = await file(bot_app, details={"cmd": "kubectl rollout"})
+async def test_approve_from_the_phone(fake: FakeTelegram, app: App) -> None:
+    rid = await file(app, details={"cmd": "kubectl rollout"})
     a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
     assert "Approval needed: deploy" in a.text and "claude-code" in a.text and "kubectl rollout" in a.text
     assert "expires in 59 min" in a.text or "expires in 1.0 h" in a.text
@@ -103,7 +93,7 @@ async def test_approve_from_the_phone(fake: FakeTelegram, bot_app: App) -> None:
 
     async def wait() -> None:
         waiting.set()
-        results.append(await bot_app.service.wait(rid, 30))
+        results.append(await app.service.wait(rid, 30))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(wait)
@@ -116,57 +106,57 @@ async def test_approve_from_the_phone(fake: FakeTelegram, bot_app: App) -> None:
     for msg in (a, b):
         await fake.wait_for(lambda m=msg: not m.buttons() and "Approved" in m.text)
         assert "by <b>alice</b>" in msg.text
-    events = await bot_app.store.audit(request_id=rid)
+    events = await app.store.audit(request_id=rid)
     assert [(e.event, e.actor, e.channel) for e in events][-1] == ("approved", "alice", "telegram")
 
 
-async def test_reject_and_a_late_press(fake: FakeTelegram, bot_app: App) -> None:
-    rid = await file(bot_app)
+async def test_reject_and_a_late_press(fake: FakeTelegram, app: App) -> None:
+    rid = await file(app)
     a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
     cq = await fake.press(BOB, b, b.button("reject"))
     await fake.wait_for(lambda: cq in fake.answers)
-    assert (await bot_app.service.get(rid)).status is Status.REJECTED
+    assert (await app.service.get(rid)).status is Status.REJECTED
     late = await fake.press(ALICE, a, a.button("approve"))  # pressed before her message was edited
     await fake.wait_for(lambda: late in fake.answers)
     assert fake.answers[late]["text"].startswith("Already rejected by bob at ")
-    assert (await bot_app.service.get(rid)).status is Status.REJECTED
+    assert (await app.service.get(rid)).status is Status.REJECTED
 
 
-async def test_reject_with_reason(fake: FakeTelegram, bot_app: App) -> None:
-    rid = await file(bot_app)
+async def test_reject_with_reason(fake: FakeTelegram, app: App) -> None:
+    rid = await file(app)
     a = await prompt_for(fake, ALICE, rid)
     await fake.press(ALICE, a, a.button("reason"))
     question = await fake.wait_for(lambda: next((m for m in fake.chat(ALICE) if "Why reject" in m.text), None))
-    assert (await bot_app.service.get(rid)).status is Status.PENDING
+    assert (await app.service.get(rid)).status is Status.PENDING
     await fake.say(BOB, ALICE, "I am bob pretending", reply_to=question)  # not the approver who was asked
     await fake.say(ALICE, ALICE, "not on a Friday", reply_to=question)
     await fake.wait_for(lambda: any("Rejected" in m.text and rid in m.text and not m.buttons() and m.edits == 0
                                     for m in fake.chat(ALICE)))  # fmt: skip
-    req = await bot_app.service.get(rid)
+    req = await app.service.get(rid)
     assert req.status is Status.REJECTED and req.reason == "not on a Friday" and req.decided_by == "alice"
     await fake.wait_for(lambda: "Reason: not on a Friday" in a.text)
 
 
-async def test_a_bystander_in_a_group_is_refused_and_audited(fake: FakeTelegram, bot_app: App) -> None:
-    rid = await file(bot_app, action="team_sync")
+async def test_a_bystander_in_a_group_is_refused_and_audited(fake: FakeTelegram, app: App) -> None:
+    rid = await file(app, action="team_sync")
     g = await prompt_for(fake, GROUP, rid)
     cq = await fake.press(MALLORY, g, g.button("approve"))
     await fake.wait_for(lambda: cq in fake.answers)
     assert fake.answers[cq]["text"] == "You are not an approver of this request."
-    assert (await bot_app.service.get(rid)).status is Status.PENDING
-    events = await bot_app.store.audit(request_id=rid)
+    assert (await app.service.get(rid)).status is Status.PENDING
+    events = await app.store.audit(request_id=rid)
     assert events[-1].event == "refused" and events[-1].actor == f"telegram:{MALLORY}"
     # Carol, whose prompts go to the group, can decide there: her *user id* is what counts.
     ok = await fake.press(333, g, g.button("approve"))
     await fake.wait_for(lambda: ok in fake.answers)
-    assert (await bot_app.service.get(rid)).decided_by == "carol"
+    assert (await app.service.get(rid)).decided_by == "carol"
 
 
 @pytest.mark.parametrize(
     "data", ["a:0123456789ab:AAAAAAAAAAAAAAAAAAAAAA", "approve", "", "x" * 64, "a:{rid}:{mac}tampered"]
 )
-async def test_forged_callback_data_is_refused(fake: FakeTelegram, bot_app: App, data: str) -> None:
-    rid = await file(bot_app)
+async def test_forged_callback_data_is_refused(fake: FakeTelegram, app: App, data: str) -> None:
+    rid = await file(app)
     a = await prompt_for(fake, ALICE, rid)
     genuine = a.button("reject")
     _, hexid, mac = genuine.split(":")
@@ -176,47 +166,47 @@ async def test_forged_callback_data_is_refused(fake: FakeTelegram, bot_app: App,
     cq = await fake.press(ALICE, a, forged)
     await fake.wait_for(lambda: cq in fake.answers)
     assert fake.answers[cq]["text"] == "This button is not valid."
-    assert (await bot_app.service.get(rid)).status is Status.PENDING
+    assert (await app.service.get(rid)).status is Status.PENDING
 
 
-async def test_two_approvers_at_the_same_moment(fake: FakeTelegram, bot_app: App) -> None:
+async def test_two_approvers_at_the_same_moment(fake: FakeTelegram, app: App) -> None:
     for _ in range(3):
-        rid = await file(bot_app)
+        rid = await file(app)
         a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
         c1 = await fake.press(ALICE, a, a.button("approve"))
         c2 = await fake.press(BOB, b, b.button("reject"))
         await fake.wait_for(lambda c1=c1, c2=c2: c1 in fake.answers and c2 in fake.answers)
         texts = sorted(fake.answers[c]["text"] for c in (c1, c2))
         assert sum(t.startswith("Already") for t in texts) == 1
-        decisions = [e for e in await bot_app.store.audit(request_id=rid) if e.event in ("approved", "rejected")]
+        decisions = [e for e in await app.store.audit(request_id=rid) if e.event in ("approved", "rejected")]
         assert len(decisions) == 1
 
 
-async def test_a_decision_elsewhere_edits_the_prompts(fake: FakeTelegram, bot_app: App, tg_config_path: Path) -> None:
-    rid = await file(bot_app)
+async def test_a_decision_elsewhere_edits_the_prompts(fake: FakeTelegram, app: App, config_path: Path) -> None:
+    rid = await file(app)
     a = await prompt_for(fake, ALICE, rid)
-    cli = await anyio.run_process([SIGNOFF, "reject", rid, "--reason", "done by hand", "--config", str(tg_config_path)],
+    cli = await anyio.run_process([SIGNOFF, "reject", rid, "--reason", "done by hand", "--config", str(config_path)],
                                   env=subprocess_env(), check=False)  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     await fake.wait_for(lambda: not a.buttons())
     assert "Rejected" in a.text and "done by hand" in a.text
-    cancelled = await file(bot_app, summary="to cancel")
+    cancelled = await file(app, summary="to cancel")
     c = await prompt_for(fake, ALICE, cancelled)
-    await bot_app.service.cancel(cancelled, AGENT)
+    await app.service.cancel(cancelled, AGENT)
     await fake.wait_for(lambda: "Cancelled" in c.text and not c.buttons())
 
 
-async def test_html_in_agent_text_is_harmless(fake: FakeTelegram, bot_app: App) -> None:
+async def test_html_in_agent_text_is_harmless(fake: FakeTelegram, app: App) -> None:
     evil = '<b>bold</b><a href="http://evil">click</a> & <script>alert(1)</script> </pre>'
-    rid = await file(bot_app, action="deploy", summary=evil, details={"x": evil}, metadata={"k<": "v&"})
+    rid = await file(app, action="deploy", summary=evil, details={"x": evil}, metadata={"k<": "v&"})
     a = await prompt_for(fake, ALICE, rid)  # the fake refuses malformed HTML, so delivery proves it parsed
     assert "&lt;script&gt;" in a.text and "<script>" not in a.text and 'href="http://evil"' not in a.text
 
 
-async def test_a_50_kb_details_payload(fake: FakeTelegram, bot_app: App) -> None:
+async def test_a_50_kb_details_payload(fake: FakeTelegram, app: App) -> None:
     details = {"diff": "+ line with <tags> & stuff\n" * 1900}
     assert 45_000 < len(json.dumps(details)) < 64 * 1024
-    rid = await file(bot_app, details=details)
+    rid = await file(app, details=details)
     a = await prompt_for(fake, ALICE, rid)
     assert len(a.text) <= 4096 and "more characters: /show" in a.text
     await fake.say(ALICE, ALICE, f"/show {rid}")
@@ -224,7 +214,7 @@ async def test_a_50_kb_details_payload(fake: FakeTelegram, bot_app: App) -> None
     assert json.loads(doc.document) == details  # the full text, as a file
 
 
-async def test_commands(fake: FakeTelegram, bot_app: App) -> None:
+async def test_commands(fake: FakeTelegram, app: App) -> None:
     await fake.say(ALICE, ALICE, "/start")
     await fake.wait_for(lambda: any("approver <b>alice</b>" in m.text for m in fake.chat(ALICE)))
     await fake.say(MALLORY, MALLORY, "/start")
@@ -232,7 +222,7 @@ async def test_commands(fake: FakeTelegram, bot_app: App) -> None:
     assert f"telegram_user_id = {MALLORY}" in reply.text
     await fake.say(ALICE, ALICE, "/help")
     await fake.wait_for(lambda: any("/pending" in m.text for m in fake.chat(ALICE)))
-    rid = await file(bot_app)
+    rid = await file(app)
     await prompt_for(fake, ALICE, rid)
     await fake.say(ALICE, ALICE, "/pending")
     await fake.wait_for(lambda: len([m for m in fake.chat(ALICE) if rid in m.text and m.buttons()]) == 2)
@@ -240,26 +230,26 @@ async def test_commands(fake: FakeTelegram, bot_app: App) -> None:
     await fake.wait_for(lambda: any("No such request" in m.text for m in fake.chat(MALLORY)))
 
 
-async def test_telegram_down_then_back(fake: FakeTelegram, bot_app: App) -> None:
+async def test_telegram_down_then_back(fake: FakeTelegram, app: App) -> None:
     await fake.wait_for(lambda: fake.sent("getUpdates"))  # the bot is up
     fake.down = True
-    rids = [await file(bot_app, summary=f"while down {i}") for i in range(3)]
+    rids = [await file(app, summary=f"while down {i}") for i in range(3)]
     await fake.wait_for(lambda: len(fake.sent("sendMessage")) >= 2)  # it tried, and failed
     fake.down = False
     for rid in rids:
         await prompt_for(fake, ALICE, rid)
         await prompt_for(fake, BOB, rid)
     fake.fail("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
-    late = await file(bot_app, summary="after a 429")
+    late = await file(app, summary="after a 429")
     await prompt_for(fake, ALICE, late)
     for rid in [*rids, late]:  # exactly once per approver chat
         for chat in (ALICE, BOB):
             assert len([m for m in fake.chat(chat) if rid in m.text]) == 1
 
 
-async def test_unreachable_approver_gets_the_prompt_after_start(fake: FakeTelegram, bot_app: App) -> None:
+async def test_unreachable_approver_gets_the_prompt_after_start(fake: FakeTelegram, app: App) -> None:
     fake.unreachable.add(BOB)
-    rid = await file(bot_app)
+    rid = await file(app)
     await prompt_for(fake, ALICE, rid)
     await fake.wait_for(lambda: any(p.get("chat_id") == str(BOB) for p in fake.sent("sendMessage")))
     fake.unreachable.discard(BOB)
@@ -267,11 +257,11 @@ async def test_unreachable_approver_gets_the_prompt_after_start(fake: FakeTelegr
     await prompt_for(fake, BOB, rid)
 
 
-async def test_lease_holder_killed_another_process_takes_over(fake: FakeTelegram, tg_config_path: Path) -> None:
+async def test_lease_holder_killed_another_process_takes_over(fake: FakeTelegram, config_path: Path) -> None:
     token = {"SIGNOFF_TELEGRAM_TOKEN": fake.token}
-    async with serve(tg_config_path, **token) as first:
+    async with serve(config_path, **token) as first:
         await first.wait_for_log("this process runs the bot now")
-        async with serve(tg_config_path, **token) as second:
+        async with serve(config_path, **token) as second:
             async with http_client(first.url) as client:
                 out = (
                     await client.call_tool("request_approval", {"action": "deploy", "summary": "x"})
@@ -279,7 +269,7 @@ async def test_lease_holder_killed_another_process_takes_over(fake: FakeTelegram
             assert out is not None
             rid = out["request_id"]
             a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
-            await fake.wait_for(lambda: recorded_prompts(tg_config_path, rid) == 2)
+            await fake.wait_for(lambda: recorded_prompts(config_path, rid) == 2)
             assert "runs the bot now" not in "".join(second.stderr)  # only one poller at a time
             first.process.send_signal(signal.SIGKILL)
             await second.wait_for_log("this process runs the bot now")
@@ -294,7 +284,7 @@ async def test_lease_holder_killed_another_process_takes_over(fake: FakeTelegram
             await fake.wait_for(lambda: not a.buttons() and "Approved" in a.text and not b.buttons())
             assert len([m for m in fake.chat(ALICE) if rid in m.text]) == 1  # nothing was sent twice
             # A request filed now is delivered by the new holder, once.
-            again = await file_from_cli_process(tg_config_path)
+            again = await file_from_cli_process(config_path)
             await prompt_for(fake, BOB, again)
         assert fake.token not in "".join(first.stderr + second.stderr)
 
@@ -314,8 +304,8 @@ def recorded_prompts(config_path: Path, request_id: str) -> int:
         conn.close()
 
 
-async def test_updates_redelivered_after_a_restart_are_handled_once(fake: FakeTelegram, tg_config: Config) -> None:
-    async with open_app(tg_config) as app:
+async def test_updates_redelivered_after_a_restart_are_handled_once(fake: FakeTelegram, config: Config) -> None:
+    async with open_app(config) as app:
         await fake.wait_for(lambda: fake.sent("getUpdates"))
         await fake.say(ALICE, ALICE, "/start")
         await fake.wait_for(lambda: any("approver <b>alice</b>" in m.text for m in fake.chat(ALICE)))
@@ -324,41 +314,41 @@ async def test_updates_redelivered_after_a_restart_are_handled_once(fake: FakeTe
         cq = await fake.press(ALICE, a, a.button("approve"))
         await fake.wait_for(lambda: cq in fake.answers)
     # Stopped before confirming the last updates to Telegram? They come again; nothing is done twice.
-    async with open_app(tg_config):
+    async with open_app(config):
         before = len(fake.calls)
         await fake.wait_for(lambda: len([c for c in fake.calls[before:] if c[0] == "getUpdates"]) >= 2)
     assert len([m for m in fake.chat(ALICE) if "approver <b>alice</b>" in m.text]) == 1
     assert len(fake.answers) == 1
 
 
-async def test_doctor_checks_the_token_and_each_chat(fake: FakeTelegram, tg_config_path: Path) -> None:
+async def test_doctor_checks_the_token_and_each_chat(fake: FakeTelegram, config_path: Path) -> None:
     fake.unreachable.add(BOB)
     env = {"SIGNOFF_TELEGRAM_TOKEN": fake.token}
     res = await anyio.run_process(
-        [SIGNOFF, "doctor", "--config", str(tg_config_path)], env=subprocess_env(**env), check=False
+        [SIGNOFF, "doctor", "--config", str(config_path)], env=subprocess_env(**env), check=False
     )
     out = res.stdout.decode()
     assert res.returncode == 1, out + res.stderr.decode()
     assert "bot @signoff_test_bot answers" in out, res.stderr.decode()
     assert "approver alice: chat 111 is reachable" in out
     assert "approver bob: chat 222 is not reachable" in out and "send /start" in out
-    bad = await anyio.run_process([SIGNOFF, "doctor", "--config", str(tg_config_path)],
+    bad = await anyio.run_process([SIGNOFF, "doctor", "--config", str(config_path)],
                                   env=subprocess_env(SIGNOFF_TELEGRAM_TOKEN="1:wrong"), check=False)  # fmt: skip
     assert bad.returncode == 1 and "was refused" in bad.stdout.decode()
     assert fake.token not in out
 
 
-async def test_webhook_mode(fake: FakeTelegram, tg_config_path: Path) -> None:
+async def test_webhook_mode(fake: FakeTelegram, config_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    text = tg_config_path.read_text().replace(
+    text = config_path.read_text().replace(
         'lease_ttl = "3s"',
         f'lease_ttl = "3s"\nmode = "webhook"\nwebhook_url = "http://127.0.0.1:{port}/tg"\n'
         f'webhook_listen = "127.0.0.1:{port}"',
     )
-    tg_config_path.write_text(text)
-    async with open_app(load_config(tg_config_path)) as app:
+    config_path.write_text(text)
+    async with open_app(load_config(config_path)) as app:
         hook = await fake.wait_for(lambda: fake.webhook)
         assert hook["url"] == f"http://127.0.0.1:{port}/tg" and len(hook["secret_token"]) >= 32
         rid = await file(app)
@@ -383,10 +373,10 @@ def test_webhook_mode_needs_a_url(write_config: Callable[..., Path]) -> None:
         load_config(path)
 
 
-async def test_a_timed_out_send_is_retried(fake: FakeTelegram, tg_config_path: Path) -> None:
-    text = tg_config_path.read_text().replace('lease_ttl = "3s"', 'lease_ttl = "3s"\nrequest_timeout = "1s"')
-    tg_config_path.write_text(text)
-    async with open_app(load_config(tg_config_path)) as app:
+async def test_a_timed_out_send_is_retried(fake: FakeTelegram, config_path: Path) -> None:
+    text = config_path.read_text().replace('lease_ttl = "3s"', 'lease_ttl = "3s"\nrequest_timeout = "1s"')
+    config_path.write_text(text)
+    async with open_app(load_config(config_path)) as app:
         await fake.wait_for(lambda: fake.sent("getUpdates"))
         fake.delays["sendMessage"] = (2.5, 1)  # the first send outlives the client's 1 s timeout
         rid = await file(app)
