@@ -7,7 +7,8 @@ says how.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -74,6 +75,15 @@ def requester_name(transport: Transport, http_identity: str | None) -> Identify:
         return f"http:{name}" if transport == "http" else name
 
     return identify
+
+
+@contextmanager
+def _tool_errors() -> Iterator[None]:
+    """A caller's mistake becomes a tool error whose text says how to fix the call."""
+    try:
+        yield
+    except RequestError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def _progress(ctx: Context[Any, Any] | None) -> Callable[[float, float, str], Awaitable[None]] | None:
@@ -157,12 +167,10 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
             action=action, summary=summary, details=details, metadata=metadata or {}, route=route,
             idempotency_key=idempotency_key, timeout_seconds=timeout_seconds, claimed_requester=agent_name,
         )  # fmt: skip
-        try:
+        with _tool_errors():
             req = await service.request_approval(new, Actor("agent", identify(ctx), "mcp"))
             if wait_seconds > 0 and not req.status.final:
                 req = await service.wait(req.id, wait_seconds, _progress(ctx))
-        except RequestError as exc:
-            raise ToolError(str(exc)) from None
         return RequestView.of(req)
 
     async def check_decision(
@@ -177,10 +185,8 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
         ] = 0,
         ctx: Context[Any, Any] | None = None,
     ) -> RequestView:
-        try:
+        with _tool_errors():
             req = await service.wait(request_id, wait_seconds, _progress(ctx))
-        except RequestError as exc:
-            raise ToolError(str(exc)) from None
         return RequestView.of(req)
 
     async def cancel_request(
@@ -190,10 +196,8 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
         ] = None,
         ctx: Context[Any, Any] | None = None,
     ) -> RequestView:
-        try:
+        with _tool_errors():
             req = await service.cancel(request_id, Actor("agent", identify(ctx), "mcp"), reason)
-        except RequestError as exc:
-            raise ToolError(str(exc)) from None
         return RequestView.of(req)
 
     async def permission_prompt(
