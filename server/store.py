@@ -102,6 +102,11 @@ class Store:
         sql = f"SELECT id, status FROM requests WHERE id IN ({','.join('?' * len(ids))})"
         return {r[0]: Status(r[1]) for r in await self.conn.execute_fetchall(sql, ids)}
 
+    async def next_deadline(self) -> float | None:
+        """The earliest deadline of a pending request (None when nothing is pending)."""
+        row = await self._one("SELECT min(expires_at) FROM requests WHERE status = 'pending'", ())
+        return None if row is None or row[0] is None else float(row[0])
+
     async def audit(self, *, since: float | None = None, request_id: str | None = None) -> list[AuditEvent]:
         sql, args = queries.audit(since, request_id)
         return [AuditEvent.from_row(r) for r in await self.conn.execute_fetchall(sql, args)]
