@@ -23,7 +23,7 @@ from server.models import Actor, ApprovalRequest, Status
 from server.service import ApprovalService
 
 from .callbacks import APPROVE, REJECT_WITH_REASON, CallbackSigner
-from .render import already, details_file, keyboard, prompt_text, show_text
+from .render import already, details_file, show_text
 
 log = logging.getLogger("signoff.telegram")
 CHANNEL = "telegram"
@@ -185,21 +185,14 @@ class UpdateHandler:
             message, f"{len(mine)} request(s) waiting for you" + (" (the 10 oldest):" if len(mine) > 10 else ":")
         )
         for req in mine[:10]:
-            sent = await self.bot.send_message(message.chat.id, prompt_text(req, time.time()), parse_mode=ParseMode.HTML,
-                                               reply_markup=keyboard(req, self.signer))  # fmt: skip
+            # Through the outbox, so the per-chat pacing holds and the prompt is tracked like any other.
             await self.store.write(
-                "INSERT OR IGNORE INTO prompts (request_id, chat_id, message_id, sent_at) VALUES (?, ?, ?, ?)",
-                (req.id, message.chat.id, sent.message_id, time.time()),
+                "INSERT INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) "
+                "VALUES (?, 'prompt', ?, ?, ?, ?) ON CONFLICT (request_id, kind, chat_id) "
+                "DO UPDATE SET done_at = NULL, attempts = 0, next_attempt_at = excluded.next_attempt_at",
+                (req.id, approver_for(self.config, req, user_id), message.chat.id, time.time(), time.time()),
             )
-            # Decided while we were sending? The outcome trigger may have missed this chat.
-            if (await self.service.get(req.id)).status is not Status.PENDING:
-                self.on_decided()
-                await self.store.write(
-                    "INSERT INTO outbox (request_id, kind, chat_id, created_at, next_attempt_at) "
-                    "VALUES (?, 'outcome', ?, ?, ?) ON CONFLICT (request_id, kind, chat_id) "
-                    "DO UPDATE SET done_at = NULL, next_attempt_at = excluded.next_attempt_at",
-                    (req.id, message.chat.id, time.time(), time.time()),
-                )
+        self.on_decided()  # wake the outbox
 
     async def _show(self, message: Message, user_id: int, request_id: str) -> None:
         try:
