@@ -109,7 +109,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE outbox (
             id              INTEGER PRIMARY KEY,
             request_id      TEXT NOT NULL REFERENCES requests (id),
-            kind            TEXT NOT NULL CHECK (kind IN ('prompt', 'outcome')),
+            kind            TEXT NOT NULL,   -- 'prompt', 'outcome'; no CHECK, so later kinds need no table rebuild
             approver        TEXT NOT NULL DEFAULT '',   -- for prompts: whose prompt it is
             chat_id         INTEGER NOT NULL,
             created_at      REAL NOT NULL,
