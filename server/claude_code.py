@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import RequestError
 from .models import Actor, ApprovalRequest, Status
-from .service import MAX_ACTION, MAX_SUMMARY, ApprovalService, NewRequest
-
-ProgressCallback = Callable[[float, float, str], Awaitable[None]]
+from .service import MAX_ACTION, MAX_SUMMARY, ApprovalService, NewRequest, ProgressCallback
 
 
 def summarize(tool_name: str, tool_input: dict[str, Any]) -> str:

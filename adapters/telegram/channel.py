@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Update
@@ -136,11 +137,12 @@ class TelegramChannel:
             with contextlib.suppress(Exception):
                 await bot.shutdown()
 
-    async def _retrying(self, step: object) -> None:
+    async def _retrying(self, step: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``step`` until Telegram answers, backing off; give up only if the lease is lost."""
         delay = 1.0
         while True:
             try:
-                await step()  # type: ignore[operator]
+                await step()
                 return
             except NetworkError as exc:
                 log.warning("telegram: %s; retrying in %.0f s", exc, delay)
