@@ -101,6 +101,9 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
     mcp: MCPServer = MCPServer("signoff", instructions=INSTRUCTIONS)
     identify = requester_name(transport, http_identity)
 
+    def agent(ctx: Context[Any, Any] | None) -> Actor:
+        return Actor("agent", identify(ctx), "mcp")
+
     async def request_approval(
         action: Annotated[
             str,
@@ -168,7 +171,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
             idempotency_key=idempotency_key, timeout_seconds=timeout_seconds, claimed_requester=agent_name,
         )  # fmt: skip
         with _tool_errors():
-            req = await service.request_approval(new, Actor("agent", identify(ctx), "mcp"))
+            req = await service.request_approval(new, agent(ctx))
             if wait_seconds > 0 and not req.status.final:
                 req = await service.wait(req.id, wait_seconds, _progress(ctx))
         return RequestView.of(req)
@@ -197,7 +200,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
         ctx: Context[Any, Any] | None = None,
     ) -> RequestView:
         with _tool_errors():
-            req = await service.cancel(request_id, Actor("agent", identify(ctx), "mcp"), reason)
+            req = await service.cancel(request_id, agent(ctx), reason)
         return RequestView.of(req)
 
     async def permission_prompt(
@@ -214,7 +217,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
         ] = None,
         ctx: Context[Any, Any] | None = None,
     ) -> str:
-        return await claude_code.permission_prompt(service, Actor("agent", identify(ctx), "mcp"), tool_name, input,
+        return await claude_code.permission_prompt(service, agent(ctx), tool_name, input,
                                                    tool_use_id, _progress(ctx))  # fmt: skip
 
     mcp.add_tool(request_approval, description=REQUEST_DESCRIPTION,

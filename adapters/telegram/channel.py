@@ -116,7 +116,7 @@ class TelegramChannel:
         try:
             signer = CallbackSigner(await self.store.setting("telegram_callback_key", new_key))
             outbox = Outbox(self.store, bot, signer)
-            handler = UpdateHandler(self.service, bot, signer, self._wake.set, outbox.retry_chat_now)
+            handler = UpdateHandler(self.service, bot, signer, outbox, self._wake.set)
             self._last = int(await self.store.setting("telegram_last_update_id", lambda: "0"))
             self.holding.set()
             try:

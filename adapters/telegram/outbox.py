@@ -107,6 +107,27 @@ class Outbox:
                 "UPDATE outbox SET done_at = ?, last_error = NULL WHERE id = ?", (time.time(), outbox_id)
             )
         self._warned.discard(chat_id)
+        # Decided while we were sending? Then its outcome may have been queued without this chat.
+        current = await self.store.get(req.id)
+        if current is not None and current.status is not Status.PENDING:
+            await self.queue(req.id, "outcome", chat_id)
+
+    async def queue(self, request_id: str, kind: str, chat_id: int, approver: str = "") -> None:
+        """Deliver (again) a prompt or an outcome to one chat, through the outbox's pacing and retries."""
+        now = time.time()
+        await self.store.write(
+            "INSERT INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, attempts = 0, "
+            "next_attempt_at = excluded.next_attempt_at",
+            (request_id, kind, approver, chat_id, now, now),
+        )
+
+    async def track(self, request_id: str, chat_id: int, message_id: int) -> None:
+        """Remember a message with buttons for a request, so its outcome is shown there too."""
+        await self.store.write(
+            "INSERT OR IGNORE INTO prompts (request_id, chat_id, message_id, sent_at) VALUES (?, ?, ?, ?)",
+            (request_id, chat_id, message_id, time.time()),
+        )
 
     async def _show_outcome(self, req: ApprovalRequest, chat_id: int) -> None:
         rows = await self.store.read(

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 from html import escape
-from typing import Any
 
 from telegram import Bot, CallbackQuery, ForceReply, InputFile, Message, Update
 from telegram.constants import ParseMode
@@ -23,6 +22,7 @@ from server.models import Actor, ApprovalRequest, Status
 from server.service import ApprovalService
 
 from .callbacks import APPROVE, REJECT_WITH_REASON, CallbackSigner
+from .outbox import Outbox
 from .render import already, details_file, show_text
 
 log = logging.getLogger("signoff.telegram")
@@ -55,21 +55,21 @@ def configured_name(config: Config, user_id: int) -> str | None:
 class UpdateHandler:
     """Handles one update at a time; ``on_decided`` wakes the outbox so outcomes show at once."""
 
-    def __init__(self, service: ApprovalService, bot: Bot, signer: CallbackSigner, on_decided: Callable[[], None],
-                 on_contact: Callable[[int], Any]) -> None:  # fmt: skip
+    def __init__(self, service: ApprovalService, bot: Bot, signer: CallbackSigner, outbox: Outbox,
+                 on_decided: Callable[[], None]) -> None:  # fmt: skip
         self.service = service
         self.config = service.config
         self.store = service.store
         self.bot = bot
         self.signer = signer
+        self.outbox = outbox
         self.on_decided = on_decided
-        self.on_contact = on_contact
 
     async def handle(self, update: Update) -> None:
         if update.callback_query is not None:
             await self._press(update.callback_query)
         elif update.message is not None and update.message.text:
-            await self.on_contact(update.message.chat.id)
+            await self.outbox.retry_chat_now(update.message.chat.id)
             if update.message.text.startswith("/"):
                 await self._command(update.message)
             elif update.message.reply_to_message is not None:
@@ -100,10 +100,7 @@ class UpdateHandler:
             return
         if query.message is not None:
             # A prompt we lost track of (sent just before a crash, say) is edited with the rest.
-            await self.store.write(
-                "INSERT OR IGNORE INTO prompts (request_id, chat_id, message_id, sent_at) VALUES (?, ?, ?, ?)",
-                (req.id, query.message.chat.id, query.message.message_id, time.time()),
-            )
+            await self.outbox.track(req.id, query.message.chat.id, query.message.message_id)
         if press.action == REJECT_WITH_REASON:
             await self._answer(query, "Reply to my next message with the reason.")
             await self._ask_reason(query, req, user_id)
@@ -186,12 +183,7 @@ class UpdateHandler:
         )
         for req in mine[:10]:
             # Through the outbox, so the per-chat pacing holds and the prompt is tracked like any other.
-            await self.store.write(
-                "INSERT INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) "
-                "VALUES (?, 'prompt', ?, ?, ?, ?) ON CONFLICT (request_id, kind, chat_id) "
-                "DO UPDATE SET done_at = NULL, attempts = 0, next_attempt_at = excluded.next_attempt_at",
-                (req.id, approver_for(self.config, req, user_id), message.chat.id, time.time(), time.time()),
-            )
+            await self.outbox.queue(req.id, "prompt", message.chat.id, approver_for(self.config, req, user_id) or "")
         self.on_decided()  # wake the outbox
 
     async def _show(self, message: Message, user_id: int, request_id: str) -> None:
