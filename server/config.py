@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 import types
 import typing
+import urllib.parse
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from .durations import parse_duration
+from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .paths import config_file, store_path
 
@@ -74,11 +77,45 @@ class TelegramConfig(_Model):
 class ApproverConfig(_Model):
     telegram_user_id: int | None = None
     telegram_chat_id: int | None = None
+    identities: list[str] = Field(
+        default_factory=list,
+        description="requested_by values (globs) that are this person: they cannot approve their own requests",
+    )
+    quiet_hours: str | None = Field(
+        default=None,
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$",
+        description="'22:00-07:00': prompts of non-urgent routes wait until the end",
+    )
+    timezone: str = Field(default="UTC", description="the IANA time zone of quiet_hours, e.g. 'Europe/Berlin'")
 
 
 class DefaultsConfig(_Model):
     timeout: Duration = Field(default=3600.0, gt=0)
     on_timeout: Outcome = "reject"
+    digest_threshold: int = Field(
+        default=5, ge=1, le=100, description="more pending prompts than this in one chat are gathered into a digest"
+    )
+
+
+class EscalationLevel(_Model):
+    after: Duration = Field(gt=0, description="time since the request was filed")
+    approvers: list[str] = Field(min_length=1)
+
+
+class GrantScope(_Model):
+    """Which requests a grant covers besides route, action and requester: ``details[argument]``
+    must match the pattern (of ``patterns``) that the granting request matched."""
+
+    argument: str = Field(min_length=1, max_length=64)
+    patterns: list[str] = Field(min_length=1)
+
+
+class CallbacksConfig(_Model):
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="hosts decision callbacks may be sent to ('*.example.com' allowed)"
+    )
+    secret_env: str = "SIGNOFF_CALLBACK_SECRET"
+    timeout: Duration = Field(default=10.0, ge=1, le=120)
 
 
 class Comparison(_Model):
@@ -121,6 +158,33 @@ class RouteConfig(_Model):
     timeout: Duration | None = Field(default=None, gt=0)
     on_timeout: Outcome | None = None
     auto: Outcome | None = None
+    reminder: Duration | None = Field(default=None, ge=60)
+    escalation: list[EscalationLevel] = Field(default_factory=list)
+    quorum: int = Field(default=1, ge=1, le=20)
+    reject_quorum: int = Field(default=1, ge=1, le=20)
+    allow_self_approval: bool = False
+    grant_options: list[str] = Field(default_factory=list, max_length=3)
+    grant_scope: GrantScope | None = None
+    grant_max_uses: int | None = Field(default=None, ge=1)
+    allow_bulk: bool = False
+    urgent: bool = False
+    callback_url: str | None = None
+
+    @property
+    def policy_keys(self) -> list[str]:
+        """The keys set that only mean something when a human decides."""
+        keys = ("reminder", "escalation", "quorum", "reject_quorum", "allow_self_approval", "grant_options",
+                "grant_scope", "grant_max_uses", "allow_bulk", "urgent")  # fmt: skip
+        return [k for k in keys if k in self.model_fields_set]
+
+
+GRANT_SESSION = "session"
+MAX_GRANT = 7 * 86400.0
+
+
+def grant_seconds(option: str) -> float | None:
+    """A grant option's length in seconds; None for "session" (the requester's MCP session)."""
+    return None if option == GRANT_SESSION else parse_duration(option)
 
 
 class Config(_Model):
@@ -128,7 +192,9 @@ class Config(_Model):
     server: ServerConfig = ServerConfig()
     telegram: TelegramConfig = TelegramConfig()
     approvers: dict[str, ApproverConfig] = Field(default_factory=dict)
+    groups: dict[str, list[str]] = Field(default_factory=dict)
     defaults: DefaultsConfig = DefaultsConfig()
+    callbacks: CallbacksConfig = CallbacksConfig()
     routes: list[RouteConfig] = Field(min_length=1)
     # Where the configuration came from, for messages; not a key of the file.
     source: str = Field(default="<embedded default>", exclude=True)
@@ -141,6 +207,15 @@ class Config(_Model):
 
     def route(self, name: str) -> RouteConfig | None:
         return next((r for r in self.routes if r.name == name), None)
+
+    def expand(self, names: typing.Iterable[str]) -> list[str]:
+        """Approver names with every group replaced by its members; each name once, in order."""
+        out: list[str] = []
+        for name in names:
+            for who in self.groups.get(name, [name]):
+                if who not in out:
+                    out.append(who)
+        return out
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -182,19 +257,23 @@ def _cross_check(config: Config) -> list[str]:
         if route.name in seen:
             problems.append(f"{key}.name: route name {route.name!r} is used twice; give each route its own name")
         seen.add(route.name)
+        names = known + sorted(config.groups)
         for j, who in enumerate(route.approvers):
-            if who not in config.approvers:
-                hint = _closest(who, known)
-                fix = f"did you mean {hint!r}?" if hint else "add an [approvers.NAME] table for it"
-                problems.append(
-                    f"{key}.approvers[{j}]: unknown approver {who!r}; {fix} (known: {', '.join(known) or 'none'})"
-                )
+            problems += _unknown(f"{key}.approvers[{j}]", who, config, names)
+        for j, level in enumerate(route.escalation):
+            for k, who in enumerate(level.approvers):
+                problems += _unknown(f"{key}.escalation[{j}].approvers[{k}]", who, config, names)
         if route.auto is not None and route.approvers:
             problems.append(
                 f"{key}: a route with auto = {route.auto!r} decides by itself; remove 'approvers' or remove 'auto'"
             )
         if route.auto is not None and (route.timeout is not None or route.on_timeout is not None):
             problems.append(f"{key}: a route with auto = {route.auto!r} never waits; remove 'timeout' and 'on_timeout'")
+        if route.auto is not None and route.policy_keys:
+            problems.append(f"{key}: a route with auto = {route.auto!r} never asks anyone; remove "
+                            f"{', '.join(repr(k) for k in route.policy_keys)}")  # fmt: skip
+        else:
+            problems += _check_policy(key, route, config)
     tg = config.telegram
     if tg.mode == "webhook" and not tg.webhook_url:
         problems.append("telegram.webhook_url: mode = 'webhook' needs the public URL Telegram posts to, e.g. "
@@ -204,7 +283,96 @@ def _cross_check(config: Config) -> list[str]:
     for name, approver in config.approvers.items():
         if approver.telegram_user_id is None and approver.telegram_chat_id is not None:
             problems.append(f"approvers.{name}: telegram_chat_id needs telegram_user_id (who may press the buttons)")
+        if approver.timezone != "UTC" or approver.quiet_hours:
+            try:
+                zoneinfo.ZoneInfo(approver.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                problems.append(f"approvers.{name}.timezone: unknown time zone {approver.timezone!r}; "
+                                "write an IANA name such as 'Europe/Berlin' or 'America/New_York'")  # fmt: skip
+    for group, members in config.groups.items():
+        if group in config.approvers:
+            problems.append(f"groups.{group}: {group!r} is also an approver's name; rename the group")
+        for j, who in enumerate(members):
+            if who not in config.approvers:
+                hint = _closest(who, known)
+                fix = f"did you mean {hint!r}?" if hint else "groups list approvers, not other groups"
+                problems.append(f"groups.{group}[{j}]: unknown approver {who!r}; {fix}")
+    for j, host in enumerate(config.callbacks.allowed_hosts):
+        if not re.fullmatch(r"(\*\.)?[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]", host):
+            problems.append(f"callbacks.allowed_hosts[{j}]: {host!r} is not a host name; write 'hooks.example.com', "
+                            "'*.example.com' or '127.0.0.1' (no scheme, no port, no path)")  # fmt: skip
     return problems
+
+
+def _unknown(key: str, who: str, config: Config, names: list[str]) -> list[str]:
+    if who in config.approvers or who in config.groups:
+        return []
+    hint = _closest(who, names)
+    fix = f"did you mean {hint!r}?" if hint else "add an [approvers.NAME] table or a [groups] entry for it"
+    return [f"{key}: unknown approver or group {who!r}; {fix} (known: {', '.join(names) or 'none'})"]
+
+
+def _check_policy(key: str, route: RouteConfig, config: Config) -> list[str]:
+    """The rules of a human-decided route that need more than one key to check."""
+    problems: list[str] = []
+    timeout = route.timeout or config.defaults.timeout
+    base = config.expand(a for a in route.approvers if a in config.approvers or a in config.groups)
+    everyone = config.expand([*base, *(a for lv in route.escalation for a in lv.approvers
+                                       if a in config.approvers or a in config.groups)])  # fmt: skip
+    if route.quorum > 1 and route.quorum > len(everyone):
+        problems.append(f"{key}.quorum: {route.quorum} approvals needed but the route has only {len(everyone)} "
+                        "approver(s), escalation included; add approvers or lower the quorum")  # fmt: skip
+    if route.reject_quorum > 1 and route.reject_quorum > len(everyone):
+        problems.append(f"{key}.reject_quorum: {route.reject_quorum} rejections needed but the route has only "
+                        f"{len(everyone)} approver(s); lower it")  # fmt: skip
+    last = 0.0
+    for j, level in enumerate(route.escalation):
+        if level.after <= last:
+            problems.append(f"{key}.escalation[{j}].after: each level must come after the one before it")
+        if level.after >= timeout:
+            problems.append(f"{key}.escalation[{j}].after: {format_duration(level.after)} is not before the route's "
+                            f"timeout ({format_duration(timeout)}), so it would never fire; shorten it or lengthen "
+                            "the timeout")  # fmt: skip
+        last = level.after
+    for j, option in enumerate(route.grant_options):
+        try:
+            seconds = grant_seconds(option)
+        except ValueError:
+            problems.append(f"{key}.grant_options[{j}]: {option!r} is neither a duration ('30m', '2h') nor 'session'")
+            continue
+        if seconds is not None and seconds > MAX_GRANT:
+            problems.append(f"{key}.grant_options[{j}]: grants last at most 7 days; shorten {option!r}")
+    if route.grant_options and route.quorum > 1:
+        problems.append(f"{key}.grant_options: a route that needs {route.quorum} approvals cannot be granted by one "
+                        "person; remove grant_options or the quorum")  # fmt: skip
+    if (route.grant_scope or route.grant_max_uses) and not route.grant_options:
+        problems.append(f"{key}: grant_scope and grant_max_uses need grant_options, e.g. grant_options = [\"30m\"]")
+    if route.callback_url is not None:
+        problems += [f"{key}.callback_url: {p}" for p in callback_url_problems(route.callback_url, config)]
+    return problems
+
+
+def callback_url_problems(url: str, config: Config) -> list[str]:
+    """Why ``url`` may not receive decision callbacks (empty when it may)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return [f"{url!r} is not an http(s) URL"]
+    if not host_allowed(parsed.hostname, config.callbacks.allowed_hosts):
+        allowed = ", ".join(config.callbacks.allowed_hosts) or "none"
+        return [f"host {parsed.hostname!r} is not in [callbacks] allowed_hosts (allowed: {allowed}); the operator "
+                "must add it there"]  # fmt: skip
+    return []
+
+
+def host_allowed(host: str, allowed: typing.Iterable[str]) -> bool:
+    host = host.lower().rstrip(".")
+    for entry in allowed:
+        entry = entry.lower().strip("[]")
+        if entry.startswith("*.") and host.endswith(entry[1:]) and host != entry[2:]:
+            return True
+        if host == entry:
+            return True
+    return False
 
 
 def _closest(word: str, choices: typing.Iterable[str]) -> str | None:

@@ -56,6 +56,11 @@ class ApprovalRequest:
     decided_kind: str | None
     decided_via: str | None
     reason: str | None
+    level: int = 0  # escalation levels fired so far
+    next_escalation_at: float | None = None
+    next_reminder_at: float | None = None
+    session: str | None = None
+    callback_url: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> ApprovalRequest:
@@ -82,7 +87,40 @@ class ApprovalRequest:
             decided_kind=row["decided_kind"],
             decided_via=row["decided_via"],
             reason=row["reason"],
+            level=row["level"],
+            next_escalation_at=row["next_escalation_at"],
+            next_reminder_at=row["next_reminder_at"],
+            session=row["session"],
+            callback_url=row["callback_url"],
         )
+
+    @property
+    def quorum(self) -> int:
+        return int(self.route_snapshot.get("quorum") or 1)
+
+    @property
+    def reject_quorum(self) -> int:
+        return int(self.route_snapshot.get("reject_quorum") or 1)
+
+    def telegram_entries(self, level: int | None = None) -> list[dict[str, Any]]:
+        """Where the prompts of every approver who may decide now (at escalation ``level``) go."""
+        level = self.level if level is None else level
+        entries = list(self.route_snapshot.get("telegram", []))
+        for step in self.route_snapshot.get("escalation", [])[:level]:
+            entries += step.get("telegram", [])
+        return entries
+
+    def eligible(self, level: int | None = None) -> list[str]:
+        """The approvers who may decide now: the route's and those of the levels fired so far."""
+        level = self.level if level is None else level
+        names = list(self.route_snapshot.get("approvers", self.approvers))
+        for step in self.route_snapshot.get("escalation", [])[:level]:
+            names += [a for a in step.get("approvers", []) if a not in names]
+        return names
+
+    def everyone(self) -> list[str]:
+        """Every approver who may ever decide, escalation levels still to come included."""
+        return self.eligible(len(self.route_snapshot.get("escalation", [])))
 
 
 def iso(ts: float | None) -> str | None:

@@ -53,6 +53,9 @@ def connect(path: Path) -> Iterator[sqlite3.Connection | None]:
     try:
         conn.row_factory = sqlite3.Row
         has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'").fetchone()
+        if has and not conn.execute("SELECT 1 FROM migrations WHERE name = ?", (queries.SCHEMA,)).fetchone():
+            raise StoreError(f"the database {path} was written by an older signoff; run `signoff doctor` (or start "
+                             "`signoff serve`) once to upgrade it")  # fmt: skip
         yield conn if has else None
     finally:
         conn.close()

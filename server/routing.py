@@ -29,19 +29,35 @@ class Choice:
     on_timeout: str
     # Where each approver's prompts go, as configured when the request was filed.
     telegram: list[dict[str, Any]]
+    # Each escalation level: after (seconds), the approvers it adds, and their chats.
+    escalation: list[dict[str, Any]]
+
+    @property
+    def everyone(self) -> list[str]:
+        """Every approver who may ever decide: the route's and every escalation level's."""
+        return self.approvers + [a for level in self.escalation for a in level["approvers"]]
 
     def snapshot(self) -> dict[str, Any]:
         """The route as it is now, stored with the request so later config edits don't change it."""
+        r = self.route
         return {
-            "name": self.route.name,
+            "name": r.name,
             "approvers": self.approvers,
             "timeout": self.timeout,
             "on_timeout": self.on_timeout,
-            "auto": self.route.auto,
+            "auto": r.auto,
             "telegram": self.telegram,
-            "match": None
-            if self.route.match is None
-            else self.route.match.model_dump(by_alias=True, exclude_defaults=True),
+            "match": None if r.match is None else r.match.model_dump(by_alias=True, exclude_defaults=True),
+            "escalation": self.escalation,
+            "reminder": r.reminder,
+            "quorum": r.quorum,
+            "reject_quorum": r.reject_quorum,
+            "allow_self_approval": r.allow_self_approval,
+            "grant_options": r.grant_options,
+            "grant_scope": None if r.grant_scope is None else r.grant_scope.model_dump(),
+            "grant_max_uses": r.grant_max_uses,
+            "allow_bulk": r.allow_bulk,
+            "urgent": r.urgent,
         }
 
 
@@ -104,17 +120,29 @@ def matches(match: Match | None, action: str, requested_by: str, metadata: Mappi
     return all(_fits(cond, key in metadata, metadata.get(key)) for key, cond in match.metadata.items())
 
 
+def _chats(config: Config, names: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"approver": name, "user_id": a.telegram_user_id, "chat_id": a.telegram_chat_id or a.telegram_user_id}
+        for name in names
+        if (a := config.approvers[name]).telegram_user_id is not None
+    ]
+
+
 def resolve(config: Config, route: RouteConfig) -> Choice:
+    approvers = config.expand(route.approvers)
+    seen = list(approvers)
+    levels = []
+    for level in route.escalation:
+        added = [a for a in config.expand(level.approvers) if a not in seen]
+        seen += added
+        levels.append({"after": level.after, "approvers": added, "telegram": _chats(config, added)})
     return Choice(
         route=route,
-        approvers=list(route.approvers),
+        approvers=approvers,
         timeout=route.timeout or config.defaults.timeout,
         on_timeout=route.on_timeout or config.defaults.on_timeout,
-        telegram=[
-            {"approver": name, "user_id": a.telegram_user_id, "chat_id": a.telegram_chat_id or a.telegram_user_id}
-            for name in route.approvers
-            if (a := config.approvers[name]).telegram_user_id is not None
-        ],
+        telegram=_chats(config, approvers),
+        escalation=levels,
     )
 
 
@@ -127,7 +155,10 @@ def _at_least_as_strict(named: Choice, first: Choice) -> bool:
         return True  # any human route is stricter than approving at once
     if first.route.auto == "reject":
         return False  # a human route would be looser than rejecting at once
-    if not set(named.approvers) <= set(first.approvers):
+    if not set(named.everyone) <= set(first.everyone):
+        return False
+    n, f = named.route, first.route
+    if n.quorum < f.quorum or n.reject_quorum > f.reject_quorum or (n.allow_self_approval > f.allow_self_approval):
         return False
     return named.on_timeout == "reject" or first.on_timeout == "approve"
 

@@ -128,6 +128,7 @@ class Store:
             req.route, route_snapshot_json, dumps(req.approvers), req.requested_by, req.requested_via,
             req.claimed_requester, req.idempotency_key, req.content_hash, req.status.value, req.on_timeout,
             req.created_at, req.expires_at, req.decided_at, req.decided_by, req.decided_kind, req.decided_via, req.reason,
+            req.level, req.next_escalation_at, req.next_reminder_at, req.session, req.callback_url,
         )  # fmt: skip
         async with self._write_lock:
             cur = await self.conn.execute(_INSERT, row)

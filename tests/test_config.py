@@ -59,7 +59,7 @@ def test_relative_store_path_resolves_against_the_config_folder(
         ("[[routes]]\nname='a'\ntimeout = '0s'\n", ["routes[0].timeout", "longer than zero"]),
         ("[[routes]]\nname='a'\non_timeout = 'maybe'\n", ["routes[0].on_timeout", "'approve' or 'reject'"]),
         ("[[routes]]\nname='a'\napprovers = ['alcie']\n[approvers.alice]\ntelegram_user_id = 1\n",
-         ["routes[0].approvers[0]", "unknown approver 'alcie'", "did you mean 'alice'?"]),
+         ["routes[0].approvers[0]", "unknown approver or group 'alcie'", "did you mean 'alice'?"]),
         ("[[routes]]\nname='a'\n[[routes]]\nname='a'\n", ["routes[1].name", "used twice"]),
         ("[[routes]]\nname='a'\nauto='approve'\napprovers=['x']\n[approvers.x]\ntelegram_user_id=1\n",
          ["routes[0]", "remove 'approvers' or remove 'auto'"]),
