@@ -346,7 +346,7 @@ def _check_policy(key: str, route: RouteConfig, config: Config) -> list[str]:
         problems.append(f"{key}.grant_options: a route that needs {route.quorum} approvals cannot be granted by one "
                         "person; remove grant_options or the quorum")  # fmt: skip
     if (route.grant_scope or route.grant_max_uses) and not route.grant_options:
-        problems.append(f"{key}: grant_scope and grant_max_uses need grant_options, e.g. grant_options = [\"30m\"]")
+        problems.append(f'{key}: grant_scope and grant_max_uses need grant_options, e.g. grant_options = ["30m"]')
     if route.callback_url is not None:
         problems += [f"{key}.callback_url: {p}" for p in callback_url_problems(route.callback_url, config)]
     return problems

@@ -5,7 +5,9 @@
   - ``RequestError`` — a caller's input cannot be accepted (bad argument, unknown request id,
     unknown or forbidden route, idempotency conflict). MCP tools turn it into a tool error
     whose text says how to correct the call.
-    - ``NotFoundError`` — no request has that id.
+    - ``NotFoundError`` — no request (or grant) has that id.
+    - ``NotAllowedError`` — a person may not make this decision (their own request, a vote
+      on a quorum route by someone who is not its approver, a grant they may not revoke).
   - ``StoreError`` — the database cannot be opened or migrated.
 
 Anything else that escapes is a bug; callers fail closed on it (never "approved").
@@ -34,6 +36,10 @@ class RequestError(SignoffError):
 
 class NotFoundError(RequestError):
     """No request has the given id."""
+
+
+class NotAllowedError(RequestError):
+    """This person may not make this decision; the message says who can."""
 
 
 class StoreError(SignoffError):

@@ -11,17 +11,25 @@ import asyncio
 import contextlib
 import hashlib
 import math
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .config import Config
-from .errors import NotFoundError, RequestError
+from . import grants, policy
+from .config import Config, callback_url_problems
+from .errors import NotAllowedError, NotFoundError, RequestError
+from .grants import Grant
 from .models import Actor, ApprovalRequest, Status
 from .routing import Choice, choose_route
-from .store import Decision, Store, dumps
+from .store import INSERT, Decision, Store, dumps, request_row
+
+
+class _Raced(Exception):
+    """Another process filed the same idempotency key first: roll back and take its request."""
+
 
 # Input bounds, documented in the README and in the tool schemas.
 MAX_ACTION = 200
@@ -54,6 +62,7 @@ class NewRequest:
     idempotency_key: str | None = None
     timeout_seconds: float | None = None
     claimed_requester: str | None = None
+    callback_url: str | None = None
 
 
 def _check_text(name: str, value: str, limit: int, *, single_line: bool = False) -> None:
@@ -112,7 +121,10 @@ def check_new_request(new: NewRequest) -> Encoded:
             "Summarize it or send a link"
         )
     metadata = dumps(new.metadata)
-    head = dumps([new.action, new.summary, new.route, new.timeout_seconds, new.claimed_requester])
+    if new.callback_url is not None and len(new.callback_url) > 2000:
+        raise RequestError("'callback_url' is longer than 2000 characters")
+    extra = [new.callback_url] if new.callback_url is not None else []  # hashes of older requests stay the same
+    head = dumps([new.action, new.summary, new.route, new.timeout_seconds, new.claimed_requester, *extra])
     digest = hashlib.sha256("\x1e".join((head, details, metadata)).encode()).hexdigest()
     return Encoded(None if new.details is None else details, metadata, digest)
 
@@ -137,8 +149,11 @@ class ApprovalService:
 
     # --- use cases ---------------------------------------------------------------------
 
-    async def request_approval(self, new: NewRequest, requester: Actor) -> ApprovalRequest:
-        """File a request (or return the one filed earlier under the same idempotency key)."""
+    async def request_approval(
+        self, new: NewRequest, requester: Actor, *, session: str | None = None
+    ) -> ApprovalRequest:
+        """File a request (or return the one filed earlier under the same idempotency key).
+        ``session`` names the requester's MCP session, for "session" grants."""
         encoded = check_new_request(new)
         content_hash = encoded.content_hash
         if new.idempotency_key is not None:
@@ -156,10 +171,19 @@ class ApprovalService:
                 if choice.on_timeout == "reject"
                 else max(timeout, new.timeout_seconds)
             )
+        callback_url = new.callback_url or choice.route.callback_url
+        if new.callback_url is not None:
+            problems = callback_url_problems(new.callback_url, self.config)
+            if problems:
+                raise RequestError(f"callback_url: {problems[0]}")
+        if callback_url is not None and not os.environ.get(self.config.callbacks.secret_env):
+            raise RequestError(f"callback_url cannot be used: the operator has not set ${self.config.callbacks.secret_env} "
+                               "(the key callbacks are signed with)")  # fmt: skip
         snapshot_json = self._snapshot_json(choice)
         now = self.clock()
         auto = choice.route.auto
         status = Status.PENDING if auto is None else (Status.APPROVED if auto == "approve" else Status.REJECTED)
+        escalation_at, reminder_at = policy.first_timers(self._snapshots_parsed[choice.route.name], now)
         req = ApprovalRequest(
             id=_new_id(),
             action=new.action,
@@ -183,11 +207,50 @@ class ApprovalService:
             decided_kind=None if auto is None else "system",
             decided_via=None if auto is None else "policy",
             reason=None if auto is None else f"route {choice.route.name!r} decides automatically",
+            next_escalation_at=escalation_at if auto is None else None,
+            next_reminder_at=reminder_at if auto is None else None,
+            session=session,
+            callback_url=callback_url,
         )
+        if auto is None and (why := policy.unreachable(self.config, req, [])) is not None:
+            # Nobody who may approve is left (say, the only approvers made the request): fail closed now.
+            req = replace(req, status=Status.REJECTED, decided_at=now, decided_by=f"route:{choice.route.name}",
+                          decided_kind="system", decided_via="policy", reason=why)  # fmt: skip
+        if req.status is Status.PENDING and choice.route.grant_options:
+            granted = await self._insert_granted(req, encoded, snapshot_json, now)
+            if granted is not None:
+                return granted
         stored = await self.store.insert(req, encoded.details, encoded.metadata, snapshot_json)
         if stored.id != req.id:  # lost a race on the idempotency key
             return self._same_content(stored, content_hash)
         return stored
+
+    async def _insert_granted(
+        self, req: ApprovalRequest, encoded: Encoded, snapshot_json: str, now: float
+    ) -> ApprovalRequest | None:
+        """File ``req`` approved by a live grant that covers it, in one transaction with the grant's
+        use; None when no grant covers it (or the idempotency key raced: the caller files it)."""
+        try:
+            async with self.store.transaction() as conn:
+                grant = await grants.take(conn, req, now)
+                if grant is None:
+                    return None
+                approved = replace(req, status=Status.APPROVED, decided_at=now, decided_by=f"grant:{grant.id}",
+                                   decided_kind="system", decided_via="grant", next_escalation_at=None,
+                                   next_reminder_at=None, reason=f"covered by {grant.id}, granted by {grant.created_by}")  # fmt: skip
+                cur = await conn.execute(
+                    INSERT, request_row(approved, encoded.details, encoded.metadata, snapshot_json)
+                )
+                if cur.rowcount == 0:
+                    raise _Raced()
+                if grant.chat_id is not None:  # the granter's quiet count
+                    await conn.execute(
+                        "INSERT OR IGNORE INTO outbox (request_id, kind, chat_id, created_at, next_attempt_at) "
+                        "VALUES (?, 'grant_used', ?, ?, ?)", (approved.id, grant.chat_id, now, now))  # fmt: skip
+        except _Raced:
+            return None
+        self._wake([approved.id])
+        return approved
 
     def _snapshot_json(self, choice: Choice) -> str:
         # Routes are immutable for the life of the service, so each snapshot is built once.
@@ -225,9 +288,46 @@ class ApprovalService:
             reason = reason.strip() or None
             if reason is not None and len(reason) > MAX_REASON:
                 raise RequestError(f"the reason is longer than {MAX_REASON} characters")
-        await self.get(request_id)  # not found → error; past deadline → expired first
-        status = Status.APPROVED if approve else Status.REJECTED
-        return await self._set_final(request_id, status, actor, reason)
+        req = await self.get(request_id)  # not found → error; past deadline → expired first
+        if req.status.final:
+            return Decision(False, req)
+        if approve and not policy.may_approve(self.config, req, actor.name):
+            raise NotAllowedError(
+                f"{actor.name} made request {req.id} ({req.requested_by}) and cannot approve it; another "
+                "approver must (the route does not set allow_self_approval)"
+            )
+        needed = req.quorum if approve else req.reject_quorum
+        if needed > 1 and actor.name not in req.eligible():
+            raise NotAllowedError(
+                f"route {req.route!r} needs {needed} distinct approvers to {'approve' if approve else 'reject'}; "
+                f"vote as one of them ({', '.join(req.eligible())})"
+            )
+        decision = await policy.cast(self.store, self.config, request_id, approve, actor, self.clock(), reason)
+        if decision is None:
+            raise NotFoundError(f"unknown request_id {request_id!r}")
+        if decision.changed:
+            self._wake([request_id])
+        return decision
+
+    async def approve_and_grant(self, request_id: str, option: str, actor: Actor) -> tuple[Decision, Grant | None]:
+        """Approve a request and grant its route's ``option`` ("30m", "session") for requests like it.
+        The grant is made only when this approval decided the request."""
+        req = await self.get(request_id)
+        if not req.status.final and option not in grants.options(req):
+            raise NotAllowedError(f"request {req.id} does not offer a grant of {option!r}")
+        decision = await self.decide(request_id, True, actor)
+        if not decision.changed:
+            return decision, None
+        return decision, await grants.create(self.store, decision.request, option, actor.name, self.clock())
+
+    async def list_grants(self, *, everything: bool = False) -> list[Grant]:
+        return await grants.listing(self.store, self.clock(), everything=everything)
+
+    async def revoke_grant(self, grant_id: str, actor: Actor) -> bool:
+        """End a grant now (False if it had already ended)."""
+        if actor.kind != "human":
+            raise NotAllowedError("only a human can revoke a grant")
+        return await grants.revoke(self.store, grant_id, actor.name, actor.channel, self.clock())
 
     async def cancel(self, request_id: str, actor: Actor, reason: str | None = None) -> ApprovalRequest:
         """Withdraw a pending request; a final one is returned unchanged."""
@@ -247,13 +347,18 @@ class ApprovalService:
         return decision
 
     async def sweep(self) -> list[ApprovalRequest]:
-        """Apply ``on_timeout`` to every request whose deadline has passed."""
+        """Apply ``on_timeout`` to every request whose deadline has passed (returned), then fire
+        the escalation levels and reminders that are due."""
         now = self.clock()
-        due = await self.store.next_deadline()  # a read: most sweeps find nothing, and take no write lock
-        if due is None or due > now:
-            return []
-        done = await self.store.expire_due(now)
-        self._wake(r.id for r in done)
+        done: list[ApprovalRequest] = []
+        due = await self.store.next_deadline()  # reads: most sweeps find nothing, and take no write lock
+        if due is not None and due <= now:
+            done = await self.store.expire_due(now)
+            self._wake(r.id for r in done)
+        timer = await policy.next_timer(self.store)
+        if timer is not None and timer <= now:
+            await policy.escalate_due(self.store, now)
+            await policy.remind_due(self.store, now)
         return done
 
     async def wait(

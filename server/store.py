@@ -35,11 +35,11 @@ def dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-_INSERT = (
+INSERT = (
     f"INSERT INTO requests ({queries.REQUEST_COLUMNS}) VALUES ({','.join('?' * queries.N_REQUEST_COLUMNS)}) "
     "ON CONFLICT (requested_by, idempotency_key) DO NOTHING"
 )
-_DECIDE = (
+DECIDE = (
     "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, decided_kind = ?, decided_via = ?, reason = ? "
     f"WHERE id = ? AND status = 'pending' RETURNING {queries.REQUEST_COLUMNS}"
 )
@@ -50,12 +50,27 @@ _EXPIRE = (
 )
 
 
+def request_row(
+    req: ApprovalRequest, details_json: str | None, metadata_json: str, route_snapshot_json: str
+) -> tuple[Any, ...]:
+    """The values of ``INSERT`` for ``req``, whose JSON columns come serialized."""
+    return (
+        req.id, req.action, req.summary, details_json, metadata_json,
+        req.route, route_snapshot_json, dumps(req.approvers), req.requested_by, req.requested_via,
+        req.claimed_requester, req.idempotency_key, req.content_hash, req.status.value, req.on_timeout,
+        req.created_at, req.expires_at, req.decided_at, req.decided_by, req.decided_kind, req.decided_via, req.reason,
+        req.level, req.next_escalation_at, req.next_reminder_at, req.session, req.callback_url,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a decision attempt did: ``changed`` is False when the request was already final."""
+    """What a decision attempt did: ``changed`` is True when it made the request final."""
 
     changed: bool
     request: ApprovalRequest
+    voted: bool = False  # the vote counted, but the route needs more votes: still pending
+    already_voted: str | None = None  # this approver voted before ("approve" or "reject")
 
 
 class Store:
@@ -123,15 +138,9 @@ class Store:
         """Insert ``req``, whose JSON columns come serialized (its audit events come from the trigger).
         With an idempotency key this requester already used, nothing is written and the
         earlier request is returned."""
-        row = (
-            req.id, req.action, req.summary, details_json, metadata_json,
-            req.route, route_snapshot_json, dumps(req.approvers), req.requested_by, req.requested_via,
-            req.claimed_requester, req.idempotency_key, req.content_hash, req.status.value, req.on_timeout,
-            req.created_at, req.expires_at, req.decided_at, req.decided_by, req.decided_kind, req.decided_via, req.reason,
-            req.level, req.next_escalation_at, req.next_reminder_at, req.session, req.callback_url,
-        )  # fmt: skip
+        row = request_row(req, details_json, metadata_json, route_snapshot_json)
         async with self._write_lock:
-            cur = await self.conn.execute(_INSERT, row)
+            cur = await self.conn.execute(INSERT, row)
         if cur.rowcount == 1:
             return req
         assert req.idempotency_key is not None  # the only constraint that can conflict
@@ -145,7 +154,7 @@ class Store:
         """Compare-and-set ``pending`` → ``status``; ``None`` if there is no such request."""
         args = (status.value, at, actor.name, actor.kind, actor.channel, reason, request_id)
         async with self._write_lock:
-            row = await self._one(_DECIDE, args)
+            row = await self._one(DECIDE, args)
         if row is not None:
             return Decision(True, ApprovalRequest.from_row(row))
         current = await self.get(request_id)

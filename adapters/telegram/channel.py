@@ -115,7 +115,7 @@ class TelegramChannel:
         await self._retrying(bot.initialize)  # getMe: InvalidToken stops us; network errors are retried
         try:
             signer = CallbackSigner(await self.store.setting("telegram_callback_key", new_key))
-            outbox = Outbox(self.store, bot, signer)
+            outbox = Outbox(self.store, bot, signer, self.config, self.service.clock)
             handler = UpdateHandler(self.service, bot, signer, outbox, self._wake.set)
             self._last = int(await self.store.setting("telegram_last_update_id", lambda: "0"))
             self.holding.set()

@@ -1,10 +1,18 @@
 """Draining the outbox into Telegram: prompts out, outcomes edited in, nothing lost.
 
-Rows are written by the database triggers in the same statement that files or decides a
-request, so whatever process did that, the bot-lease holder finds them here. Each row is
-retried until Telegram takes it: 429 waits ``retry_after``; network errors, 5xx and chats
-that cannot be reached yet back off. Sends to one chat are paced to about one a second
-(groups: one per three seconds); ``AIORateLimiter`` keeps the overall and group limits.
+Rows are written in the same transaction that files, decides, escalates or reminds about a
+request, so whatever process did that, the bot-lease holder finds them here. Kinds:
+``prompt`` (a new request; gathered into the chat's digest when the chat already has more
+than ``digest_threshold`` pending prompts), ``show`` (a prompt someone asked for: /pending,
+"Review each"), ``outcome`` and ``progress`` (edit the prompts), ``reminder`` (a reply to
+the prompt), ``escalated`` (a note to earlier approvers), ``grant_used`` (edit a grant's
+notice with its count) and ``digest`` (send or edit the chat's digest).
+
+Each row is retried until Telegram takes it: 429 waits ``retry_after``; network errors, 5xx
+and chats that cannot be reached yet back off. Every call to one chat is paced to one a
+second (groups: one per three seconds) and ``AIORateLimiter`` keeps the overall and group
+limits, so a burst of requests cannot break Telegram's limits. Prompts and reminders of
+non-urgent routes wait for the end of the approver's quiet hours.
 """
 
 from __future__ import annotations
@@ -12,28 +20,35 @@ from __future__ import annotations
 import datetime as dtm
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from telegram import Bot
+from telegram import Bot, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from server import grants, policy
+from server.config import Config
 from server.models import ApprovalRequest, Status
+from server.quiet import held_until
 from server.store import Store
 
 from .callbacks import CallbackSigner
-from .render import keyboard, prompt_text
+from .digest import Digests
+from .edits import edit_message
+from .render import escalated_text, grant_notice, keyboard, prompt_text, reminder_text, revoke_keyboard
 
 log = logging.getLogger("signoff.telegram")
 
-PRIVATE_GAP = 1.0  # seconds between messages to one private chat
+PRIVATE_GAP = 1.0  # seconds between calls to one private chat
 GROUP_GAP = 3.0  # 20 a minute in a group
 MAX_BACKOFF = 60.0
 UNREACHABLE_BACKOFF = 300.0
+NEW_MESSAGES = ("prompt", "show", "reminder")  # what quiet hours hold
 
 _DUE = (
     "SELECT id, request_id, kind, approver, chat_id, attempts FROM outbox "
-    "WHERE done_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT 100"
+    "WHERE done_at IS NULL AND next_attempt_at <= ? AND kind <> 'callback' ORDER BY id LIMIT 200"
 )
 
 
@@ -42,62 +57,97 @@ def _seconds(value: int | float | dtm.timedelta) -> float:
 
 
 class Outbox:
-    """Delivers due outbox rows through ``bot``; one instance per lease holder."""
+    """Delivers due outbox rows through ``bot``; one instance per lease holder.
 
-    def __init__(self, store: Store, bot: Bot, signer: CallbackSigner) -> None:
+    ``clock`` is the service's (what deadlines and quiet hours are measured against); the
+    pacing between calls is real time.
+    """
+
+    def __init__(self, store: Store, bot: Bot, signer: CallbackSigner, config: Config,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.store = store
         self.bot = bot
         self.signer = signer
+        self.config = config
+        self.clock = clock
+        self.digests = Digests(store, bot, signer, config, clock)
         self._chat_free_at: dict[int, float] = {}
         self._warned: set[int] = set()
 
-    async def next_due(self) -> float | None:
-        rows = await self.store.read("SELECT min(next_attempt_at) FROM outbox WHERE done_at IS NULL")
-        return None if not rows or rows[0][0] is None else float(rows[0][0])
-
     async def drain(self) -> float:
         """Deliver what is due now; return how long until something may be due again."""
-        now = time.time()
         wait = 0.25
-        for row in await self.store.read(_DUE, (now,)):
+        for row in await self.store.read(_DUE, (self.clock(),)):
             chat_id = int(row["chat_id"])
+            if row["kind"] == "prompt" and await self.digests.gather(row):
+                continue  # into the digest: no call of its own
             free_at = self._chat_free_at.get(chat_id, 0.0)
-            if free_at > time.time():
-                wait = min(wait, free_at - time.time())
+            if free_at > time.monotonic():
+                wait = min(wait, free_at - time.monotonic())
                 continue  # this chat is paced; others go on
-            await self._deliver(row)
-            self._chat_free_at[chat_id] = time.time() + (PRIVATE_GAP if chat_id > 0 else GROUP_GAP)
+            if await self._deliver(row):
+                self._chat_free_at[chat_id] = time.monotonic() + (PRIVATE_GAP if chat_id > 0 else GROUP_GAP)
         return max(0.0, wait)
 
-    async def _deliver(self, row: Any) -> None:
-        outbox_id, chat_id, attempts = int(row["id"]), int(row["chat_id"]), int(row["attempts"])
+    async def _deliver(self, row: Any) -> bool:
+        """Deliver one row; return whether Telegram was called (and the chat's pace used)."""
+        outbox_id, chat_id, attempts, kind = int(row["id"]), int(row["chat_id"]), int(row["attempts"]), row["kind"]
         req = await self.store.get(row["request_id"])
         if req is None:  # pragma: no cover - rows reference requests by foreign key
             await self._done(outbox_id)
-            return
+            return False
         try:
-            if row["kind"] == "prompt":
-                await self._send_prompt(outbox_id, req, chat_id)
-            else:
-                await self._show_outcome(req, chat_id)
-                await self._done(outbox_id)
+            if kind in NEW_MESSAGES and req.status is Status.PENDING:
+                held = held_until(self.config, req, row["approver"], self.clock())
+                if held is not None:
+                    await self._hold(outbox_id, held)
+                    return False
+            called = await self._send(kind, outbox_id, req, chat_id, row["approver"])
+            await self._done(outbox_id)
+            if kind in ("prompt", "show"):
+                self._warned.discard(chat_id)
+            return called
         except RetryAfter as exc:
             delay = _seconds(exc.retry_after)
-            self._chat_free_at[chat_id] = time.time() + delay
+            self._chat_free_at[chat_id] = time.monotonic() + delay
             await self._retry(outbox_id, attempts, delay, f"429: retry after {delay:.0f} s", count=False)
         except Forbidden as exc:
             self._warn_unreachable(chat_id, row["approver"], str(exc))
             await self._retry(outbox_id, attempts, min(UNREACHABLE_BACKOFF, 2.0 ** (attempts + 2)), str(exc))
         except (NetworkError, BadRequest, TelegramError) as exc:  # NetworkError covers timeouts and 5xx
             await self._retry(outbox_id, attempts, min(MAX_BACKOFF, 2.0**attempts), f"{type(exc).__name__}: {exc}")
+        return True
 
-    async def _send_prompt(self, outbox_id: int, req: ApprovalRequest, chat_id: int) -> None:
+    async def _send(self, kind: str, outbox_id: int, req: ApprovalRequest, chat_id: int, approver: str) -> bool:
+        if kind in ("prompt", "show"):
+            return await self._send_prompt(outbox_id, req, chat_id)
+        if kind in ("outcome", "progress"):
+            called = await self._edit_prompts(req, chat_id)
+            if kind == "outcome":
+                await self.digests.request_decided(req.id, chat_id)
+            return called
+        if kind == "reminder":
+            return await self._remind(req, chat_id, approver)
+        if kind == "escalated":
+            if req.status is not Status.PENDING:
+                return False
+            await self.bot.send_message(chat_id, escalated_text(req), parse_mode=ParseMode.HTML,
+                                        disable_notification=True)  # fmt: skip
+            await self._edit_prompts(req, chat_id)
+            return True
+        if kind in ("grant_used", "grant_notice"):
+            return await self._grant_count(req, chat_id, kind)
+        if kind == "digest":
+            return await self.digests.refresh(chat_id)
+        log.warning("telegram: unknown outbox kind %r; skipped", kind)
+        return False
+
+    async def _send_prompt(self, outbox_id: int, req: ApprovalRequest, chat_id: int) -> bool:
         if req.status is not Status.PENDING:
-            await self._done(outbox_id)  # decided before it was delivered: nothing to ask
-            return
-        message = await self.bot.send_message(
-            chat_id, prompt_text(req, time.time()), parse_mode=ParseMode.HTML, reply_markup=keyboard(req, self.signer)
-        )
+            return False  # decided before it was delivered: nothing to ask
+        votes = await policy.votes(self.store, req.id)
+        message = await self.bot.send_message(chat_id, prompt_text(req, self.clock(), votes),
+                                              parse_mode=ParseMode.HTML, reply_markup=keyboard(req, self.signer))  # fmt: skip
         async with self.store.transaction() as conn:
             await conn.execute(
                 "INSERT OR IGNORE INTO prompts (request_id, chat_id, message_id, sent_at) VALUES (?, ?, ?, ?)",
@@ -106,15 +156,68 @@ class Outbox:
             await conn.execute(
                 "UPDATE outbox SET done_at = ?, last_error = NULL WHERE id = ?", (time.time(), outbox_id)
             )
-        self._warned.discard(chat_id)
         # Decided while we were sending? Then its outcome may have been queued without this chat.
         current = await self.store.get(req.id)
         if current is not None and current.status is not Status.PENDING:
             await self.queue(req.id, "outcome", chat_id)
+        return True
+
+    async def _prompt_ids(self, request_id: str, chat_id: int) -> list[int]:
+        rows = await self.store.read(
+            "SELECT message_id FROM prompts WHERE request_id = ? AND chat_id = ? ORDER BY message_id",
+            (request_id, chat_id),
+        )
+        return [int(r[0]) for r in rows]
+
+    async def _edit_prompts(self, req: ApprovalRequest, chat_id: int) -> bool:
+        """Show the request as it is now on each of its prompts in the chat (buttons while pending)."""
+        ids = await self._prompt_ids(req.id, chat_id)
+        if not ids:
+            return False
+        text = prompt_text(req, self.clock(), await policy.votes(self.store, req.id))
+        markup = keyboard(req, self.signer) if req.status is Status.PENDING else None
+        for message_id in ids:
+            await edit_message(self.bot, chat_id, message_id, text, markup)
+        return True
+
+    async def _remind(self, req: ApprovalRequest, chat_id: int, approver: str) -> bool:
+        if req.status is not Status.PENDING:
+            return False
+        if any(v.approver == approver for v in await policy.votes(self.store, req.id)):
+            return False  # voted since the reminder was queued
+        ids = await self._prompt_ids(req.id, chat_id)
+        reply = ReplyParameters(message_id=ids[-1], allow_sending_without_reply=True) if ids else None
+        await self.bot.send_message(chat_id, reminder_text(req, self.clock()), parse_mode=ParseMode.HTML,
+                                    reply_parameters=reply)  # fmt: skip
+        return True
+
+    async def _grant_count(self, req: ApprovalRequest, chat_id: int, kind: str) -> bool:
+        """Edit a grant's notice: its count after a use (``grant_used``, for the request the grant
+        approved), or its end (``grant_notice``, for the request it came from)."""
+        if kind == "grant_notice":
+            rows = await self.store.read("SELECT id FROM grants WHERE from_request = ?", (req.id,))
+            if not rows:
+                return False
+            grant = await grants.get(self.store, rows[0][0])
+        elif (req.decided_by or "").startswith("grant:"):
+            grant = await grants.get(self.store, (req.decided_by or "").removeprefix("grant:"))
+        else:
+            return False
+        # Every use waiting to be shown is shown by this one edit: a quiet count, not a message each.
+        await self.store.write(
+            "UPDATE outbox SET done_at = ? WHERE kind = 'grant_used' AND chat_id = ? AND done_at IS NULL "
+            "AND request_id IN (SELECT id FROM requests WHERE decided_by = ?)",
+            (time.time(), chat_id, f"grant:{grant.id}"),
+        )
+        if grant.message_id is None or grant.chat_id != chat_id:
+            return False
+        markup = revoke_keyboard(grant, self.signer) if grant.live(self.clock()) else None
+        await edit_message(self.bot, chat_id, grant.message_id, grant_notice(grant, self.clock()), markup)
+        return True
 
     async def queue(self, request_id: str, kind: str, chat_id: int, approver: str = "") -> None:
-        """Deliver (again) a prompt or an outcome to one chat, through the outbox's pacing and retries."""
-        now = time.time()
+        """Deliver (again) a prompt, an outcome, … to one chat, through the outbox's pacing and retries."""
+        now = self.clock()
         await self.store.write(
             "INSERT INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, attempts = 0, "
@@ -129,23 +232,21 @@ class Outbox:
             (request_id, chat_id, message_id, time.time()),
         )
 
-    async def _show_outcome(self, req: ApprovalRequest, chat_id: int) -> None:
-        rows = await self.store.read(
-            "SELECT message_id FROM prompts WHERE request_id = ? AND chat_id = ? ORDER BY message_id", (req.id, chat_id)
-        )
-        text = prompt_text(req, time.time())
-        for (message_id,) in rows:
-            await edit_outcome(self.bot, chat_id, int(message_id), text)
-
     async def _done(self, outbox_id: int) -> None:
         await self.store.write(
-            "UPDATE outbox SET done_at = ?, last_error = NULL WHERE id = ?", (time.time(), outbox_id)
+            "UPDATE outbox SET done_at = ?, last_error = NULL WHERE id = ? AND done_at IS NULL",
+            (time.time(), outbox_id),
+        )
+
+    async def _hold(self, outbox_id: int, until: float) -> None:
+        await self.store.write(
+            "UPDATE outbox SET next_attempt_at = ?, last_error = 'quiet hours' WHERE id = ?", (until, outbox_id)
         )
 
     async def _retry(self, outbox_id: int, attempts: int, delay: float, error: str, *, count: bool = True) -> None:
         await self.store.write(
             "UPDATE outbox SET attempts = attempts + ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-            (1 if count else 0, time.time() + delay, error[:500], outbox_id),
+            (1 if count else 0, self.clock() + delay, error[:500], outbox_id),
         )
         log.info("telegram: will retry delivery %d in %.0f s (%s)", outbox_id, delay, error)
 
@@ -157,21 +258,9 @@ class Outbox:
                         "delivery is retried until it works.", chat_id, who, error)  # fmt: skip
 
     async def retry_chat_now(self, chat_id: int) -> None:
-        """A user just talked to the bot: what waited for their chat goes out now."""
+        """A user just talked to the bot: what waited for their chat goes out now (quiet hours aside)."""
         await self.store.write(
-            "UPDATE outbox SET next_attempt_at = ? WHERE chat_id = ? AND done_at IS NULL", (time.time(), chat_id)
+            "UPDATE outbox SET next_attempt_at = ? WHERE chat_id = ? AND done_at IS NULL "
+            "AND last_error IS NOT NULL AND last_error <> 'quiet hours'",
+            (self.clock(), chat_id),
         )
-
-
-async def edit_outcome(bot: Bot, chat_id: int, message_id: int, text: str) -> None:
-    """Show the outcome on one prompt and take its buttons away (an identical edit is fine)."""
-    try:
-        await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML)
-    except BadRequest as exc:
-        message = str(exc).lower()
-        if "not modified" in message:
-            return
-        if "not found" in message or "can't be edited" in message:
-            log.info("telegram: prompt %d in chat %d is gone; not edited (%s)", message_id, chat_id, exc)
-            return
-        raise

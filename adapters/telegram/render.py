@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from server.config import GRANT_SESSION, grant_seconds
 from server.durations import humanize_delta
+from server.grants import Grant
+from server.grants import options as grant_options
 from server.models import ApprovalRequest, Status
+from server.policy import Vote
 
-from .callbacks import APPROVE, REJECT, REJECT_WITH_REASON, CallbackSigner
+from .callbacks import (
+    APPROVE,
+    APPROVE_ALL,
+    REJECT,
+    REJECT_ALL,
+    REJECT_WITH_REASON,
+    REVIEW_EACH,
+    REVOKE,
+    CallbackSigner,
+)
 
 MAX_TEXT = 4096
 _OUTCOME = {
@@ -27,6 +42,7 @@ _OUTCOME = {
     Status.EXPIRED: "⌛ <b>Expired</b> — nobody decided in time",
     Status.CANCELLED: "🚫 <b>Cancelled</b> by the agent",
 }
+_BY_POLICY = ("policy", "grant")
 
 
 def clock(ts: float) -> str:
@@ -90,14 +106,32 @@ def _outcome(req: ApprovalRequest) -> str:
         line += f" by <b>{escape(req.decided_by or '?')}</b>"
     if req.decided_at is not None:
         line += f" at {clock(req.decided_at)}"
-    if req.reason and req.decided_via not in ("policy",):
+    if req.reason and (req.decided_via not in _BY_POLICY or req.status is Status.REJECTED):
         line += f"\nReason: {escape(req.reason)}"
     return line
 
 
-def prompt_text(req: ApprovalRequest, now: float) -> str:
+def progress(req: ApprovalRequest, votes: Sequence[Vote]) -> str:
+    """ "1 of 2 approvals — alice ✓" on a quorum route (and the rejections, where several are needed)."""
+    if req.quorum <= 1 and req.reject_quorum <= 1:
+        return ""
+    approvals = [v.approver for v in votes if v.vote == "approve"]
+    rejections = [v.approver for v in votes if v.vote == "reject"]
+    line = f"🗳 {len(approvals)} of {req.quorum} approvals"
+    marks = [f"{escape(a)} ✓" for a in approvals] + [f"{escape(r)} ✗" for r in rejections]
+    if marks:
+        line += " — " + ", ".join(marks)
+    if req.reject_quorum > 1:
+        line += f" · {len(rejections)} of {req.reject_quorum} rejections reject"
+    return line
+
+
+def prompt_text(req: ApprovalRequest, now: float, votes: Sequence[Vote] = ()) -> str:
     """The prompt (or, once decided, the same text with the outcome at the end), ≤ 4,096 characters."""
     head = _header(req, now)
+    extra = [line for line in (progress(req, votes), _escalation(req)) if line]
+    if extra:
+        head += "\n" + "\n".join(extra)
     tail = "" if req.status is Status.PENDING else "\n\n" + _outcome(req)
     if req.details is None:
         return _fit(head + tail)
@@ -132,16 +166,93 @@ def _fit(text: str) -> str:
     return escape("(this request is too large to show here; use /show or `signoff show`)")
 
 
+def _escalation(req: ApprovalRequest) -> str:
+    if req.level <= 0:
+        return ""
+    added = [a for step in req.route_snapshot.get("escalation", [])[: req.level] for a in step.get("approvers", [])]
+    return f"⬆️ Escalated to {escape(', '.join(added))}"
+
+
+def grant_label(option: str) -> str:
+    if option == GRANT_SESSION:
+        return "✅ Approve for this session"
+    return f"✅ Approve for {humanize_delta(grant_seconds(option) or 0).removeprefix('in ')}"
+
+
 def keyboard(req: ApprovalRequest, signer: CallbackSigner) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
+    rows = [
         [
-            [
-                InlineKeyboardButton("✅ Approve", callback_data=signer.sign(APPROVE, req.id)),
-                InlineKeyboardButton("❌ Reject", callback_data=signer.sign(REJECT, req.id)),
-            ],
-            [InlineKeyboardButton("✍️ Reject with reason", callback_data=signer.sign(REJECT_WITH_REASON, req.id))],
-        ]
-    )
+            InlineKeyboardButton("✅ Approve", callback_data=signer.sign(APPROVE, req.id)),
+            InlineKeyboardButton("❌ Reject", callback_data=signer.sign(REJECT, req.id)),
+        ],
+        [InlineKeyboardButton("✍️ Reject with reason", callback_data=signer.sign(REJECT_WITH_REASON, req.id))],
+    ]
+    offered = req.route_snapshot.get("grant_options") or []
+    grant_buttons = [
+        InlineKeyboardButton(grant_label(option), callback_data=signer.sign(f"g{offered.index(option)}", req.id))
+        for option in grant_options(req)
+    ]
+    if grant_buttons:
+        rows.insert(1, grant_buttons)
+    return InlineKeyboardMarkup(rows)
+
+
+def reminder_text(req: ApprovalRequest, now: float) -> str:
+    return (f"⏰ Still waiting for you: <b>{escape(req.action)}</b> (<code>{escape(req.id)}</code>) — "
+            f"expires {humanize_delta(req.expires_at - now)}. The buttons are on the message above.")  # fmt: skip
+
+
+def escalated_text(req: ApprovalRequest) -> str:
+    return (f"⬆️ <b>{escape(req.action)}</b> (<code>{escape(req.id)}</code>) had no decision in time and was "
+            f"escalated: {escape(', '.join(req.eligible()))} may decide it now. Your buttons still work.")  # fmt: skip
+
+
+def grant_notice(grant: Grant, now: float) -> str:
+    if grant.revoked_at is not None:
+        state = f"revoked by {escape(grant.revoked_by or '?')} at {clock(grant.revoked_at)}"
+    elif not grant.live(now):
+        state = f"ended at {clock(min(grant.expires_at, now))}"
+    else:
+        state = f"until {clock(grant.expires_at)} ({humanize_delta(grant.expires_at - now)})"
+    uses = f"{grant.uses} use{'s' if grant.uses != 1 else ''}" + (f" of {grant.max_uses}" if grant.max_uses else "")
+    return (f"🔓 Grant <code>{escape(grant.id)}</code>: <b>{escape(grant.scope())}</b> on route "
+            f"{escape(grant.route)} is approved automatically, {state}.\nUsed: {uses}. /grants to list or revoke.")  # fmt: skip
+
+
+def revoke_keyboard(grant: Grant, signer: CallbackSigner) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton("🛑 Revoke", callback_data=signer.sign(REVOKE, grant.id))]])
+
+
+def digest_text(items: Sequence[ApprovalRequest], decided: int, now: float) -> str:
+    """The digest: "7 pending — 5 × Bash, 2 × refund", the oldest few listed."""
+    if not items:
+        return f"📋 Digest: nothing pending ({decided} decided)." if decided else "📋 Digest: nothing pending."
+    counts = Counter(r.action for r in items)
+    kinds = ", ".join(f"{n} × {escape(a)}" for a, n in counts.most_common(8))
+    if len(counts) > 8:
+        kinds += f", {len(counts) - 8} more kinds"
+    lines = [f"📋 <b>{len(items)} pending</b> — {kinds}", ""]
+    for r in items[:10]:
+        lines.append(f"• <code>{escape(r.id)}</code> {escape(r.action)}: {escape(r.summary[:80])}")
+    if len(items) > 10:
+        lines.append(f"… and {len(items) - 10} more")
+    soonest = min(r.expires_at for r in items)
+    lines += ["", f"The first expires {humanize_delta(soonest - now)} ({clock(soonest)})."]
+    if decided:
+        lines.append(f"{decided} decided since this digest began.")
+    return _fit("\n".join(lines))
+
+
+def digest_keyboard(
+    items: Sequence[ApprovalRequest], upto: int, chat_id: int, signer: CallbackSigner
+) -> InlineKeyboardMarkup | None:
+    if not items:
+        return None
+    row = [InlineKeyboardButton("🔎 Review each", callback_data=signer.sign_digest(REVIEW_EACH, upto, chat_id))]
+    if all(r.route_snapshot.get("allow_bulk") for r in items):
+        row.append(InlineKeyboardButton("✅ Approve all", callback_data=signer.sign_digest(APPROVE_ALL, upto, chat_id)))
+    row.append(InlineKeyboardButton("❌ Reject all", callback_data=signer.sign_digest(REJECT_ALL, upto, chat_id)))
+    return InlineKeyboardMarkup([row])
 
 
 def already(req: ApprovalRequest) -> str:

@@ -12,18 +12,41 @@ import time
 from collections.abc import Callable
 from html import escape
 
-from telegram import Bot, CallbackQuery, ForceReply, InputFile, Message, Update
+from telegram import (
+    Bot,
+    CallbackQuery,
+    ForceReply,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    Update,
+)
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
+from server import grants, policy
 from server.config import Config
-from server.errors import NotFoundError
+from server.durations import humanize_delta
+from server.errors import NotAllowedError, NotFoundError
+from server.grants import Grant
 from server.models import Actor, ApprovalRequest, Status
 from server.service import ApprovalService
+from server.store import Decision
 
-from .callbacks import APPROVE, REJECT_WITH_REASON, CallbackSigner
+from .callbacks import (
+    APPROVE,
+    APPROVE_ALL,
+    DIGEST_ACTIONS,
+    REJECT,
+    REJECT_WITH_REASON,
+    REVIEW_EACH,
+    REVOKE,
+    CallbackSigner,
+    Press,
+)
 from .outbox import Outbox
-from .render import already, details_file, show_text
+from .render import already, details_file, grant_notice, revoke_keyboard, show_text
 
 log = logging.getLogger("signoff.telegram")
 CHANNEL = "telegram"
@@ -32,6 +55,7 @@ HELP = (
     "I put approval requests from AI agents in front of their approvers.\n\n"
     "/pending — the requests waiting for you, with their buttons\n"
     "/show ID — one request in full\n"
+    "/grants — the live grants, with a button to revoke each\n"
     "/start — your user id and chat id, and whether you are an approver\n"
     "/help — this text"
 )
@@ -40,7 +64,7 @@ HELP = (
 def approver_for(config: Config, req: ApprovalRequest, user_id: int) -> str | None:
     """The approver of ``req`` whom ``user_id`` is, as the request's route snapshot *and* the
     current configuration both say; None for anyone else."""
-    for entry in req.route_snapshot.get("telegram", []):
+    for entry in req.telegram_entries():
         name = entry.get("approver")
         current = config.approvers.get(name) if isinstance(name, str) else None
         if entry.get("user_id") == user_id and current is not None and current.telegram_user_id == user_id:
@@ -78,10 +102,18 @@ class UpdateHandler:
     # --- buttons -------------------------------------------------------------------------
 
     async def _press(self, query: CallbackQuery) -> None:
-        press = self.signer.verify(query.data)
+        chat_id = query.message.chat.id if query.message is not None else None
+        press = self.signer.verify(query.data, chat_id)
         if press is None:
             log.warning("telegram: refused a button press with data that is not ours (user %d)", query.from_user.id)
             await self._answer(query, "This button is not valid.")
+            return
+        if press.action in DIGEST_ACTIONS:
+            assert chat_id is not None  # digest data only verifies with its chat
+            await self._digest_press(query, press, chat_id)
+            return
+        if press.action == REVOKE:
+            await self._revoke(query, press.target)
             return
         try:
             req = await self.service.get(press.request_id)
@@ -105,12 +137,106 @@ class UpdateHandler:
             await self._answer(query, "Reply to my next message with the reason.")
             await self._ask_reason(query, req, user_id)
             return
-        decision = await self.service.decide(req.id, press.action == APPROVE, Actor("human", approver, CHANNEL))
+        actor = Actor("human", approver, CHANNEL)
+        grant: Grant | None = None
+        try:
+            if press.grant_option is not None:
+                offered = req.route_snapshot.get("grant_options") or []
+                if press.grant_option >= len(offered):
+                    await self._answer(query, "This button is not valid.")
+                    return
+                decision, grant = await self.service.approve_and_grant(req.id, offered[press.grant_option], actor)
+            else:
+                decision = await self.service.decide(req.id, press.action == APPROVE, actor)
+        except NotAllowedError as exc:
+            await self.store.record(req.id, "refused", actor, {"why": str(exc), "action": press.action})
+            await self._answer(query, str(exc), alert=True)
+            return
+        await self._answer(query, await self._result(decision, press.action != REJECT))
+        if grant is not None and chat_id is not None:
+            sent = await self.bot.send_message(chat_id, grant_notice(grant, self.service.clock()),
+                                               parse_mode=ParseMode.HTML, reply_markup=revoke_keyboard(grant, self.signer))  # fmt: skip
+            await grants.set_notice(self.store, grant.id, chat_id, sent.message_id)
+
+    async def _result(self, decision: Decision, approve: bool) -> str:
+        """What the presser is told about their decision or vote."""
         if decision.changed:
             self.on_decided()
-            await self._answer(query, "Approved ✅" if press.action == APPROVE else "Rejected ❌")
-        else:
-            await self._answer(query, already(decision.request))
+            return "Approved ✅" if decision.request.status is Status.APPROVED else "Rejected ❌"
+        if decision.voted:
+            self.on_decided()  # the prompts show the progress
+            votes = await policy.votes(self.store, decision.request.id)
+            n = sum(v.vote == ("approve" if approve else "reject") for v in votes)
+            need = decision.request.quorum if approve else decision.request.reject_quorum
+            return f"Your {'approval' if approve else 'rejection'} counts: {n} of {need}. Waiting for the others."
+        if decision.already_voted:
+            return f"You already voted to {decision.already_voted} this request; waiting for the others."
+        return already(decision.request)
+
+    async def _digest_press(self, query: CallbackQuery, press: Press, chat_id: int) -> None:
+        digests = self.outbox.digests
+        items = [r for _, r in await digests.items(chat_id, int(press.target))]
+        if not items:
+            await self._answer(query, "Nothing in this digest is pending any more.")
+            return
+        user_id = query.from_user.id
+        names = {r.id: approver_for(self.config, r, user_id) for r in items}
+        if press.action == REVIEW_EACH:
+            taken = [r for r in await digests.take_for_review(chat_id, int(press.target)) if names.get(r.id)]
+            for req in taken:
+                await self.outbox.queue(req.id, "show", chat_id, names[req.id] or "")
+            await self.outbox.queue(items[0].id, "digest", chat_id)
+            self.on_decided()
+            await self._answer(query, f"Sending the {len(taken)} oldest one by one." if taken else
+                               "None of these requests is yours to decide.")  # fmt: skip
+            return
+        approve = press.action == APPROVE_ALL
+        refused = [r for r in items if names[r.id] is None]
+        why = None
+        if refused:
+            why = "You are not an approver of every request in this digest."
+        elif approve and not all(r.route_snapshot.get("allow_bulk") for r in items):
+            why = "Some of these routes do not allow approving in bulk; use Review each."
+        if why is not None:
+            for req in refused or items:
+                await self.store.record(req.id, "refused", Actor("human", names[req.id] or f"telegram:{user_id}",
+                                        CHANNEL), {"why": why, "action": press.action})  # fmt: skip
+            await self._answer(query, why, alert=True)
+            return
+        done = skipped = 0
+        for req in items:
+            try:
+                decision = await self.service.decide(req.id, approve, Actor("human", names[req.id] or "", CHANNEL))
+            except NotAllowedError:
+                skipped += 1
+                continue
+            done += decision.changed or decision.voted
+            skipped += not (decision.changed or decision.voted)
+        self.on_decided()
+        verb = "Approved" if approve else "Rejected"
+        text = f"{verb} {done} of {len(items)}."
+        if skipped:
+            text += f" {skipped} skipped (your own requests, already decided, or already voted)."
+        await self._answer(query, text, alert=bool(skipped))
+
+    async def _revoke(self, query: CallbackQuery, grant_id: str) -> None:
+        try:
+            grant = await grants.get(self.store, grant_id)
+        except NotFoundError:
+            await self._answer(query, "This grant no longer exists.")
+            return
+        name = configured_name(self.config, query.from_user.id)
+        route = self.config.route(grant.route)
+        may = name is not None and (name == grant.created_by or (route is not None and name in self.config.expand(
+            [*route.approvers, *(a for lv in route.escalation for a in lv.approvers)])))  # fmt: skip
+        if not may or name is None:
+            await self._answer(query, "Only the approver who made it or an approver of its route can revoke it.",
+                               alert=True)  # fmt: skip
+            return
+        revoked = await self.service.revoke_grant(grant_id, Actor("human", name, CHANNEL))
+        await self.outbox.queue(grant.from_request, "grant_notice", grant.chat_id or query.from_user.id)
+        self.on_decided()
+        await self._answer(query, f"Revoked {grant_id}." if revoked else f"{grant_id} had already ended.")
 
     async def _answer(self, query: CallbackQuery, text: str, *, alert: bool = False) -> None:
         try:
@@ -143,12 +269,16 @@ class UpdateHandler:
         approver = approver_for(self.config, req, message.from_user.id)
         if approver is None:
             return
-        decision = await self.service.decide(req.id, False, Actor("human", approver, CHANNEL), message.text or "")
+        try:
+            decision = await self.service.decide(req.id, False, Actor("human", approver, CHANNEL), message.text or "")
+        except NotAllowedError as exc:
+            await self._reply(message, escape(str(exc)))
+            return
         if decision.changed:
             self.on_decided()
             await self._reply(message, f"Rejected <code>{req.id}</code>.")
         else:
-            await self._reply(message, escape(already(decision.request)))
+            await self._reply(message, escape(await self._result(decision, False)))
 
     # --- commands ------------------------------------------------------------------------
 
@@ -170,6 +300,8 @@ class UpdateHandler:
             await self._pending(message, user.id)
         elif command == "/show":
             await self._show(message, user.id, rest.strip())
+        elif command == "/grants":
+            await self._grants(message, user.id)
         else:
             await self._reply(message, escape(HELP))
 
@@ -183,8 +315,27 @@ class UpdateHandler:
         )
         for req in mine[:10]:
             # Through the outbox, so the per-chat pacing holds and the prompt is tracked like any other.
-            await self.outbox.queue(req.id, "prompt", message.chat.id, approver_for(self.config, req, user_id) or "")
+            await self.outbox.queue(req.id, "show", message.chat.id, approver_for(self.config, req, user_id) or "")
         self.on_decided()  # wake the outbox
+
+    async def _grants(self, message: Message, user_id: int) -> None:
+        name = configured_name(self.config, user_id)
+        if name is None:
+            await self._reply(message, "You are not an approver.")
+            return
+        live = await self.service.list_grants()
+        if not live:
+            await self._reply(message, "No grants are live. Approve a request with “Approve for …” to make one.")
+            return
+        now = self.service.clock()
+        lines = [f"{len(live)} live grant(s):"] + [
+            f"• <code>{escape(g.id)}</code> {escape(g.scope())} — by {escape(g.created_by)}, "
+            f"{humanize_delta(g.expires_at - now)}, used {g.uses}×" for g in live[:20]
+        ]  # fmt: skip
+        buttons = [[InlineKeyboardButton(f"🛑 Revoke {g.id}", callback_data=self.signer.sign(REVOKE, g.id))]
+                   for g in live[:20]]  # fmt: skip
+        await self.bot.send_message(message.chat.id, "\n".join(lines), parse_mode=ParseMode.HTML,
+                                    reply_markup=InlineKeyboardMarkup(buttons))  # fmt: skip
 
     async def _show(self, message: Message, user_id: int, request_id: str) -> None:
         try:

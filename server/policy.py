@@ -1,0 +1,212 @@
+"""The route policies that act after a request is filed: votes and quorum, escalation, reminders.
+
+Each state change is one ``BEGIN IMMEDIATE`` transaction that writes the change, its audit
+event and what Telegram must show (outbox rows), so any process may do it and a crash never
+leaves half of it behind. Timers live in the ``requests`` table (``next_escalation_at``,
+``next_reminder_at``) and are applied by whichever process sweeps first; a compare-and-set
+on the old value makes concurrent sweepers harmless.
+
+Quorum: a vote is recorded once per approver (``votes`` primary key). The request becomes
+``approved`` when ``quorum`` distinct approvers approved, ``rejected`` when ``reject_quorum``
+rejected, and ``rejected`` at once when approval can no longer be reached (too few approvers
+left who have not voted and may approve).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import queries
+from .config import Config
+from .models import Actor, ApprovalRequest, Status
+from .store import DECIDE, Decision, Store, dumps
+
+_AUDIT = (
+    "INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data) "
+    "SELECT ?, ?, id, ?, ?, ?, route_snapshot, content_hash, ? FROM requests WHERE id = ?"
+)
+_REQUEUE = (
+    "INSERT INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, attempts = 0, "
+    "next_attempt_at = excluded.next_attempt_at"
+)
+
+
+def is_self(config: Config, approver: str, requested_by: str) -> bool:
+    """Whether ``approver`` is the person who made the request (their ``identities`` match it)."""
+    conf = config.approvers.get(approver)
+    return conf is not None and any(fnmatch.fnmatchcase(requested_by, p) for p in conf.identities)
+
+
+def may_approve(config: Config, req: ApprovalRequest, approver: str) -> bool:
+    return bool(req.route_snapshot.get("allow_self_approval")) or not is_self(config, approver, req.requested_by)
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    approver: str
+    vote: str
+    at: float
+    reason: str | None
+
+
+def unreachable(config: Config, req: ApprovalRequest, votes: Iterable[Vote]) -> str | None:
+    """Why ``quorum`` approvals can no longer be had, or None while they can."""
+    votes = list(votes)
+    voted = {v.approver for v in votes}
+    approvals = sum(v.vote == "approve" for v in votes)
+    left = [a for a in req.everyone() if a not in voted and may_approve(config, req, a)]
+    if approvals + len(left) >= req.quorum:
+        return None
+    return (
+        f"{req.quorum} approvals are needed and at most {approvals + len(left)} are possible "
+        "(approvers who rejected or asked for it themselves cannot approve)"
+    )
+
+
+async def votes(store: Store, request_id: str) -> list[Vote]:
+    rows = await store.read("SELECT approver, vote, at, reason FROM votes WHERE request_id = ? ORDER BY at, approver",
+                            (request_id,))  # fmt: skip
+    return [Vote(r["approver"], r["vote"], r["at"], r["reason"]) for r in rows]
+
+
+async def cast(
+    store: Store, config: Config, request_id: str, approve: bool, actor: Actor, at: float, reason: str | None
+) -> Decision | None:
+    """Record ``actor``'s vote and settle the request if the votes decide it; None if unknown."""
+    vote = "approve" if approve else "reject"
+    async with store.transaction() as conn:
+        rows = list(await conn.execute_fetchall(queries.GET_REQUEST, (request_id,)))
+        if not rows:
+            return None
+        req = ApprovalRequest.from_row(rows[0])
+        if req.status.final:
+            return Decision(False, req)
+        cur = await conn.execute(
+            "INSERT INTO votes (request_id, approver, vote, at, via, reason) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (request_id, approver) DO NOTHING",
+            (request_id, actor.name, vote, at, actor.channel, reason),
+        )
+        if cur.rowcount == 0:
+            earlier = await conn.execute_fetchall(
+                "SELECT vote FROM votes WHERE request_id = ? AND approver = ?", (request_id, actor.name)
+            )
+            return Decision(False, req, already_voted=str(next(iter(earlier))[0]))
+        tally = [Vote(r[0], r[1], r[2], r[3]) for r in await conn.execute_fetchall(
+            "SELECT approver, vote, at, reason FROM votes WHERE request_id = ? ORDER BY at, approver", (request_id,))]  # fmt: skip
+        approvers = [v.approver for v in tally if v.vote == "approve"]
+        rejecters = [v.approver for v in tally if v.vote == "reject"]
+        final: tuple[Status, str, str, str | None] | None = None  # status, by, kind, reason
+        if len(approvers) >= req.quorum:
+            final = (Status.APPROVED, ", ".join(approvers), actor.kind, reason)
+        elif len(rejecters) >= req.reject_quorum:
+            final = (Status.REJECTED, ", ".join(rejecters), actor.kind, reason)
+        elif (why := unreachable(config, req, tally)) is not None:
+            final = (Status.REJECTED, ", ".join(rejecters) or actor.name, actor.kind, reason or why)
+        if final is None:
+            data = {"vote": vote, "approvals": len(approvers), "quorum": req.quorum, "reason": reason}
+            await conn.execute(_AUDIT, (at, "voted", actor.kind, actor.name, actor.channel, dumps(data), request_id))
+            for (chat_id,) in await conn.execute_fetchall(
+                "SELECT DISTINCT chat_id FROM prompts WHERE request_id = ?", (request_id,)
+            ):
+                await conn.execute(_REQUEUE, (request_id, "progress", "", chat_id, at, at))
+            return Decision(False, req, voted=True)
+        status, by, kind, why_final = final
+        row = list(
+            await conn.execute_fetchall(DECIDE, (status.value, at, by, kind, actor.channel, why_final, request_id))
+        )
+        return Decision(True, ApprovalRequest.from_row(row[0]))
+
+
+# --- timers ------------------------------------------------------------------------------
+
+
+def first_timers(snapshot: dict[str, Any], created_at: float) -> tuple[float | None, float | None]:
+    """(next_escalation_at, next_reminder_at) of a request filed at ``created_at``."""
+    levels = snapshot.get("escalation") or []
+    reminder = snapshot.get("reminder")
+    return (
+        created_at + float(levels[0]["after"]) if levels else None,
+        created_at + float(reminder) if reminder else None,
+    )
+
+
+async def next_timer(store: Store) -> float | None:
+    rows = await store.read(
+        "SELECT min(t) FROM (SELECT min(next_escalation_at) AS t FROM requests WHERE status = 'pending' "
+        "AND next_escalation_at IS NOT NULL UNION ALL SELECT min(next_reminder_at) FROM requests "
+        "WHERE status = 'pending' AND next_reminder_at IS NOT NULL)"
+    )
+    return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+
+async def escalate_due(store: Store, now: float) -> list[ApprovalRequest]:
+    """Fire every escalation level that is due; return the requests that escalated."""
+    due = [ApprovalRequest.from_row(r) for r in await store.read(
+        f"SELECT {queries.REQUEST_COLUMNS} FROM requests WHERE status = 'pending' AND next_escalation_at <= ?", (now,))]  # fmt: skip
+    fired: list[ApprovalRequest] = []
+    for req in due:
+        levels = req.route_snapshot.get("escalation") or []
+        # Every level that is due fires now (a server that was down may owe several).
+        level = req.level
+        while level < len(levels) and req.created_at + float(levels[level]["after"]) <= now:
+            level += 1
+        if level == req.level:
+            continue
+        following = req.created_at + float(levels[level]["after"]) if level < len(levels) else None
+        eligible = req.eligible(level)
+        async with store.transaction() as conn:
+            rows = list(await conn.execute_fetchall(
+                "UPDATE requests SET level = ?, next_escalation_at = ?, approvers = ? "
+                f"WHERE id = ? AND status = 'pending' AND level = ? RETURNING {queries.REQUEST_COLUMNS}",
+                (level, following, dumps(eligible), req.id, req.level)))  # fmt: skip
+            if not rows:
+                continue  # decided meanwhile, or another process escalated it
+            added = [a for a in eligible if a not in req.eligible()]
+            data = {"level": level, "added": added}
+            await conn.execute(_AUDIT, (now, "escalated", "system", "escalation", "scheduler", dumps(data), req.id))
+            for (chat_id,) in await conn.execute_fetchall(
+                "SELECT DISTINCT chat_id FROM prompts WHERE request_id = ?", (req.id,)
+            ):
+                await conn.execute(_REQUEUE, (req.id, "escalated", "", chat_id, now, now))
+            for step in levels[req.level : level]:
+                for entry in step.get("telegram", []):
+                    await conn.execute(
+                        "INSERT OR IGNORE INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) "
+                        "VALUES (?, 'prompt', ?, ?, ?, ?)", (req.id, entry["approver"], entry["chat_id"], now, now))  # fmt: skip
+            fired.append(ApprovalRequest.from_row(rows[0]))
+    return fired
+
+
+async def remind_due(store: Store, now: float) -> list[ApprovalRequest]:
+    """Queue a reminder to every approver who has a prompt and has not voted, for each request due."""
+    due = [ApprovalRequest.from_row(r) for r in await store.read(
+        f"SELECT {queries.REQUEST_COLUMNS} FROM requests WHERE status = 'pending' AND next_reminder_at <= ?", (now,))]  # fmt: skip
+    reminded: list[ApprovalRequest] = []
+    for req in due:
+        interval = float(req.route_snapshot.get("reminder") or 0)
+        if interval <= 0 or req.next_reminder_at is None:
+            continue
+        following = req.next_reminder_at + interval
+        while following <= now:  # several missed while nothing ran: remind once, not a burst
+            following += interval
+        async with store.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE requests SET next_reminder_at = ? WHERE id = ? AND status = 'pending' AND next_reminder_at = ?",
+                (following, req.id, req.next_reminder_at),
+            )
+            if cur.rowcount == 0:
+                continue
+            voted = {
+                r[0] for r in await conn.execute_fetchall("SELECT approver FROM votes WHERE request_id = ?", (req.id,))
+            }
+            waiting = [e for e in req.telegram_entries() if e["approver"] not in voted]
+            for entry in waiting:
+                await conn.execute(_REQUEUE, (req.id, "reminder", entry["approver"], entry["chat_id"], now, now))
+            await conn.execute(_AUDIT, (now, "reminded", "system", "reminder", "scheduler",
+                                        dumps({"approvers": [e["approver"] for e in waiting]}), req.id))  # fmt: skip
+            reminded.append(req)
+    return reminded
