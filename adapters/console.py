@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from server.durations import humanize_delta
+from server.errors import NotAllowedError
 from server.models import Actor, ApprovalRequest, AuditEvent, Status, iso, view
 
 if TYPE_CHECKING:  # the read-only commands never load the service and its dependencies
+    from server.grants import Grant
     from server.service import ApprovalService
 
 CHANNEL = "console"
@@ -63,7 +65,13 @@ def format_pending(requests: Sequence[ApprovalRequest], now: float) -> str:
     return table(rows, ("ID", "ACTION", "REQUESTED BY", "ROUTE", "CREATED", "EXPIRES", "SUMMARY"))
 
 
-def format_request(req: ApprovalRequest, events: Sequence[AuditEvent], now: float) -> str:
+def format_request(
+    req: ApprovalRequest,
+    events: Sequence[AuditEvent],
+    now: float,
+    votes: Sequence[dict[str, Any]] = (),
+    callback: dict[str, Any] | None = None,
+) -> str:
     """Everything about one request, in full: nothing agent-supplied is trimmed here."""
     lines = [
         f"Request   {req.id}",
@@ -80,6 +88,13 @@ def format_request(req: ApprovalRequest, events: Sequence[AuditEvent], now: floa
         lines.append(f"Decided   {iso(req.decided_at)} by {req.decided_by} via {req.decided_via}")
     if req.reason:
         lines.append(f"Reason    {req.reason}")
+    if req.quorum > 1 or votes:
+        cast = ", ".join(f"{v['approver']} {'✓' if v['vote'] == 'approve' else '✗'}" for v in votes) or "none yet"
+        lines.append(f"Votes     {cast} (quorum {req.quorum}, reject_quorum {req.reject_quorum})")
+    if req.level:
+        lines.append(f"Escalated {req.level} level(s): approvers now {', '.join(req.approvers)}")
+    if req.callback_url:
+        lines.append(f"Callback  {req.callback_url} — {_callback_state(callback)}")
     lines += ["", "Summary", f"  {req.summary}"]
     if req.metadata:
         lines += ["", "Metadata"] + [f"  {k} = {json.dumps(v)}" for k, v in req.metadata.items()]
@@ -93,6 +108,41 @@ def format_request(req: ApprovalRequest, events: Sequence[AuditEvent], now: floa
         lines += ["", "Audit"]
         lines += [f"  {iso(e.at)}  {e.event:<9}  {e.actor} ({e.actor_kind}, {e.channel})" for e in events]
     return "\n".join(lines)
+
+
+def _callback_state(state: dict[str, Any] | None) -> str:
+    if state is None:
+        return "sent once the request is final"
+    if state["delivered_at"]:
+        return f"delivered {state['delivered_at']} after {state['attempts']} attempt(s)"
+    error = f"; last error: {state['last_error']}" if state["last_error"] else ""
+    return f"not delivered yet ({state['attempts']} attempt(s){error}); next attempt {state['next_attempt_at']}"
+
+
+def format_grants(grants: Sequence[Grant], now: float) -> str:
+    if not grants:
+        return "No grants."
+    rows = [
+        (
+            g.id,
+            _clip(g.scope(), 50),
+            g.route,
+            g.created_by,
+            ("revoked" if g.revoked_at else "ended") if not g.live(now) else humanize_delta(g.expires_at - now),
+            f"{g.uses}" + (f"/{g.max_uses}" if g.max_uses else ""),
+        )
+        for g in grants
+    ]
+    return table(rows, ("ID", "COVERS", "ROUTE", "BY", "ENDS", "USES"))
+
+
+def grant_json(g: Grant, now: float) -> dict[str, Any]:
+    return {
+        "id": g.id, "route": g.route, "action": g.action, "requested_by": g.requested_by, "session": g.session,
+        "argument": g.argument, "pattern": g.pattern, "from_request": g.from_request, "created_by": g.created_by,
+        "created_at": iso(g.created_at), "expires_at": iso(g.expires_at), "max_uses": g.max_uses, "uses": g.uses,
+        "revoked_at": iso(g.revoked_at), "revoked_by": g.revoked_by, "live": g.live(now),
+    }  # fmt: skip
 
 
 def request_json(req: ApprovalRequest) -> dict[str, Any]:
@@ -151,12 +201,23 @@ def format_audit(events: Sequence[AuditEvent], fmt: str) -> str:
     )
 
 
-async def decide(service: ApprovalService, request_id: str, approve: bool, reason: str | None) -> tuple[bool, str]:
-    """Decide as the human at this terminal; return (whether it counted, what to print)."""
-    decision = await service.decide(request_id, approve, console_actor(), reason)
+async def decide(
+    service: ApprovalService, request_id: str, approve: bool, reason: str | None, as_approver: str | None = None
+) -> tuple[bool, str]:
+    """Decide (or, with ``as_approver``, vote as that approver) at this terminal; return
+    (whether it counted, what to print)."""
+    if as_approver is not None and as_approver not in service.config.approvers:
+        known = ", ".join(sorted(service.config.approvers)) or "none"
+        raise NotAllowedError(f"--as {as_approver!r}: no such approver in the configuration (known: {known})")
+    actor = console_actor() if as_approver is None else Actor("human", as_approver, CHANNEL)
+    decision = await service.decide(request_id, approve, actor, reason)
     req = decision.request
     if decision.changed:
         return True, f"{req.id} {req.status.value} by {req.decided_by}."
+    if decision.voted:
+        return True, f"Vote recorded on {req.id}; it needs more votes ({await service.note(req) or 'pending'})."
+    if decision.already_voted:
+        return False, f"{actor.name} already voted to {decision.already_voted} {req.id}; nothing changed."
     if req.status is Status.PENDING:  # pragma: no cover - decide() always leaves it final
         return False, f"{req.id} is still pending."
     return (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,11 +33,14 @@ class App:
 
 
 @asynccontextmanager
-async def open_app(config: Config, *, background: bool = True) -> AsyncIterator[App]:
-    """Open the database, apply deadlines that passed while nothing ran, and (with
-    ``background``) sweep deadlines and watch for other processes' decisions until closed."""
+async def open_app(
+    config: Config, *, background: bool = True, clock: Callable[[], float] = time.time
+) -> AsyncIterator[App]:
+    """Open the database, apply deadlines (and escalations) that passed while nothing ran, and
+    (with ``background``) sweep timers, watch for other processes' decisions, run the Telegram
+    bot and deliver decision callbacks until closed. ``clock`` is for tests."""
     async with Store.open(config.db_path) as store:
-        service = ApprovalService(config, store)
+        service = ApprovalService(config, store, clock=clock)
         expired = await service.sweep()
         if expired:
             log.info("applied %d deadline(s) that passed while signoff was not running", len(expired))
@@ -49,6 +53,11 @@ async def open_app(config: Config, *, background: bool = True) -> AsyncIterator[
             channel = _telegram(service)
             if channel is not None:
                 tasks.append(asyncio.create_task(channel.run()))
+            secret = os.environ.get(config.callbacks.secret_env, "").strip()
+            if secret:
+                from .callbacks import CallbackDeliverer
+
+                tasks.append(asyncio.create_task(_keep_running("callbacks", CallbackDeliverer(service, secret).run)))
         try:
             yield App(config, store, service)
         finally:

@@ -93,11 +93,14 @@ async def permission_prompt(
     tool_input: dict[str, Any],
     tool_use_id: str | None,
     on_progress: ProgressCallback | None,
+    session: str | None = None,
 ) -> str:
     """File, wait (until the request's own deadline), answer. Never raises; never allows by error."""
     req: ApprovalRequest | None = None
     try:
-        req = await service.request_approval(tool_request(tool_name, tool_input, tool_use_id), requester)
+        req = await service.request_approval(
+            tool_request(tool_name, tool_input, tool_use_id), requester, session=session
+        )
         req = await wait_for_human(service, req, within=None, on_progress=on_progress)
         result = permission_result(req, tool_input)
     except RequestError as exc:

@@ -42,10 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("id")
     s.add_argument("--reason", help="optional note recorded with the decision")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--as", dest="as_approver", metavar="NAME", help="vote as this approver (needed on quorum routes)")
     s = sub.add_parser("reject", parents=[common], help="reject a pending request")
     s.add_argument("id")
     s.add_argument("--reason", required=True, help="why (the agent is told)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--as", dest="as_approver", metavar="NAME", help="vote as this approver (needed on quorum routes)")
+    s = sub.add_parser("grants", parents=[common], help="list live grants (with --all, ended ones too)")
+    s.add_argument("--all", action="store_true", help="include expired, used-up and revoked grants")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s = sub.add_parser("revoke", parents=[common], help="end a grant now")
+    s.add_argument("id", help="the grant's id (grt_…), as `signoff grants` lists it")
     s = sub.add_parser("audit", parents=[common], help="print the audit log")
     s.add_argument("--since", metavar="DURATION", help="only events newer than this, e.g. 30m, 2d")
     s.add_argument("--request", metavar="ID", help="only this request's events")
@@ -218,10 +225,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     with readonly.connect(readonly.db_path(args.config)) as conn:
         req = readonly.get(conn, args.id)
         events = readonly.audit(conn, request_id=req.id)
+        votes = readonly.votes(conn, req.id)
+        callback = readonly.callback_state(conn, req.id)
     if args.json:
-        print(json.dumps({**request_json(req), "audit": audit_rows(events)}, indent=2, ensure_ascii=False))
+        extra = {"votes": votes, "callback": callback, "audit": audit_rows(events)}
+        print(json.dumps({**request_json(req), **extra}, indent=2, ensure_ascii=False))
     else:
-        print(format_request(req, events, time.time()))
+        print(format_request(req, events, time.time(), votes, callback))
     return EXIT_OK
 
 
@@ -247,7 +257,7 @@ async def _decide(config: Config, args: argparse.Namespace, approve: bool) -> in
     from adapters.console import decide, request_json
 
     async def go(service: Any) -> int:
-        changed, message = await decide(service, args.id, approve, args.reason)
+        changed, message = await decide(service, args.id, approve, args.reason, args.as_approver)
         if args.json:
             print(json.dumps({**request_json(await service.get(args.id)), "changed": changed}, indent=2))
         else:
@@ -263,6 +273,31 @@ async def cmd_approve(config: Config, args: argparse.Namespace) -> int:
 
 async def cmd_reject(config: Config, args: argparse.Namespace) -> int:
     return await _decide(config, args, False)
+
+
+async def cmd_grants(config: Config, args: argparse.Namespace) -> int:
+    from adapters.console import format_grants, grant_json
+
+    async def go(service: Any) -> int:
+        found = await service.list_grants(everything=args.all)
+        now = service.clock()
+        print(json.dumps([grant_json(g, now) for g in found], indent=2) if args.json else format_grants(found, now))
+        return EXIT_OK
+
+    return await _with_service(config, go)
+
+
+async def cmd_revoke(config: Config, args: argparse.Namespace) -> int:
+    from adapters.console import console_actor
+
+    async def go(service: Any) -> int:
+        if await service.revoke_grant(args.id, console_actor()):
+            print(f"{args.id} revoked.")
+            return EXIT_OK
+        print(f"{args.id} had already ended; nothing changed.")
+        return EXIT_NOT_DECIDED
+
+    return await _with_service(config, go)
 
 
 async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
@@ -375,6 +410,8 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, i
     "reject": cmd_reject,
     "doctor": cmd_doctor,
     "hook": cmd_hook,
+    "grants": cmd_grants,
+    "revoke": cmd_revoke,
 }
 
 

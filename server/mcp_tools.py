@@ -7,6 +7,8 @@ says how.
 
 from __future__ import annotations
 
+import secrets
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
@@ -75,6 +77,19 @@ def requester_name(transport: Transport, http_identity: str | None) -> Identify:
         return f"http:{name}" if transport == "http" else name
 
     return identify
+
+
+_SESSIONS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def session_of(ctx: Context[Any, Any] | None) -> str | None:
+    """An id for the MCP session (connection) a call came through, for "session" grants."""
+    if ctx is None:
+        return None
+    session = ctx.session
+    if session not in _SESSIONS:
+        _SESSIONS[session] = "mcp_" + secrets.token_hex(8)
+    return _SESSIONS[session]
 
 
 @contextmanager
@@ -164,17 +179,26 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
                 max_length=svc.MAX_ACTION,
             ),
         ] = None,
+        callback_url: Annotated[
+            str | None,
+            Field(
+                description="Optional: an http(s) URL that gets a signed POST when the request is final. Its host must be "
+                "in the operator's allowed_hosts.",
+                max_length=2000,
+            ),
+        ] = None,
         ctx: Context[Any, Any] | None = None,
     ) -> RequestView:
         new = NewRequest(
             action=action, summary=summary, details=details, metadata=metadata or {}, route=route,
             idempotency_key=idempotency_key, timeout_seconds=timeout_seconds, claimed_requester=agent_name,
+            callback_url=callback_url,
         )  # fmt: skip
         with _tool_errors():
-            req = await service.request_approval(new, agent(ctx))
+            req = await service.request_approval(new, agent(ctx), session=session_of(ctx))
             if wait_seconds > 0 and not req.status.final:
                 req = await service.wait(req.id, wait_seconds, _progress(ctx))
-        return RequestView.of(req)
+        return RequestView.of(req, await service.note(req))
 
     async def check_decision(
         request_id: Annotated[str, Field(description="The request_id that request_approval returned.", max_length=100)],
@@ -190,7 +214,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
     ) -> RequestView:
         with _tool_errors():
             req = await service.wait(request_id, wait_seconds, _progress(ctx))
-        return RequestView.of(req)
+        return RequestView.of(req, await service.note(req))
 
     async def cancel_request(
         request_id: Annotated[str, Field(description="The request_id to withdraw.", max_length=100)],
@@ -201,7 +225,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
     ) -> RequestView:
         with _tool_errors():
             req = await service.cancel(request_id, agent(ctx), reason)
-        return RequestView.of(req)
+        return RequestView.of(req, await service.note(req))
 
     async def permission_prompt(
         tool_name: Annotated[
@@ -217,8 +241,8 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
         ] = None,
         ctx: Context[Any, Any] | None = None,
     ) -> str:
-        return await claude_code.permission_prompt(service, agent(ctx), tool_name, input,
-                                                   tool_use_id, _progress(ctx))  # fmt: skip
+        return await claude_code.permission_prompt(service, agent(ctx), tool_name, input, tool_use_id,
+                                                   _progress(ctx), session_of(ctx))  # fmt: skip
 
     mcp.add_tool(request_approval, description=REQUEST_DESCRIPTION,
                  annotations=ToolAnnotations(title="Ask a human for approval", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False))  # fmt: skip

@@ -13,10 +13,11 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from . import queries
 from .errors import ConfigError, NotFoundError, StoreError
-from .models import ApprovalRequest, AuditEvent
+from .models import ApprovalRequest, AuditEvent, iso
 from .paths import config_file, store_path
 
 
@@ -82,3 +83,30 @@ def audit(
         return []
     sql, args = queries.audit(since, request_id)
     return [AuditEvent.from_row(r) for r in conn.execute(sql, args)]
+
+
+def callback_state(conn: sqlite3.Connection | None, request_id: str) -> dict[str, Any] | None:
+    """How delivering a request's decision callback went (None: it has none, or it is pending)."""
+    row = None if conn is None else conn.execute(
+        "SELECT done_at, attempts, next_attempt_at, last_error FROM outbox WHERE request_id = ? AND kind = 'callback'",
+        (request_id,),
+    ).fetchone()  # fmt: skip
+    if row is None:
+        return None
+    return {
+        "delivered_at": iso(row["done_at"]),
+        "attempts": row["attempts"],
+        "next_attempt_at": None if row["done_at"] is not None else iso(row["next_attempt_at"]),
+        "last_error": row["last_error"],
+    }
+
+
+def votes(conn: sqlite3.Connection | None, request_id: str) -> list[dict[str, Any]]:
+    """The votes cast on a request, oldest first."""
+    if conn is None:
+        return []
+    rows = conn.execute(
+        "SELECT approver, vote, at, via, reason FROM votes WHERE request_id = ? ORDER BY at", (request_id,)
+    )
+    return [{"approver": r["approver"], "vote": r["vote"], "at": iso(r["at"]), "via": r["via"], "reason": r["reason"]}
+            for r in rows]  # fmt: skip

@@ -22,7 +22,8 @@ from . import grants, policy
 from .config import Config, callback_url_problems
 from .errors import NotAllowedError, NotFoundError, RequestError
 from .grants import Grant
-from .models import Actor, ApprovalRequest, Status
+from .models import Actor, ApprovalRequest, Status, iso
+from .quiet import expected_after
 from .routing import Choice, choose_route
 from .store import INSERT, Decision, Store, dumps, request_row
 
@@ -439,6 +440,20 @@ class ApprovalService:
         while True:
             await self.sweep()
             await asyncio.sleep(SWEEP_INTERVAL)
+
+    async def note(self, req: ApprovalRequest) -> str | None:
+        """For the agent, while ``req`` is pending: quorum progress, and when a decision can be
+        expected if every approver who may decide is in quiet hours."""
+        if req.status.final:
+            return None
+        parts = []
+        if req.quorum > 1:
+            approvals = sum(v.vote == "approve" for v in await policy.votes(self.store, req.id))
+            parts.append(f"{approvals} of {req.quorum} approvals so far")
+        after = expected_after(self.config, req, self.clock())
+        if after is not None:
+            parts.append(f"the approvers are in quiet hours; expect a decision after {iso(after)}")
+        return "; ".join(parts) or None
 
     async def pending(self) -> list[ApprovalRequest]:
         await self.sweep()

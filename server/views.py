@@ -37,7 +37,11 @@ class RequestView(BaseModel):
         str | None, _nullable("Who decided: an approver, 'timeout', or 'route:NAME' for automatic decisions.")
     ]
     reason: Annotated[str | None, _nullable("The reason given with the decision, if any.")]
+    note: Annotated[
+        str | None,
+        _nullable("While pending: progress and when a decision can be expected (e.g. approvers in quiet hours)."),
+    ] = None
 
     @classmethod
-    def of(cls, req: ApprovalRequest) -> RequestView:
-        return cls.model_validate(view(req))
+    def of(cls, req: ApprovalRequest, note: str | None = None) -> RequestView:
+        return cls.model_validate({**view(req), "note": note})

@@ -90,6 +90,7 @@ class Message:
     edits: int = 0
     document: bytes | None = None
     sent_at: float = field(default_factory=time.monotonic)
+    reply_to: int | None = None  # the message this one replies to
 
     def buttons(self) -> list[dict[str, Any]]:
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
@@ -100,6 +101,9 @@ class Message:
             if label_part.lower() in b["text"].lower():
                 return str(b["callback_data"])
         raise KeyError(f"no button {label_part!r} on message {self.message_id}: {self.buttons()}")
+
+
+_SENDS = {"sendMessage", "editMessageText", "sendDocument"}
 
 
 @dataclass
@@ -126,6 +130,7 @@ class FakeTelegram:
     delays: dict[str, tuple[float, int]] = field(default_factory=dict)  # method -> (seconds, how many calls)
     webhook: dict[str, Any] | None = None  # what setWebhook registered
     webhook_statuses: list[int] = field(default_factory=list)  # our answers to each delivery
+    timed: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)  # every call, with its time
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -180,6 +185,24 @@ class FakeTelegram:
                     await self._changed.wait()
                 return result
 
+    def rate_violations(self) -> int:
+        """Calls that broke Telegram's limits: more than one a second to a private chat, more than
+        20 a minute to a group, more than 30 a second overall (small clock slack allowed)."""
+        sends = [(at, int(p["chat_id"])) for at, m, p in self.timed if m in _SENDS]
+        bad = 0
+        by_chat: dict[int, list[float]] = {}
+        for at, chat in sends:
+            by_chat.setdefault(chat, []).append(at)
+        for chat, times in by_chat.items():
+            for i in range(1, len(times)):
+                if chat > 0 and times[i] - times[i - 1] < 0.9:
+                    bad += 1
+                if chat < 0 and i >= 20 and times[i] - times[i - 20] < 59:
+                    bad += 1
+        everything = sorted(at for at, _ in sends)
+        bad += sum(1 for i in range(30, len(everything)) if everything[i] - everything[i - 30] < 0.95)
+        return bad
+
     def pending_updates(self) -> int:
         return len(self.updates)
 
@@ -217,6 +240,7 @@ class FakeTelegram:
         method = request.path_params["method"]
         params = await _params(request)
         self.calls.append((method, params))
+        self.timed.append((time.monotonic(), method, params))
         try:
             if self.down:
                 return _error(502, "Bad Gateway")
@@ -298,7 +322,8 @@ class FakeTelegram:
         if problem:
             return problem
         message_id = next(self._message_ids.setdefault(chat_id, itertools.count(1)))
-        msg = Message(chat_id, message_id, p["text"], p.get("reply_markup"))
+        reply = p.get("reply_parameters") or {}
+        msg = Message(chat_id, message_id, p["text"], p.get("reply_markup"), reply_to=reply.get("message_id"))
         self.messages[(chat_id, message_id)] = msg
         return {
             "message_id": message_id,
@@ -369,7 +394,13 @@ async def _params(request: Request) -> dict[str, Any]:
             raw = {k: (await v.read()) if hasattr(v, "read") else v for k, v in form.items()}  # files: their bytes
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        if isinstance(value, str) and key in ("reply_markup", "allowed_updates", "entities", "link_preview_options"):
+        if isinstance(value, str) and key in (
+            "reply_markup",
+            "allowed_updates",
+            "entities",
+            "link_preview_options",
+            "reply_parameters",
+        ):
             value = json.loads(value)
         out[key] = value
     return out

@@ -156,10 +156,14 @@ class Outbox:
             await conn.execute(
                 "UPDATE outbox SET done_at = ?, last_error = NULL WHERE id = ?", (time.time(), outbox_id)
             )
-        # Decided while we were sending? Then its outcome may have been queued without this chat.
+        # Changed while we were sending? Then what it queued may have missed this chat.
         current = await self.store.get(req.id)
         if current is not None and current.status is not Status.PENDING:
             await self.queue(req.id, "outcome", chat_id)
+        elif current is not None and current.level != req.level:
+            await self.queue(req.id, "escalated", chat_id)
+        elif len(await policy.votes(self.store, req.id)) != len(votes):
+            await self.queue(req.id, "progress", chat_id)
         return True
 
     async def _prompt_ids(self, request_id: str, chat_id: int) -> list[int]:
