@@ -124,8 +124,11 @@ async def take(conn: aiosqlite.Connection, req: ApprovalRequest, now: float) -> 
     return None
 
 
-async def create(store: Store, req: ApprovalRequest, option: str, approver: str, now: float) -> Grant:
-    """A grant from ``approver``'s approval of ``req`` with ``option``; audited on ``req``."""
+async def create(
+    store: Store, req: ApprovalRequest, option: str, approver: str, now: float, chat_id: int | None = None
+) -> Grant:
+    """A grant from ``approver``'s approval of ``req`` with ``option``; audited on ``req``.
+    ``chat_id``: where its notice (with the count of uses) is about to be sent."""
     if option not in (req.route_snapshot.get("grant_options") or []):
         raise NotAllowedError(f"route {req.route!r} does not offer a grant of {option!r}")
     possible, argument, pattern = scope_pattern(req)
@@ -150,7 +153,7 @@ async def create(store: Store, req: ApprovalRequest, option: str, approver: str,
         uses=0,
         revoked_at=None,
         revoked_by=None,
-        chat_id=None,
+        chat_id=chat_id,
         message_id=None,
     )
     async with store.transaction() as conn:

@@ -310,16 +310,19 @@ class ApprovalService:
             self._wake([request_id])
         return decision
 
-    async def approve_and_grant(self, request_id: str, option: str, actor: Actor) -> tuple[Decision, Grant | None]:
+    async def approve_and_grant(
+        self, request_id: str, option: str, actor: Actor, *, chat_id: int | None = None
+    ) -> tuple[Decision, Grant | None]:
         """Approve a request and grant its route's ``option`` ("30m", "session") for requests like it.
-        The grant is made only when this approval decided the request."""
+        The grant is made only when this approval decided the request; ``chat_id`` is where its
+        notice goes."""
         req = await self.get(request_id)
         if not req.status.final and option not in grants.options(req):
             raise NotAllowedError(f"request {req.id} does not offer a grant of {option!r}")
         decision = await self.decide(request_id, True, actor)
         if not decision.changed:
             return decision, None
-        return decision, await grants.create(self.store, decision.request, option, actor.name, self.clock())
+        return decision, await grants.create(self.store, decision.request, option, actor.name, self.clock(), chat_id)
 
     async def list_grants(self, *, everything: bool = False) -> list[Grant]:
         return await grants.listing(self.store, self.clock(), everything=everything)

@@ -52,6 +52,10 @@ _DUE = (
 )
 
 
+class NotYet(Exception):
+    """What this row needs is not there yet (say, a message still being sent): try again soon."""
+
+
 def _seconds(value: int | float | dtm.timedelta) -> float:
     return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
 
@@ -107,6 +111,9 @@ class Outbox:
             if kind in ("prompt", "show"):
                 self._warned.discard(chat_id)
             return called
+        except NotYet as exc:
+            await self._retry(outbox_id, 0, 1.0, str(exc), count=False)
+            return False
         except RetryAfter as exc:
             delay = _seconds(exc.retry_after)
             self._chat_free_at[chat_id] = time.monotonic() + delay
@@ -207,14 +214,16 @@ class Outbox:
             grant = await grants.get(self.store, (req.decided_by or "").removeprefix("grant:"))
         else:
             return False
+        if grant.chat_id != chat_id:
+            return False
+        if grant.message_id is None:
+            raise NotYet("the grant's notice is being sent")
         # Every use waiting to be shown is shown by this one edit: a quiet count, not a message each.
         await self.store.write(
             "UPDATE outbox SET done_at = ? WHERE kind = 'grant_used' AND chat_id = ? AND done_at IS NULL "
             "AND request_id IN (SELECT id FROM requests WHERE decided_by = ?)",
             (time.time(), chat_id, f"grant:{grant.id}"),
         )
-        if grant.message_id is None or grant.chat_id != chat_id:
-            return False
         markup = revoke_keyboard(grant, self.signer) if grant.live(self.clock()) else None
         await edit_message(self.bot, chat_id, grant.message_id, grant_notice(grant, self.clock()), markup)
         return True

@@ -145,7 +145,8 @@ class UpdateHandler:
                 if press.grant_option >= len(offered):
                     await self._answer(query, "This button is not valid.")
                     return
-                decision, grant = await self.service.approve_and_grant(req.id, offered[press.grant_option], actor)
+                decision, grant = await self.service.approve_and_grant(req.id, offered[press.grant_option], actor,
+                                                                        chat_id=chat_id)  # fmt: skip
             else:
                 decision = await self.service.decide(req.id, press.action == APPROVE, actor)
         except NotAllowedError as exc:
