@@ -7,8 +7,8 @@ says how.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
@@ -79,17 +79,18 @@ def requester_name(transport: Transport, http_identity: str | None) -> Identify:
     return identify
 
 
-_SESSIONS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_PROCESS_SESSION = "mcp_" + secrets.token_hex(8)
 
 
-def session_of(ctx: Context[Any, Any] | None) -> str | None:
-    """An id for the MCP session (connection) a call came through, for "session" grants."""
-    if ctx is None:
-        return None
-    session = ctx.session
-    if session not in _SESSIONS:
-        _SESSIONS[session] = "mcp_" + secrets.token_hex(8)
-    return _SESSIONS[session]
+def session_of(transport: Transport, ctx: Context[Any, Any] | None) -> str | None:
+    """An id for the MCP session a call came through, for "session" grants: the process under
+    stdio (MCP clients start one server per session), the ``Mcp-Session-Id`` over HTTP. None
+    when there is none (a stateless client): no session grant is offered or applies then."""
+    if transport == "stdio":
+        return _PROCESS_SESSION
+    connection = getattr(ctx.session, "_connection", None) if ctx is not None else None  # the SDK's per-client state
+    session_id = getattr(connection, "session_id", None)
+    return "http_" + hashlib.sha256(str(session_id).encode()).hexdigest()[:16] if session_id else None
 
 
 @contextmanager
@@ -195,7 +196,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
             callback_url=callback_url,
         )  # fmt: skip
         with _tool_errors():
-            req = await service.request_approval(new, agent(ctx), session=session_of(ctx))
+            req = await service.request_approval(new, agent(ctx), session=session_of(transport, ctx))
             if wait_seconds > 0 and not req.status.final:
                 req = await service.wait(req.id, wait_seconds, _progress(ctx))
         return RequestView.of(req, await service.note(req))
@@ -242,7 +243,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
         ctx: Context[Any, Any] | None = None,
     ) -> str:
         return await claude_code.permission_prompt(service, agent(ctx), tool_name, input, tool_use_id,
-                                                   _progress(ctx), session_of(ctx))  # fmt: skip
+                                                   _progress(ctx), session_of(transport, ctx))  # fmt: skip
 
     mcp.add_tool(request_approval, description=REQUEST_DESCRIPTION,
                  annotations=ToolAnnotations(title="Ask a human for approval", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False))  # fmt: skip

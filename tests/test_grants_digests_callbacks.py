@@ -155,27 +155,27 @@ async def test_a_digest_in_a_group_bulk_decisions_and_a_bystander(fake: FakeTele
             await prompt_for(fake, GROUP, rid)
         gathered = [await file(app, "refund", f"Refund order {i}") for i in range(2, 5)]
         digest = await fake.wait_for(
-            lambda: next((m for m in fake.chat(GROUP) if "3 pending</b> — 3 × refund" in m.text), None)
+            lambda: next((m for m in fake.chat(GROUP) if "5 pending</b> — 5 × refund" in m.text), None)
         )
         assert [b["text"] for b in digest.buttons()] == ["🔎 Review each", "✅ Approve all", "❌ Reject all"]
         assert not any(rid in m.text for rid in gathered for m in fake.chat(GROUP) if m.buttons() and m is not digest)
 
         cq = await fake.press(MALLORY, digest, digest.button("Approve all"))  # a bystander in the group
         assert await answer_to(fake, cq) == "You are not an approver of every request in this digest."
-        for rid in gathered:
+        for rid in first + gathered:  # the digest counts the requests that already had a prompt too
             assert (await app.service.get(rid)).status is Status.PENDING
             assert [e.event for e in await app.store.audit(request_id=rid)] == ["created", "refused"]
 
-        shown = digest.button("Approve all")  # the buttons as alice sees them now: three items
+        shown = digest.button("Approve all")  # the buttons as alice sees them now: five items
         late = await file(app, "refund", "Refund order 5")
-        await fake.wait_for(lambda: "4 pending" in digest.text)
+        await fake.wait_for(lambda: "6 pending" in digest.text)
         cq = await fake.press(ALICE, digest, shown)
-        assert await answer_to(fake, cq) == "Approved 3 of 3."
-        for rid in gathered:
+        assert await answer_to(fake, cq) == "Approved 5 of 5."
+        for rid in first + gathered:
             req = await app.service.get(rid)
             assert (req.status, req.decided_by, req.decided_via) == (Status.APPROVED, "alice", "telegram")
         assert (await app.service.get(late)).status is Status.PENDING  # not shown when alice pressed
-        await fake.wait_for(lambda: "1 pending" in digest.text and "3 decided" in digest.text)
+        await fake.wait_for(lambda: "1 pending" in digest.text and "5 decided" in digest.text)
 
         cq = await fake.press(ALICE, digest, digest.button("Review each"))
         assert await answer_to(fake, cq) == "Sending the 1 oldest one by one."
@@ -187,16 +187,17 @@ async def test_a_digest_in_a_group_bulk_decisions_and_a_bystander(fake: FakeTele
 async def test_approve_all_needs_every_route_to_allow_bulk(fake: FakeTelegram, tmp_path: Path) -> None:
     edit = {"digest_threshold = 5": "digest_threshold = 1"}
     async with open_app(example_config("digests", fake, tmp_path, edit=edit), clock=Clock()) as app:
-        for rid in [await file(app, "refund", "r0"), await file(app, "refund", "r1")]:
+        prompted = [await file(app, "refund", "r0"), await file(app, "refund", "r1")]
+        for rid in prompted:
             await prompt_for(fake, ALICE, rid)
         mixed = [await file(app, "refund", "r2"), await file(app, "deploy", "d1")]
         digest = await fake.wait_for(
-            lambda: next((m for m in fake.chat(ALICE) if "2 pending</b> — 1 × refund, 1 × deploy" in m.text), None)
+            lambda: next((m for m in fake.chat(ALICE) if "4 pending</b> — 3 × refund, 1 × deploy" in m.text), None)
         )
         assert [b["text"] for b in digest.buttons()] == ["🔎 Review each", "❌ Reject all"]
         cq = await fake.press(ALICE, digest, digest.button("Reject all"))
-        assert await answer_to(fake, cq) == "Rejected 2 of 2."
-        for rid in mixed:
+        assert await answer_to(fake, cq) == "Rejected 4 of 4."
+        for rid in mixed + prompted:
             assert (await app.service.get(rid)).status is Status.REJECTED
 
 
@@ -304,3 +305,25 @@ def test_show_reports_the_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                                  "last_error": None}  # fmt: skip
     assert cli.main(["show", rid, "--config", str(config)]) == 0
     assert "Callback  http://127.0.0.1:9/never — not delivered yet (0 attempt(s))" in capsys.readouterr().out
+
+
+async def test_a_session_grant_covers_one_stdio_server_only(tmp_path: Path) -> None:
+    """Claude Code starts one `signoff mcp` per session: a "session" grant covers that process."""
+    from server.config import load_config
+
+    from .procs import stdio_client
+
+    config = tmp_path / "signoff.toml"
+    config.write_text(readme_example("grants") + '[store]\npath = "signoff.db"\n', encoding="utf-8")
+    args = {"action": "Bash", "summary": "Run the tests", "details": npm("pytest -q")}
+    async with stdio_client(config) as one, stdio_client(config) as two:
+        first = (await one.call_tool("request_approval", args)).structured_content
+        assert first is not None and first["status"] == "pending"
+        async with open_app(load_config(config), background=False) as app:
+            _, grant = await app.service.approve_and_grant(first["request_id"], "session",
+                                                           Actor("human", "alice", "console"))  # fmt: skip
+        assert grant is not None and grant.session is not None
+        same = (await one.call_tool("request_approval", args)).structured_content
+        other = (await two.call_tool("request_approval", args)).structured_content
+        assert same is not None and (same["status"], same["decided_by"]) == ("approved", f"grant:{grant.id}")
+        assert other is not None and other["status"] == "pending"

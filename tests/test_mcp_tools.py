@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -11,9 +12,13 @@ from mcp import Client
 from mcp.types import Implementation
 
 from adapters.console import console_actor
-from server.app import App
+from server.app import App, open_app
+from server.config import parse_config
+from server.errors import NotAllowedError
 from server.mcp_tools import build_mcp
-from server.models import Status
+from server.models import Actor, Status
+
+from .policies import readme_example
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +66,7 @@ async def test_whole_lifecycle(app: App, client: Client) -> None:
                      metadata={"env": "prod"}, agent_name="my-bot")  # fmt: skip
     assert out["status"] == "pending" and out["route"] == "default" and out["approvers"] == ["alice", "bob"]
     assert set(out) == {"request_id", "status", "route", "approvers", "created_at", "expires_at", "decided_at",
-                        "decided_by", "reason"}  # fmt: skip
+                        "decided_by", "reason", "note"}  # fmt: skip
     rid = out["request_id"]
     stored = await app.service.get(rid)
     assert stored.requested_by == "claude-code"  # the transport's word
@@ -159,3 +164,27 @@ async def test_no_tool_can_approve(app: App, client: Client) -> None:
             continue  # one withdraws; the other files a request of its own and waits for a human
         await client.call_tool(tool.name, allowed)
     assert (await app.service.get(rid)).status is Status.PENDING
+
+
+async def test_policies_over_mcp_note_and_callback_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNOFF_CALLBACK_SECRET", "k")
+    text = readme_example("quorum") + readme_example("grants").split("[[routes]]", 1)[1].join(["[[routes]]", ""])
+    text += readme_example("callbacks").split("[approvers.alice]")[0] + '[store]\npath = "p.db"\n'
+    config = parse_config(text, source="policies", base_dir=tmp_path)
+    info = Implementation(name="claude-code", version="2.1")
+    async with open_app(config, background=False) as app:
+        mcp = build_mcp(app.service, transport="memory")
+        async with Client(mcp, client_info=info) as one:
+            payout = await call(one, "request_approval", action="payout", summary="Pay", metadata={"amount": 10000})
+            await app.service.decide(payout["request_id"], True, Actor("human", "bob", "console"))
+            checked = await call(one, "check_decision", request_id=payout["request_id"])
+            assert (checked["status"], checked["note"]) == ("pending", "1 of 2 approvals so far")
+
+            # The in-memory client speaks the stateless protocol: no session to tell, so no session grant.
+            first = await call(one, "request_approval", action="Bash", summary="t", details={"command": "pytest -x"})
+            with pytest.raises(NotAllowedError, match="does not offer a grant of 'session'"):
+                await app.service.approve_and_grant(first["request_id"], "session", Actor("human", "alice", "console"))
+
+            error = await call_error(one, "request_approval", action="Bash", summary="t",
+                                     callback_url="http://169.254.169.254/latest/meta-data")  # fmt: skip
+            assert "not in [callbacks] allowed_hosts (allowed: hooks.example.com)" in error

@@ -1,8 +1,9 @@
 """Digests: one message per chat, updated in place, instead of a prompt for every request.
 
 A new request's prompt joins the chat's digest when the chat already has more than
-``[defaults] digest_threshold`` pending prompts, or a digest with pending items. The digest
-says "7 pending — 5 × Bash, 2 × refund" and offers "Review each" (the oldest ten as
+``[defaults] digest_threshold`` pending prompts, or a digest with pending items; a new
+digest also counts the requests that already have a prompt, so it shows (and "Approve all"
+covers) everything pending in the chat. The digest says "7 pending — 5 × Bash, 2 × refund" and offers "Review each" (the oldest ten as
 prompts), "Approve all" (only when every item's route sets ``allow_bulk``) and "Reject
 all". Its buttons carry the last item the message showed, so a press never decides a
 request the approver has not seen. Refreshes are coalesced: however many requests arrive
@@ -69,6 +70,15 @@ class Digests:
             return False
         now = self.clock()
         async with self.store.transaction() as conn:
+            if gathered == 0:  # a new digest: it counts (and bulk-decides) what already has a prompt too
+                await conn.execute(
+                    "INSERT OR IGNORE INTO digest_items (chat_id, request_id, approver) "
+                    "SELECT p.chat_id, p.request_id, coalesce(o.approver, '') FROM prompts p "
+                    "JOIN requests r ON r.id = p.request_id "
+                    "LEFT JOIN outbox o ON o.request_id = p.request_id AND o.chat_id = p.chat_id AND o.kind = 'prompt' "
+                    "WHERE p.chat_id = ? AND r.status = 'pending' ORDER BY p.sent_at",
+                    (chat_id,),
+                )
             due = "kind = 'prompt' AND chat_id = ? AND done_at IS NULL AND next_attempt_at <= ?"
             await conn.execute(
                 "INSERT OR IGNORE INTO digest_items (chat_id, request_id, approver) "
@@ -134,8 +144,11 @@ class Digests:
         return True
 
     async def take_for_review(self, chat_id: int, upto: int, limit: int = 10) -> list[ApprovalRequest]:
-        """The oldest ``limit`` items the digest showed, taken out of it to be prompted one by one."""
-        taken = [r for _, r in (await self.items(chat_id, upto))[:limit]]
+        """The oldest ``limit`` items the digest showed that have no prompt in the chat yet, taken
+        out of it to be prompted one by one."""
+        rows = await self.store.read("SELECT DISTINCT request_id FROM prompts WHERE chat_id = ?", (chat_id,))
+        prompted = {r[0] for r in rows}
+        taken = [r for _, r in await self.items(chat_id, upto) if r.id not in prompted][:limit]
         async with self.store.transaction() as conn:
             for req in taken:
                 await conn.execute("DELETE FROM digest_items WHERE chat_id = ? AND request_id = ?", (chat_id, req.id))

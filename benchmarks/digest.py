@@ -1,0 +1,95 @@
+"""(g) A burst: 1,000 requests within 10 s to one approver, on the fake Bot API.
+
+Counts the calls that put something in the approver's chat (sendMessage and
+editMessageText) while the burst lands — target ≤ 40 — and the calls that broke Telegram's
+limits (more than 1/s to the chat, 30/s overall) — target 0 — then presses "Approve all"
+on the digest and checks that every one of the 1,000 is approved by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from server.app import open_app
+from server.config import load_config
+from server.models import Actor, Status
+from server.service import NewRequest
+from tests.fake_telegram import FakeTelegram, fake_telegram
+
+ALICE = 111
+
+
+def write_config(folder: Path, fake: FakeTelegram) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "signoff.toml"
+    path.write_text(
+        textwrap.dedent(f"""
+        [store]
+        path = "digest.db"
+        [telegram]
+        api_base_url = "{fake.api_base_url}"
+        lease_ttl = "3s"
+        [defaults]
+        digest_threshold = 5
+        [approvers.alice]
+        telegram_user_id = {ALICE}
+        [[routes]]
+        name = "refunds"
+        approvers = ["alice"]
+        allow_bulk = true
+    """)
+    )
+    return path
+
+
+def _calls(fake: FakeTelegram) -> int:
+    return sum(1 for m, p in fake.calls if m in ("sendMessage", "editMessageText") and int(p["chat_id"]) == ALICE)
+
+
+async def bench_burst(folder: Path, count: int, seconds: float) -> dict[str, Any]:
+    async with fake_telegram() as fake:
+        config = load_config(write_config(folder / "digest", fake))
+        os.environ["SIGNOFF_TELEGRAM_TOKEN"] = fake.token
+        try:
+            async with open_app(config) as app:
+                await fake.wait_for(lambda: fake.sent("getUpdates"), 60)
+                agent = Actor("agent", "bench", "mcp")
+                ids: list[str] = []
+                t0 = time.monotonic()
+                for i in range(count):  # evenly over `seconds`, as a runaway agent would
+                    ids.append((await app.service.request_approval(NewRequest("refund", f"Refund {i}"), agent)).id)
+                    lag = t0 + seconds * (i + 1) / count - time.monotonic()
+                    if lag > 0:
+                        await asyncio.sleep(lag)
+                filed = time.monotonic() - t0
+                digest = await fake.wait_for(
+                    lambda: next((m for m in fake.chat(ALICE) if f"{count} pending" in m.text and m.buttons()), None),
+                    120,
+                )
+                during = _calls(fake)
+                await fake.press(ALICE, digest, digest.button("Approve all"))
+                await fake.wait_for(lambda: "nothing pending" in digest.text, 300)
+                final = [await app.service.get(rid) for rid in ids]
+                approved = sum(r.status is Status.APPROVED for r in final)
+                by_alice = sum(r.decided_by == "alice" for r in final)
+        finally:
+            del os.environ["SIGNOFF_TELEGRAM_TOKEN"]
+        return {"filed_in": filed, "calls_during": during, "calls_total": _calls(fake),
+                "sends": sum(1 for m, p in fake.calls if m == "sendMessage" and int(p["chat_id"]) == ALICE),
+                "violations": fake.rate_violations(), "approved": approved, "by_alice": by_alice}  # fmt: skip
+
+
+def run(folder: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
+    count = 1000
+    g = asyncio.run(bench_burst(folder, count, 10.0))
+    return [
+        (f"(g) {count} requests in {g['filed_in']:.1f} s to one approver",
+         f"{g['calls_during']} messages+edits while they landed ({g['sends']} sent in all, {g['calls_total']} calls), "
+         f"{g['violations']} rate violations; Approve all: {g['approved']}/{count} approved",
+         "<= 40, 0, all", g["calls_during"] <= 40 and g["violations"] == 0 and g["approved"] == g["by_alice"] == count),
+    ]  # fmt: skip
