@@ -190,9 +190,28 @@ async def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         decides = f"auto-{r.auto}" if r.auto else (", ".join(r.approvers) or "console")
         timeout = "-" if r.auto else format_duration(r.timeout or config.defaults.timeout)
         on_timeout = "-" if r.auto else (r.on_timeout or config.defaults.on_timeout)
-        rows.append((r.name, json.dumps(m) if m else "(everything)", decides, timeout, on_timeout))
-    print(table(rows, ("ROUTE", "MATCH", "DECIDED BY", "TIMEOUT", "ON TIMEOUT")))
+        rows.append((r.name, json.dumps(m) if m else "(everything)", decides, timeout, on_timeout, _policy(r)))
+    print(table(rows, ("ROUTE", "MATCH", "DECIDED BY", "TIMEOUT", "ON TIMEOUT", "POLICY")))
     return EXIT_OK
+
+
+def _policy(r: Any) -> str:
+    """A route's policies in a few words, for check-config."""
+    from .durations import format_duration
+
+    parts = []
+    if r.quorum > 1:
+        parts.append(f"quorum {r.quorum}")
+    if r.reject_quorum > 1:
+        parts.append(f"reject_quorum {r.reject_quorum}")
+    if r.reminder:
+        parts.append(f"remind every {format_duration(r.reminder)}")
+    parts += [f"+{'/'.join(lv.approvers)} at {format_duration(lv.after)}" for lv in r.escalation]
+    if r.grant_options:
+        parts.append(f"grants {'/'.join(r.grant_options)}")
+    parts += [word for word, on in (("bulk", r.allow_bulk), ("urgent", r.urgent), ("self-approval", r.allow_self_approval),
+                                    ("callback", r.callback_url)) if on]  # fmt: skip
+    return ", ".join(parts) or "-"
 
 
 async def _with_service(config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
