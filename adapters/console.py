@@ -157,6 +157,9 @@ def request_json(req: ApprovalRequest) -> dict[str, Any]:
         claimed_requester=req.claimed_requester,
         decided_via=req.decided_via,
         on_timeout=req.on_timeout,
+        session=req.session,
+        level=req.level,
+        callback_url=req.callback_url,
     )
     return out
 

@@ -385,7 +385,10 @@ async def cmd_hook(config: Config, args: argparse.Namespace) -> int:
     note = ""
     try:
         async with open_app(config) as app:
-            req = await app.service.request_approval(new, requester)
+            # Claude Code names its session in every hook event: "session" grants follow it.
+            session = event.get("session_id")
+            session = f"cc_{session}"[:200] if isinstance(session, str) and session else None
+            req = await app.service.request_approval(new, requester, session=session)
             try:
                 async with asyncio.timeout(max(1.0, args.timeout)):
                     req = await claude_code.wait_for_human(app.service, req, within=None, on_progress=None)

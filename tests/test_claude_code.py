@@ -165,6 +165,10 @@ async def test_hook_pre_tool_use(config_path: Path) -> None:
     await approve_pending_from_cli(config_path)
     out = finish(proc)["hookSpecificOutput"]
     assert out["permissionDecision"] == "allow"
+    audit = (await anyio.run_process([SIGNOFF, "audit", "--format", "jsonl", "--config", str(config_path)])).stdout
+    rid = json.loads(audit.decode().splitlines()[-1])["request_id"]
+    shown = json.loads((await anyio.run_process([SIGNOFF, "show", rid, "--json", "--config", str(config_path)])).stdout)
+    assert shown["session"] == "cc_s"  # Claude Code's session_id: "session" grants follow it
     proc = run_hook(config_path, event("PreToolUse", "Bash", {"command": "rm -rf /"}, "t3"))
     await approve_pending_from_cli(config_path, approve=False)
     out = finish(proc)["hookSpecificOutput"]
