@@ -229,6 +229,14 @@ MIGRATIONS: list[tuple[str, str]] = [
             shown_upto INTEGER NOT NULL DEFAULT 0   -- the last item the message showed
         ) STRICT;
 
+        -- A digest shows a decision on one of its requests (whoever made it) at its next refresh.
+        CREATE TRIGGER outbox_digest_decided AFTER UPDATE OF status ON requests
+            WHEN OLD.status = 'pending' AND NEW.status <> 'pending' BEGIN
+            INSERT INTO outbox (request_id, kind, chat_id, created_at, next_attempt_at)
+            SELECT NEW.id, 'digest', chat_id, NEW.decided_at, NEW.decided_at FROM digest_items WHERE request_id = NEW.id
+            ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, next_attempt_at = excluded.next_attempt_at;
+        END;
+
         -- Decision callbacks go through the outbox too (kind 'callback', chat_id 0).
         CREATE TRIGGER outbox_callback_decided AFTER UPDATE OF status ON requests
             WHEN OLD.status = 'pending' AND NEW.status <> 'pending' AND NEW.callback_url IS NOT NULL BEGIN

@@ -54,7 +54,10 @@ class Vote:
 
 
 def unreachable(config: Config, req: ApprovalRequest, votes: Iterable[Vote]) -> str | None:
-    """Why ``quorum`` approvals can no longer be had, or None while they can."""
+    """Why ``quorum`` approvals can no longer be had, or None while they can. A route without
+    approvers is decided at the console, by whoever runs it: never unreachable."""
+    if not req.everyone():
+        return None
     votes = list(votes)
     voted = {v.approver for v in votes}
     approvals = sum(v.vote == "approve" for v in votes)

@@ -202,6 +202,17 @@ async def test_a_route_whose_approvers_made_the_request_rejects_at_filing(fake: 
         assert "2 approvals are needed and at most 1 are possible" in (req.reason or "")
 
 
+async def test_the_embedded_default_is_decided_at_the_console(tmp_path: Path) -> None:
+    from server.config import DEFAULT_CONFIG_TOML
+
+    config = parse_config(DEFAULT_CONFIG_TOML, source="<embedded default>", base_dir=tmp_path)
+    async with open_app(config, background=False) as app:
+        rid = (await app.service.request_approval(NewRequest("deploy", "x"), Actor("agent", "a", "mcp"))).id
+        assert (await app.service.get(rid)).status is Status.PENDING
+        counted, message = await console_decide(app.service, rid, True, None)
+        assert counted and "approved" in message
+
+
 async def test_console_votes_name_their_approver(fake: FakeTelegram, tmp_path: Path) -> None:
     config = example_config("quorum", fake, tmp_path)
     async with open_app(config, background=False) as app:

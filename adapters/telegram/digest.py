@@ -95,19 +95,6 @@ class Digests:
             )
         return True
 
-    async def request_decided(self, request_id: str, chat_id: int) -> None:
-        """A request in the chat's digest was decided: the digest shows it at the next refresh."""
-        rows = await self.store.read(
-            "SELECT 1 FROM digest_items WHERE chat_id = ? AND request_id = ?", (chat_id, request_id)
-        )
-        if rows:
-            now = self.clock()
-            await self.store.write(
-                "INSERT INTO outbox (request_id, kind, chat_id, created_at, next_attempt_at) VALUES (?, 'digest', ?, ?, ?) "
-                "ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, next_attempt_at = excluded.next_attempt_at",
-                (request_id, chat_id, now, now),
-            )
-
     async def refresh(self, chat_id: int) -> bool:
         """Send or edit the chat's digest as it is now; return whether Telegram was called."""
         # This one refresh covers every refresh queued for the chat so far.

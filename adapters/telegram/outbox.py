@@ -129,10 +129,7 @@ class Outbox:
         if kind in ("prompt", "show"):
             return await self._send_prompt(outbox_id, req, chat_id)
         if kind in ("outcome", "progress"):
-            called = await self._edit_prompts(req, chat_id)
-            if kind == "outcome":
-                await self.digests.request_decided(req.id, chat_id)
-            return called
+            return await self._edit_prompts(req, chat_id)
         if kind == "reminder":
             return await self._remind(req, chat_id, approver)
         if kind == "escalated":
