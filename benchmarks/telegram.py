@@ -43,6 +43,8 @@ def write_config(folder: Path, fake: FakeTelegram) -> Path:
         [telegram]
         api_base_url = "{fake.api_base_url}"
         lease_ttl = "3s"
+        [defaults]
+        digest_threshold = 100  # (f) measures the pacing of prompts, not digests: see (g)
     """)
         + approvers
         + '[[routes]]\nname = "default"\napprovers = ["u111", "u222", "u333"]\n'

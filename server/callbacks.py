@@ -31,7 +31,7 @@ import httpx
 
 from .config import host_allowed
 from .lease import Lease
-from .models import ApprovalRequest, view
+from .models import Actor, ApprovalRequest, view
 from .service import ApprovalService
 
 log = logging.getLogger("signoff.callbacks")
@@ -111,6 +111,8 @@ class CallbackDeliverer:
             if error is None:
                 delivered += 1
                 await self._finish(row["id"], None)
+                await self.store.record(req.id, "callback_delivered", Actor("system", "callbacks", "http"),
+                                        {"url": req.callback_url, "attempt": int(row["attempts"]) + 1})  # fmt: skip
             else:
                 delay = min(MAX_BACKOFF, 2.0 ** int(row["attempts"]))
                 await self.store.write(

@@ -327,3 +327,39 @@ async def test_a_session_grant_covers_one_stdio_server_only(tmp_path: Path) -> N
         other = (await two.call_tool("request_approval", args)).structured_content
         assert same is not None and (same["status"], same["decided_by"]) == ("approved", f"grant:{grant.id}")
         assert other is not None and other["status"] == "pending"
+
+
+async def test_callback_delivery_is_audited_and_follows_no_redirect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from server.callbacks import CallbackDeliverer
+    from server.config import parse_config
+
+    monkeypatch.setenv("SIGNOFF_CALLBACK_SECRET", "k")
+    text = readme_example("callbacks") + '[store]\npath = "cb.db"\n'
+    answers = [httpx.Response(302, headers={"Location": "http://169.254.169.254/"}), httpx.Response(204)]
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return answers.pop(0)
+
+    clock = Clock()
+    async with open_app(parse_config(text, source="cb", base_dir=tmp_path), background=False, clock=clock) as app:
+        new = NewRequest("payout", "Pay", callback_url="https://hooks.example.com/signoff")
+        rid = (await app.service.request_approval(new, Actor("agent", "a", "mcp"))).id
+        await app.service.cancel(rid, Actor("agent", "a", "mcp"))
+        deliverer = CallbackDeliverer(app.service, "k")
+        deliverer.client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        await deliverer.lease.claim()
+        assert await deliverer.deliver_due() == 0  # a redirect is not a delivery, and is not followed
+        assert seen == ["https://hooks.example.com/signoff"]
+        [row] = await app.store.read("SELECT attempts, last_error, done_at FROM outbox WHERE kind = 'callback'")
+        assert (row["attempts"], row["last_error"], row["done_at"]) == (1, "HTTP 302", None)
+        clock.advance(2)
+        assert await deliverer.deliver_due() == 1
+        events = [(e.event, e.data) for e in await app.store.audit(request_id=rid)]
+        assert events[-1] == ("callback_delivered", {"url": "https://hooks.example.com/signoff", "attempt": 2})
+        await deliverer.client.aclose()
