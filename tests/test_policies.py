@@ -4,12 +4,16 @@ README's example, on the fake Bot API, with a clock the test moves (no waiting t
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import zoneinfo
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.console import decide as console_decide
 from server.app import open_app
@@ -306,3 +310,99 @@ def test_policy_config_errors_say_what_to_fix(toml: str, expected: list[str], tm
 def test_every_readme_policy_example_loads(tmp_path: Path) -> None:
     for name in ("escalation", "quorum", "grants", "digests", "quiet", "callbacks"):
         parse_config(readme_example(name), source=name, base_dir=tmp_path)
+
+
+# --- fuzz: votes on quorum routes, against an independent model -----------------------------
+
+_ROUTES = "".join(
+    f'[[routes]]\nname = "q{q}r{r}"\nmatch = {{ action = "q{q}r{r}" }}\napprovers = ["alice", "bob", "carol"]\n'
+    f"quorum = {q}\nreject_quorum = {r}\n"
+    for q in (1, 2, 3)
+    for r in (1, 2, 3)
+)
+_QUORUM_CONFIG = (
+    '[store]\npath = "fuzz.db"\n[approvers.alice]\ntelegram_user_id = 1\nidentities = ["alice-*"]\n'
+    "[approvers.bob]\ntelegram_user_id = 2\n[approvers.carol]\ntelegram_user_id = 3\n" + _ROUTES
+)
+
+
+def _model(q: int, r: int, requester: str, votes: list[tuple[str, bool]]) -> tuple[str, set[str]]:
+    """What the votes should come to, written without server.policy: (status, who decided)."""
+    may_approve = {a for a in ("alice", "bob", "carol") if not (a == "alice" and requester.startswith("alice-"))}
+    if len(may_approve) < q:
+        return "rejected", set()
+    approvals: list[str] = []
+    rejections: list[str] = []
+    for who, approve in votes:
+        if who in approvals or who in rejections or (approve and who not in may_approve):
+            continue
+        (approvals if approve else rejections).append(who)
+        if len(approvals) >= q:
+            return "approved", set(approvals)
+        if len(rejections) >= r:
+            return "rejected", set(rejections)
+        if len(approvals) + len(may_approve - set(approvals) - set(rejections)) < q:
+            return "rejected", set(rejections)
+    return "pending", set()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    q=st.integers(1, 3),
+    r=st.integers(1, 3),
+    requester=st.sampled_from(["alice-laptop", "claude-code"]),
+    votes=st.lists(st.tuples(st.sampled_from(["alice", "bob", "carol"]), st.booleans()), max_size=6),
+)
+def test_fuzz_quorum_votes_match_the_model(q: int, r: int, requester: str, votes: list[tuple[str, bool]]) -> None:
+    _QUORUM.run(_quorum_one(q, r, requester, votes))
+
+
+async def _quorum_one(q: int, r: int, requester: str, votes: list[tuple[str, bool]]) -> None:
+    app = _QUORUM.app
+    assert app is not None
+    req = await app.service.request_approval(NewRequest(f"q{q}r{r}", "fuzz"), Actor("agent", requester, "mcp"))
+    for who, approve in votes:
+        try:
+            await app.service.decide(req.id, approve, Actor("human", who, "telegram"))
+        except NotAllowedError:
+            assert approve and who == "alice" and requester == "alice-laptop"
+    final = await app.service.get(req.id)
+    status, deciders = _model(q, r, requester, votes)
+    assert final.status.value == status, (votes, final)
+    if status == "approved":
+        assert set((final.decided_by or "").split(", ")) == deciders and len(deciders) >= q
+    elif deciders:
+        assert set((final.decided_by or "").split(", ")) == deciders
+
+
+class _Harness:
+    """One event loop and one database for all examples (hypothesis runs them synchronously)."""
+
+    def __init__(self) -> None:
+        self.runner: asyncio.Runner | None = None
+        self.app: Any = None
+
+    def run(self, coro: Any) -> Any:
+        if self.runner is None:
+            self.runner = asyncio.Runner()
+            self.dir = tempfile.TemporaryDirectory()
+            config = parse_config(_QUORUM_CONFIG, source="fuzz", base_dir=Path(self.dir.name))
+            self._cm = open_app(config, background=False)
+            self.app = self.runner.run(self._cm.__aenter__())
+        return self.runner.run(coro)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.run(self._cm.__aexit__(None, None, None))
+            self.runner.close()
+            self.dir.cleanup()
+            self.runner = None
+
+
+_QUORUM = _Harness()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_quorum() -> Any:
+    yield
+    _QUORUM.close()
