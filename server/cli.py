@@ -347,6 +347,14 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
         print(
             f"http      {config.server.host}:{config.server.port} ({'bearer token set' if has_token else 'no token, loopback only'})"
         )
+    callbacks = config.callbacks
+    uses_callbacks = bool(callbacks.allowed_hosts) or any(r.callback_url for r in config.routes)
+    if uses_callbacks and not os.environ.get(callbacks.secret_env, "").strip():
+        problems += 1
+        print(f"callbacks ${callbacks.secret_env} is not set: requests with a callback_url are refused; set it to a "
+              "long random secret your receivers share")  # fmt: skip
+    elif uses_callbacks:
+        print(f"callbacks signed with ${callbacks.secret_env}; allowed hosts: {', '.join(callbacks.allowed_hosts)}")
     tg = config.telegram.token_env
     token = os.environ.get(tg, "").strip()
     if not token:

@@ -73,6 +73,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIGNOFF_CONFIG", raising=False)
     monkeypatch.delenv("SIGNOFF_HTTP_TOKEN", raising=False)
     monkeypatch.delenv("SIGNOFF_TELEGRAM_TOKEN", raising=False)
+    monkeypatch.delenv("SIGNOFF_CALLBACK_SECRET", raising=False)
 
 
 @pytest.fixture

@@ -196,6 +196,14 @@ async def test_doctor(config_path: Path) -> None:
     res = cli("doctor", config=config_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "database" in res.stdout and "OK" in res.stdout
+    assert "callbacks" not in res.stdout  # this config has none
+
+
+def test_doctor_says_callbacks_need_their_secret(write_config: Any) -> None:
+    path = write_config('[store]\npath = "d.db"\n[callbacks]\nallowed_hosts = ["hooks.example.com"]\n'
+                        '[[routes]]\nname = "default"\n')  # fmt: skip
+    res = cli("doctor", config=path)
+    assert res.returncode == 1 and "callbacks $SIGNOFF_CALLBACK_SECRET is not set" in res.stdout
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
