@@ -185,7 +185,11 @@ async def test_a_digest_in_a_group_bulk_decisions_and_a_bystander(fake: FakeTele
 
 
 async def test_approve_all_needs_every_route_to_allow_bulk(fake: FakeTelegram, tmp_path: Path) -> None:
-    edit = {"digest_threshold = 5": "digest_threshold = 1"}
+    pager = '[[routes]]\nname = "pager"\nmatch = { action = "page" }\napprovers = ["alice"]\nurgent = true\n\n'
+    edit = {
+        "digest_threshold = 5": "digest_threshold = 1",
+        '[[routes]]\nname = "default"': pager + '[[routes]]\nname = "default"',
+    }
     async with open_app(example_config("digests", fake, tmp_path, edit=edit), clock=Clock()) as app:
         prompted = [await file(app, "refund", "r0"), await file(app, "refund", "r1")]
         for rid in prompted:
@@ -195,6 +199,7 @@ async def test_approve_all_needs_every_route_to_allow_bulk(fake: FakeTelegram, t
             lambda: next((m for m in fake.chat(ALICE) if "4 pending</b> — 3 × refund, 1 × deploy" in m.text), None)
         )
         assert [b["text"] for b in digest.buttons()] == ["🔎 Review each", "❌ Reject all"]
+        await prompt_for(fake, ALICE, await file(app, "page", "The site is down"))  # urgent: a prompt of its own
         cq = await fake.press(ALICE, digest, digest.button("Reject all"))
         assert await answer_to(fake, cq) == "Rejected 4 of 4."
         for rid in mixed + prompted:

@@ -58,6 +58,8 @@ class Digests:
         req = await self.store.get(row["request_id"])
         if req is None or req.status.final or held_until(self.config, req, row["approver"], self.clock()):
             return False  # decided or held: the outbox deals with it
+        if req.route_snapshot.get("urgent"):
+            return False  # urgent requests always get a prompt of their own
         counts = await self.store.read(
             "SELECT (SELECT count(DISTINCT p.request_id) FROM prompts p JOIN requests r ON r.id = p.request_id "
             "        WHERE p.chat_id = ? AND r.status = 'pending'), "
@@ -79,14 +81,14 @@ class Digests:
                     "WHERE p.chat_id = ? AND r.status = 'pending' ORDER BY p.sent_at",
                     (chat_id,),
                 )
-            due = "kind = 'prompt' AND chat_id = ? AND done_at IS NULL AND next_attempt_at <= ?"
-            await conn.execute(
-                "INSERT OR IGNORE INTO digest_items (chat_id, request_id, approver) "
-                f"SELECT o.chat_id, o.request_id, o.approver FROM outbox o JOIN requests r ON r.id = o.request_id "
-                f"WHERE o.{due.replace(' AND ', ' AND o.')} AND r.status = 'pending'",
-                (chat_id, now),
+            # Every due, non-urgent prompt of the chat goes in (those already decided are just marked done).
+            due = (
+                "FROM outbox o JOIN requests r ON r.id = o.request_id WHERE o.kind = 'prompt' AND o.chat_id = ? "
+                "AND o.done_at IS NULL AND o.next_attempt_at <= ? AND NOT coalesce(json_extract(r.route_snapshot, '$.urgent'), 0)"
             )
-            await conn.execute(f"UPDATE outbox SET done_at = ?, last_error = 'in the digest' WHERE {due}",
+            await conn.execute("INSERT OR IGNORE INTO digest_items (chat_id, request_id, approver) "
+                               f"SELECT o.chat_id, o.request_id, o.approver {due} AND r.status = 'pending'", (chat_id, now))  # fmt: skip
+            await conn.execute(f"UPDATE outbox SET done_at = ?, last_error = 'in the digest' WHERE id IN (SELECT o.id {due})",
                                (time.time(), chat_id, now))  # fmt: skip
             await conn.execute(
                 "INSERT INTO outbox (request_id, kind, chat_id, created_at, next_attempt_at) VALUES (?, 'digest', ?, ?, ?) "
