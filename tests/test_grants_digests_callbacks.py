@@ -177,6 +177,8 @@ async def test_a_digest_in_a_group_bulk_decisions_and_a_bystander(fake: FakeTele
         assert (await app.service.get(late)).status is Status.PENDING  # not shown when alice pressed
         await fake.wait_for(lambda: "1 pending" in digest.text and "5 decided" in digest.text)
 
+        cq = await fake.press(MALLORY, digest, digest.button("Review each"))
+        assert await answer_to(fake, cq) == "None of these requests is yours to decide."
         cq = await fake.press(ALICE, digest, digest.button("Review each"))
         assert await answer_to(fake, cq) == "Sending the 1 oldest one by one."
         prompt = await prompt_for(fake, GROUP, late)

@@ -132,12 +132,14 @@ class Digests:
                 await conn.execute("DELETE FROM digest_items WHERE chat_id = ?", (chat_id,))
         return True
 
-    async def take_for_review(self, chat_id: int, upto: int, limit: int = 10) -> list[ApprovalRequest]:
-        """The oldest ``limit`` items the digest showed that have no prompt in the chat yet, taken
-        out of it to be prompted one by one."""
+    async def take_for_review(
+        self, chat_id: int, upto: int, *, only: set[str], limit: int = 10
+    ) -> list[ApprovalRequest]:
+        """The oldest ``limit`` items the digest showed, among ``only``, that have no prompt in the
+        chat yet, taken out of it to be prompted one by one."""
         rows = await self.store.read("SELECT DISTINCT request_id FROM prompts WHERE chat_id = ?", (chat_id,))
         prompted = {r[0] for r in rows}
-        taken = [r for _, r in await self.items(chat_id, upto) if r.id not in prompted][:limit]
+        taken = [r for _, r in await self.items(chat_id, upto) if r.id in only and r.id not in prompted][:limit]
         async with self.store.transaction() as conn:
             for req in taken:
                 await conn.execute("DELETE FROM digest_items WHERE chat_id = ? AND request_id = ?", (chat_id, req.id))

@@ -183,13 +183,16 @@ class UpdateHandler:
         user_id = query.from_user.id
         names = {r.id: approver_for(self.config, r, user_id) for r in items}
         if press.action == REVIEW_EACH:
-            taken = [r for r in await digests.take_for_review(chat_id, int(press.target)) if names.get(r.id)]
+            mine = {rid for rid, name in names.items() if name}
+            if not mine:
+                await self._answer(query, "None of these requests is yours to decide.", alert=True)
+                return
+            taken = await digests.take_for_review(chat_id, int(press.target), only=mine)
             for req in taken:
                 await self.outbox.queue(req.id, "show", chat_id, names[req.id] or "")
             await self.outbox.queue(items[0].id, "digest", chat_id)
             self.on_decided()
-            await self._answer(query, f"Sending the {len(taken)} oldest one by one." if taken else
-                               "None of these requests is yours to decide.")  # fmt: skip
+            await self._answer(query, f"Sending the {len(taken)} oldest one by one.")
             return
         approve = press.action == APPROVE_ALL
         refused = [r for r in items if names[r.id] is None]
