@@ -135,9 +135,9 @@ class Outbox:
         if kind == "escalated":
             if req.status is not Status.PENDING:
                 return False
+            # One call per slot: the prompt's own header catches up at its next edit.
             await self.bot.send_message(chat_id, escalated_text(req), parse_mode=ParseMode.HTML,
                                         disable_notification=True)  # fmt: skip
-            await self._edit_prompts(req, chat_id)
             return True
         if kind in ("grant_used", "grant_notice"):
             return await self._grant_count(req, chat_id, kind)
