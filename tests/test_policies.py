@@ -148,6 +148,27 @@ async def test_quorum_needs_two_distinct_approvers(fake: FakeTelegram, tmp_path:
         assert events == [("created", "claude-code"), ("voted", "alice"), ("approved", "alice, carol")]
 
 
+async def test_reminders_go_only_to_approvers_who_have_not_voted(fake: FakeTelegram, tmp_path: Path) -> None:
+    clock = Clock()
+    config = example_config(
+        "quorum", fake, tmp_path, edit={"reject_quorum = 1 ": 'reminder = "15m"\nreject_quorum = 1 '}
+    )
+    async with open_app(config, clock=clock) as app:
+        rid = await file(app, "payout", metadata={"amount": 10000})
+        a, b, c = [await prompt_for(fake, chat, rid) for chat in (ALICE, BOB, CAROL)]
+        await answer_to(fake, await fake.press(ALICE, a, a.button("approve")))
+        clock.advance(15 * 60 + 1)
+        await app.service.sweep()
+        for chat, prompt in ((BOB, b), (CAROL, c)):
+            reminder = await fake.wait_for(
+                lambda c=chat: next((m for m in fake.chat(c) if m.text.startswith("⏰")), None)
+            )
+            assert reminder.reply_to == prompt.message_id
+        [reminded] = [e for e in await app.store.audit(request_id=rid) if e.event == "reminded"]
+        assert reminded.data == {"approvers": ["bob", "carol"]}
+        assert not any(m.text.startswith("⏰") for m in fake.chat(ALICE))
+
+
 async def test_two_approvers_pressing_at_the_same_moment(fake: FakeTelegram, tmp_path: Path) -> None:
     """Two processes on one file: both votes count once, exactly one of them decides."""
     config = example_config("quorum", fake, tmp_path)
