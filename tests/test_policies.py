@@ -292,6 +292,17 @@ async def test_quiet_hours_hold_non_urgent_prompts_until_morning(fake: FakeTeleg
         clock.advance(morning - clock() + 1)  # 07:00:01 in Berlin
         await prompt_for(fake, ALICE, report)
 
+        # The next night she is awake after all and asks: what she asks for is not held, and
+        # the held prompt does not come again in the morning.
+        clock.advance(_next(23, 30, "Europe/Berlin", after=clock()) - clock())
+        tonight = await file(app, "report_costs")
+        await fake.say(ALICE, ALICE, "/pending")
+        await prompt_for(fake, ALICE, tonight)
+        clock.advance(_next(7, 0, "Europe/Berlin", after=clock()) - clock() + 1)
+        later = await file(app, "report_stock")  # its row comes after the held one
+        await prompt_for(fake, ALICE, later)
+        assert len([m for m in fake.chat(ALICE) if tonight in m.text and m.buttons()]) == 1
+
 
 # --- configuration ------------------------------------------------------------------------
 

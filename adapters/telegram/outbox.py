@@ -12,7 +12,8 @@ Each row is retried until Telegram takes it: 429 waits ``retry_after``; network 
 and chats that cannot be reached yet back off. Every call to one chat is paced to one a
 second (groups: one per three seconds) and ``AIORateLimiter`` keeps the overall and group
 limits, so a burst of requests cannot break Telegram's limits. Prompts and reminders of
-non-urgent routes wait for the end of the approver's quiet hours.
+non-urgent routes wait for the end of the approver's quiet hours (what they ask for with
+/pending or "Review each" does not).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ PRIVATE_GAP = 1.0  # seconds between calls to one private chat
 GROUP_GAP = 3.0  # 20 a minute in a group
 MAX_BACKOFF = 60.0
 UNREACHABLE_BACKOFF = 300.0
-NEW_MESSAGES = ("prompt", "show", "reminder")  # what quiet hours hold
+NEW_MESSAGES = ("prompt", "reminder")  # what quiet hours hold ("show" was asked for: never held)
 
 _DUE = (
     "SELECT id, request_id, kind, approver, chat_id, attempts FROM outbox "
@@ -127,7 +128,7 @@ class Outbox:
 
     async def _send(self, kind: str, outbox_id: int, req: ApprovalRequest, chat_id: int, approver: str) -> bool:
         if kind in ("prompt", "show"):
-            return await self._send_prompt(outbox_id, req, chat_id)
+            return await self._send_prompt(outbox_id, req, chat_id, kind)
         if kind in ("outcome", "progress"):
             return await self._edit_prompts(req, chat_id)
         if kind == "reminder":
@@ -146,9 +147,11 @@ class Outbox:
         log.warning("telegram: unknown outbox kind %r; skipped", kind)
         return False
 
-    async def _send_prompt(self, outbox_id: int, req: ApprovalRequest, chat_id: int) -> bool:
+    async def _send_prompt(self, outbox_id: int, req: ApprovalRequest, chat_id: int, kind: str = "prompt") -> bool:
         if req.status is not Status.PENDING:
             return False  # decided before it was delivered: nothing to ask
+        if kind == "prompt" and await self._prompt_ids(req.id, chat_id):
+            return False  # the chat has it already (asked for with /pending while this one was held)
         votes = await policy.votes(self.store, req.id)
         message = await self.bot.send_message(chat_id, prompt_text(req, self.clock(), votes),
                                               parse_mode=ParseMode.HTML, reply_markup=keyboard(req, self.signer))  # fmt: skip
