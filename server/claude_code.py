@@ -12,8 +12,9 @@ import json
 from typing import Any
 
 from .errors import RequestError
+from .intake import MAX_ACTION, MAX_SUMMARY, NewRequest
 from .models import Actor, ApprovalRequest, Status
-from .service import MAX_ACTION, MAX_SUMMARY, ApprovalService, NewRequest, ProgressCallback
+from .service import ApprovalService, ProgressCallback
 
 
 def summarize(tool_name: str, tool_input: dict[str, Any]) -> str:

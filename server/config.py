@@ -9,19 +9,18 @@ closest valid one.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
-import types
 import typing
 import urllib.parse
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from .config_messages import closest, describe
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .paths import config_file, store_path
@@ -241,7 +240,7 @@ def parse_config(text: str, *, source: str, base_dir: Path | None) -> Config:
     try:
         config = Config.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+        raise ConfigError(source, [describe(err, Config) for err in exc.errors()]) from None
     problems = _cross_check(config)
     if problems:
         raise ConfigError(source, problems)
@@ -294,7 +293,7 @@ def _cross_check(config: Config) -> list[str]:
             problems.append(f"groups.{group}: {group!r} is also an approver's name; rename the group")
         for j, who in enumerate(members):
             if who not in config.approvers:
-                hint = _closest(who, known)
+                hint = closest(who, known)
                 fix = f"did you mean {hint!r}?" if hint else "groups list approvers, not other groups"
                 problems.append(f"groups.{group}[{j}]: unknown approver {who!r}; {fix}")
     for j, host in enumerate(config.callbacks.allowed_hosts):
@@ -307,7 +306,7 @@ def _cross_check(config: Config) -> list[str]:
 def _unknown(key: str, who: str, config: Config, names: list[str]) -> list[str]:
     if who in config.approvers or who in config.groups:
         return []
-    hint = _closest(who, names)
+    hint = closest(who, names)
     fix = f"did you mean {hint!r}?" if hint else "add an [approvers.NAME] table or a [groups] entry for it"
     return [f"{key}: unknown approver or group {who!r}; {fix} (known: {', '.join(names) or 'none'})"]
 
@@ -373,79 +372,3 @@ def host_allowed(host: str, allowed: typing.Iterable[str]) -> bool:
         if host == entry:
             return True
     return False
-
-
-def _closest(word: str, choices: typing.Iterable[str]) -> str | None:
-    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _describe(err: Any) -> str:
-    loc = tuple(p for p in err["loc"] if p not in _UNION_TAGS)
-    key = _key_path(loc)
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        valid = _valid_keys(loc[:-1])
-        hint = _closest(str(loc[-1]), valid)
-        fix = f"did you mean {hint!r}?" if hint else f"valid keys here: {', '.join(valid)}"
-        return f"{key}: unknown key; {fix}"
-    if kind == "missing":
-        return f"{key}: required key is missing"
-    given = err.get("input")
-    shown = f" (got {given!r})" if given is not None and not isinstance(given, dict | list) else ""
-    return f"{key}: {err['msg'].removeprefix('Value error, ')}{shown}"
-
-
-_UNION_TAGS = {"str", "int", "float", "bool", "list[str]", "list[...]", "function-before[<lambda>(), float]"}
-
-
-def _valid_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys the model at ``loc`` accepts, by walking the annotations of ``Config``."""
-    tp: Any = Config
-    for part in loc:
-        tp = _step(tp, part)
-        if tp is None:
-            return []
-    model = _as_model(tp)
-    if model is None:
-        return []
-    return [f.alias or n for n, f in model.model_fields.items() if n != "source"]
-
-
-def _strip(tp: Any) -> Any:
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = next((a for a in args if _as_model(a) or typing.get_origin(a) in (list, dict)), args[0])
-        else:
-            return tp
-
-
-def _as_model(tp: Any) -> type[BaseModel] | None:
-    tp = _strip(tp) if typing.get_origin(tp) else tp
-    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
-
-
-def _step(tp: Any, part: int | str) -> Any:
-    tp = _strip(tp)
-    origin = typing.get_origin(tp)
-    if origin is list and isinstance(part, int):
-        return typing.get_args(tp)[0]
-    if origin is dict:
-        return typing.get_args(tp)[1]
-    model = _as_model(tp)
-    if model is not None and isinstance(part, str):
-        for name, field in model.model_fields.items():
-            if part in (name, field.alias):
-                return field.annotation
-    return None

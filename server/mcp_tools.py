@@ -19,10 +19,11 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from . import claude_code
-from . import service as svc
+from . import intake as limits
 from .errors import RequestError
+from .intake import NewRequest
 from .models import Actor
-from .service import ApprovalService, NewRequest
+from .service import ApprovalService
 from .views import RequestView
 
 Transport = Literal["stdio", "http", "memory"]
@@ -39,8 +40,8 @@ Ask a human to approve an action before you take it.
 Returns request_id and status. If status is 'pending', call check_decision(request_id,
 wait_seconds=50) in a loop until it is final. Only status 'approved' means go ahead.
 Send the same idempotency_key when you retry, so the human is asked only once.
-Limits: action ≤ {svc.MAX_ACTION} characters, summary ≤ {svc.MAX_SUMMARY}, details ≤ {svc.MAX_DETAILS_BYTES // 1024} KiB as JSON,
-metadata ≤ {svc.MAX_METADATA_KEYS} keys of scalar values."""
+Limits: action ≤ {limits.MAX_ACTION} characters, summary ≤ {limits.MAX_SUMMARY}, details ≤ {limits.MAX_DETAILS_BYTES // 1024} KiB as JSON,
+metadata ≤ {limits.MAX_METADATA_KEYS} keys of scalar values."""
 
 CHECK_DESCRIPTION = """\
 Get the state of an approval request, optionally waiting for the human's decision.
@@ -125,14 +126,14 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
             str,
             Field(
                 description="What you want to do, as a short identifier, e.g. 'refund' or 'deploy_prod'.",
-                max_length=svc.MAX_ACTION,
+                max_length=limits.MAX_ACTION,
             ),
         ],
         summary: Annotated[
             str,
             Field(
                 description="One or two sentences for the human: what, why, what could go wrong.",
-                max_length=svc.MAX_SUMMARY,
+                max_length=limits.MAX_SUMMARY,
             ),
         ],
         details: Annotated[
@@ -154,15 +155,15 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
             str | None,
             Field(
                 description="Optional: the same key on a retry returns the same request instead of asking twice.",
-                max_length=svc.MAX_KEY,
+                max_length=limits.MAX_KEY,
             ),
         ] = None,
         timeout_seconds: Annotated[
             float | None,
             Field(
                 description="Optional: ask for a shorter deadline than the route's (never a longer wait for silence to approve).",
-                ge=svc.MIN_TIMEOUT,
-                le=svc.MAX_TIMEOUT,
+                ge=limits.MIN_TIMEOUT,
+                le=limits.MAX_TIMEOUT,
             ),
         ] = None,
         wait_seconds: Annotated[
@@ -177,7 +178,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
             str | None,
             Field(
                 description="Optional: your own name, shown to the approver. Recorded, never used to decide anything.",
-                max_length=svc.MAX_ACTION,
+                max_length=limits.MAX_ACTION,
             ),
         ] = None,
         callback_url: Annotated[
@@ -220,7 +221,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
     async def cancel_request(
         request_id: Annotated[str, Field(description="The request_id to withdraw.", max_length=100)],
         reason: Annotated[
-            str | None, Field(description="Optional: why it is no longer needed.", max_length=svc.MAX_REASON)
+            str | None, Field(description="Optional: why it is no longer needed.", max_length=limits.MAX_REASON)
         ] = None,
         ctx: Context[Any, Any] | None = None,
     ) -> RequestView:
@@ -230,14 +231,14 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
 
     async def permission_prompt(
         tool_name: Annotated[
-            str, Field(description="The tool Claude Code wants to run, e.g. 'Bash'.", max_length=svc.MAX_ACTION)
+            str, Field(description="The tool Claude Code wants to run, e.g. 'Bash'.", max_length=limits.MAX_ACTION)
         ],
         input: Annotated[dict[str, Any], Field(description="The tool's input, exactly as Claude Code would run it.")],
         tool_use_id: Annotated[
             str | None,
             Field(
                 description="Claude Code's id for this tool call; a retried call asks only once.",
-                max_length=svc.MAX_KEY,
+                max_length=limits.MAX_KEY,
             ),
         ] = None,
         ctx: Context[Any, Any] | None = None,

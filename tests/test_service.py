@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from server.app import App, open_app
 from server.config import Config, parse_config
 from server.errors import NotFoundError, RequestError
+from server.intake import MAX_DETAILS_BYTES
 from server.models import Actor, Status
-from server.service import MAX_DETAILS_BYTES, ApprovalService, NewRequest
+from server.service import ApprovalService, NewRequest
 
 from .conftest import BASIC_CONFIG
 
