@@ -186,6 +186,23 @@ async def test_a_digest_in_a_group_bulk_decisions_and_a_bystander(fake: FakeTele
         await fake.wait_for(lambda: not digest.buttons() and "nothing pending" in digest.text)
 
 
+async def test_a_burst_keeps_to_telegrams_limits_and_is_decidable_from_the_digest(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    async with open_app(example_config("digests", fake, tmp_path), clock=Clock()) as app:
+        ids = [await file(app, "refund", f"Refund {i}") for i in range(40)]
+        digest = await fake.wait_for(
+            lambda: next((m for m in fake.chat(ALICE) if "40 pending</b>" in m.text and m.buttons()), None), 30
+        )
+        calls = [m for m, p in fake.calls if m in ("sendMessage", "editMessageText")]
+        assert len(calls) <= 15 and fake.rate_violations() == 0  # 6 prompts, the digest, a few edits of it
+        cq = await fake.press(ALICE, digest, digest.button("Approve all"))
+        assert await answer_to(fake, cq) == "Approved 40 of 40."
+        assert {(await app.service.get(rid)).status for rid in ids} == {Status.APPROVED}
+        await fake.wait_for(lambda: "nothing pending (40 decided)" in digest.text, 30)
+        assert fake.rate_violations() == 0
+
+
 async def test_approve_all_needs_every_route_to_allow_bulk(fake: FakeTelegram, tmp_path: Path) -> None:
     pager = '[[routes]]\nname = "pager"\nmatch = { action = "page" }\napprovers = ["alice"]\nurgent = true\n\n'
     edit = {
