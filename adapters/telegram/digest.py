@@ -55,6 +55,9 @@ class Digests:
         """Put a due prompt (and every other due prompt of its chat) into the digest, when the
         chat has too many pending prompts already; return whether it did."""
         chat_id = int(row["chat_id"])
+        done = await self.store.read("SELECT done_at FROM outbox WHERE id = ?", (row["id"],))
+        if done and done[0][0] is not None:
+            return True  # gathered a moment ago, with the rest of its chat's due prompts
         req = await self.store.get(row["request_id"])
         if req is None or req.status.final or held_until(self.config, req, row["approver"], self.clock()):
             return False  # decided or held: the outbox deals with it
