@@ -13,6 +13,8 @@ import pytest
 from server.app import App, open_app
 from server.config import Config, load_config
 
+from .fake_telegram import FakeTelegram, fake_telegram
+
 ROOT = Path(__file__).resolve().parent.parent
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))
 
@@ -74,6 +76,16 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIGNOFF_HTTP_TOKEN", raising=False)
     monkeypatch.delenv("SIGNOFF_TELEGRAM_TOKEN", raising=False)
     monkeypatch.delenv("SIGNOFF_CALLBACK_SECRET", raising=False)
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
+    """The fake Bot API, with the token in the environment: open_app runs the bot on it.
+    Every test that uses it ends with no two processes having polled at once."""
+    async with fake_telegram() as f:
+        monkeypatch.setenv("SIGNOFF_TELEGRAM_TOKEN", f.token)
+        yield f
+        assert f.conflicts == 0
 
 
 @pytest.fixture

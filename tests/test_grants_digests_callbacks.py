@@ -26,19 +26,11 @@ from server.errors import RequestError
 from server.models import Actor, Status
 from server.service import NewRequest
 
-from .fake_telegram import FakeTelegram, fake_telegram
+from .fake_telegram import FakeTelegram
 from .policies import ALICE, MALLORY, Clock, answer_to, example_config, file, prompt_for, readme_example
 
 pytestmark = pytest.mark.anyio
 GROUP = -100555
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    async with fake_telegram() as f:
-        monkeypatch.setenv("SIGNOFF_TELEGRAM_TOKEN", f.token)
-        yield f
-        assert f.conflicts == 0
 
 
 def npm(command: str) -> dict[str, Any]:

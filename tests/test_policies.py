@@ -4,9 +4,7 @@ README's example, on the fake Bot API, with a clock the test moves (no waiting t
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import zoneinfo
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,8 @@ from server.errors import ConfigError, NotAllowedError, RequestError
 from server.models import Actor, Status, iso
 from server.service import NewRequest
 
-from .fake_telegram import FakeTelegram, fake_telegram
+from .fake_telegram import FakeTelegram
+from .fuzzing import OneLoop
 from .policies import (
     ALICE,
     BOB,
@@ -38,14 +37,6 @@ from .policies import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    async with fake_telegram() as f:
-        monkeypatch.setenv("SIGNOFF_TELEGRAM_TOKEN", f.token)
-        yield f
-        assert f.conflicts == 0
 
 
 # --- groups, reminders, escalation ---------------------------------------------------------
@@ -407,31 +398,7 @@ async def _quorum_one(q: int, r: int, requester: str, votes: list[tuple[str, boo
         assert set((final.decided_by or "").split(", ")) == deciders
 
 
-class _Harness:
-    """One event loop and one database for all examples (hypothesis runs them synchronously)."""
-
-    def __init__(self) -> None:
-        self.runner: asyncio.Runner | None = None
-        self.app: Any = None
-
-    def run(self, coro: Any) -> Any:
-        if self.runner is None:
-            self.runner = asyncio.Runner()
-            self.dir = tempfile.TemporaryDirectory()
-            config = parse_config(_QUORUM_CONFIG, source="fuzz", base_dir=Path(self.dir.name))
-            self._cm = open_app(config, background=False)
-            self.app = self.runner.run(self._cm.__aenter__())
-        return self.runner.run(coro)
-
-    def close(self) -> None:
-        if self.runner is not None:
-            self.runner.run(self._cm.__aexit__(None, None, None))
-            self.runner.close()
-            self.dir.cleanup()
-            self.runner = None
-
-
-_QUORUM = _Harness()
+_QUORUM = OneLoop(_QUORUM_CONFIG)
 
 
 @pytest.fixture(autouse=True, scope="module")

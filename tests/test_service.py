@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,6 +19,7 @@ from server.models import Actor, Status
 from server.service import ApprovalService, NewRequest
 
 from .conftest import BASIC_CONFIG
+from .fuzzing import OneLoop
 
 pytestmark = pytest.mark.anyio
 
@@ -246,32 +245,8 @@ def test_fuzz_no_agent_input_approves_without_a_human(
     _FUZZ.run(_fuzz_one(new, requester))
 
 
-class _FuzzHarness:
-    """One event loop and one database for all fuzz examples (hypothesis runs them synchronously)."""
-
-    def __init__(self) -> None:
-        self.runner: asyncio.Runner | None = None
-        self.app: App | None = None
-        self.clock = Clock()
-
-    def run(self, coro: Any) -> Any:
-        if self.runner is None:
-            self.runner = asyncio.Runner()
-            self.dir = tempfile.TemporaryDirectory()
-            self.config = parse_config(BASIC_CONFIG, source="fuzz", base_dir=Path(self.dir.name))
-            self._cm = open_app(self.config, background=False)
-            self.app = self.runner.run(self._cm.__aenter__())
-        return self.runner.run(coro)
-
-    def close(self) -> None:
-        if self.runner is not None:
-            self.runner.run(self._cm.__aexit__(None, None, None))
-            self.runner.close()
-            self.dir.cleanup()
-            self.runner = None
-
-
-_FUZZ = _FuzzHarness()
+_FUZZ = OneLoop(BASIC_CONFIG)
+_FUZZ_CLOCK = Clock()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -286,8 +261,8 @@ def _auto_approves(action: str) -> bool:
 
 
 async def _fuzz_one(new: NewRequest, requester: str) -> None:
-    assert _FUZZ.app is not None
-    svc = ApprovalService(_FUZZ.config, _FUZZ.app.store, clock=_FUZZ.clock)
+    assert _FUZZ.app is not None and _FUZZ.config is not None
+    svc = ApprovalService(_FUZZ.config, _FUZZ.app.store, clock=_FUZZ_CLOCK)
     agent = Actor("agent", requester, "mcp")
     try:
         req = await svc.request_approval(new, agent)
