@@ -9,17 +9,16 @@ on the digest and checks that every one of the 1,000 is approved by it.
 from __future__ import annotations
 
 import asyncio
-import os
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-from server.app import open_app
-from server.config import load_config
 from server.models import Actor, Status
 from server.service import NewRequest
-from tests.fake_telegram import FakeTelegram, fake_telegram
+from tests.fake_telegram import FakeTelegram
+
+from .telegram import bot_on_fake
 
 ALICE = 111
 
@@ -52,36 +51,27 @@ def _calls(fake: FakeTelegram) -> int:
 
 
 async def bench_burst(folder: Path, count: int, seconds: float) -> dict[str, Any]:
-    async with fake_telegram() as fake:
-        config = load_config(write_config(folder / "digest", fake))
-        os.environ["SIGNOFF_TELEGRAM_TOKEN"] = fake.token
-        try:
-            async with open_app(config) as app:
-                await fake.wait_for(lambda: fake.sent("getUpdates"), 60)
-                agent = Actor("agent", "bench", "mcp")
-                ids: list[str] = []
-                t0 = time.monotonic()
-                for i in range(count):  # evenly over `seconds`, as a runaway agent would
-                    ids.append((await app.service.request_approval(NewRequest("refund", f"Refund {i}"), agent)).id)
-                    lag = t0 + seconds * (i + 1) / count - time.monotonic()
-                    if lag > 0:
-                        await asyncio.sleep(lag)
-                filed = time.monotonic() - t0
-                digest = await fake.wait_for(
-                    lambda: next((m for m in fake.chat(ALICE) if f"{count} pending" in m.text and m.buttons()), None),
-                    120,
-                )
-                during = _calls(fake)
-                await fake.press(ALICE, digest, digest.button("Approve all"))
-                await fake.wait_for(lambda: "nothing pending" in digest.text, 300)
-                final = [await app.service.get(rid) for rid in ids]
-                approved = sum(r.status is Status.APPROVED for r in final)
-                by_alice = sum(r.decided_by == "alice" for r in final)
-        finally:
-            del os.environ["SIGNOFF_TELEGRAM_TOKEN"]
-        return {"filed_in": filed, "calls_during": during, "calls_total": _calls(fake),
-                "sends": sum(1 for m, p in fake.calls if m == "sendMessage" and int(p["chat_id"]) == ALICE),
-                "violations": fake.rate_violations(), "approved": approved, "by_alice": by_alice}  # fmt: skip
+    async with bot_on_fake(lambda fake: write_config(folder / "digest", fake)) as (fake, app):
+        agent = Actor("agent", "bench", "mcp")
+        ids: list[str] = []
+        t0 = time.monotonic()
+        for i in range(count):  # evenly over `seconds`, as a runaway agent would
+            ids.append((await app.service.request_approval(NewRequest("refund", f"Refund {i}"), agent)).id)
+            lag = t0 + seconds * (i + 1) / count - time.monotonic()
+            if lag > 0:
+                await asyncio.sleep(lag)
+        filed = time.monotonic() - t0
+        digest = await fake.wait_for(
+            lambda: next((m for m in fake.chat(ALICE) if f"{count} pending" in m.text and m.buttons()), None), 120
+        )
+        during = _calls(fake)
+        await fake.press(ALICE, digest, digest.button("Approve all"))
+        await fake.wait_for(lambda: "nothing pending" in digest.text, 300)
+        final = [await app.service.get(rid) for rid in ids]
+    return {"filed_in": filed, "calls_during": during, "calls_total": _calls(fake),
+            "sends": sum(1 for m, p in fake.calls if m == "sendMessage" and int(p["chat_id"]) == ALICE),
+            "violations": fake.rate_violations(), "approved": sum(r.status is Status.APPROVED for r in final),
+            "by_alice": sum(r.decided_by == "alice" for r in final)}  # fmt: skip
 
 
 def run(folder: Path, quick: bool) -> list[tuple[str, str, str, bool]]:

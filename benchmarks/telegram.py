@@ -17,14 +17,18 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from mcp import Client
 
-from server.app import open_app
+from server.app import App, open_app
 from server.config import load_config
 from server.mcp_tools import build_mcp
+from server.models import Actor
+from server.service import NewRequest
 from tests.fake_telegram import FakeTelegram, Message, fake_telegram
 
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))
@@ -75,15 +79,25 @@ async def press_to_return(fake: FakeTelegram, client: Client, n: int) -> list[fl
     return latencies
 
 
-async def bench_press_same_process(folder: Path, n: int) -> list[float]:
+@asynccontextmanager
+async def bot_on_fake(make_config: Callable[[FakeTelegram], Path]) -> AsyncIterator[tuple[FakeTelegram, App]]:
+    """The fake Bot API, and an app of this process running the bot on it (the token is in the
+    environment meanwhile); yields once the bot polls."""
     async with fake_telegram() as fake:
-        config = load_config(write_config(folder / "same", fake))
+        config = load_config(make_config(fake))
         os.environ["SIGNOFF_TELEGRAM_TOKEN"] = fake.token
         try:
-            async with open_app(config) as app, Client(build_mcp(app.service, transport="memory")) as client:
-                return await press_to_return(fake, client, n)
+            async with open_app(config) as app:
+                await fake.wait_for(lambda: fake.sent("getUpdates"), 60)
+                yield fake, app
         finally:
             del os.environ["SIGNOFF_TELEGRAM_TOKEN"]
+
+
+async def bench_press_same_process(folder: Path, n: int) -> list[float]:
+    async with bot_on_fake(lambda fake: write_config(folder / "same", fake)) as (fake, app):  # noqa: SIM117 - app is needed for the client
+        async with Client(build_mcp(app.service, transport="memory")) as client:
+            return await press_to_return(fake, client, n)
 
 
 async def bench_press_cross_process(folder: Path, n: int) -> list[float]:
@@ -101,32 +115,20 @@ async def bench_press_cross_process(folder: Path, n: int) -> list[float]:
 
 
 async def bench_delivery(folder: Path, count: int) -> dict[str, Any]:
-    async with fake_telegram() as fake:
-        config = load_config(write_config(folder / "delivery", fake))
-        os.environ["SIGNOFF_TELEGRAM_TOKEN"] = fake.token
-        try:
-            async with open_app(config) as app:
-                await fake.wait_for(lambda: fake.sent("getUpdates"), 60)
-                from server.models import Actor
-                from server.service import NewRequest
-
-                t0 = time.monotonic()
-                for i in range(count):
-                    await app.service.request_approval(
-                        NewRequest("deploy", f"burst {i}"), Actor("agent", "bench", "mcp")
-                    )
-                await fake.wait_for(lambda: sum(len(fake.chat(u)) for u in USERS) >= count * len(USERS), 600)
-                elapsed = time.monotonic() - t0
-        finally:
-            del os.environ["SIGNOFF_TELEGRAM_TOKEN"]
-        gaps = []
-        for u in USERS:
-            times = [m.sent_at for m in fake.chat(u)]
-            gaps += [b - a for a, b in itertools.pairwise(times)]
-        all_times = sorted(m.sent_at for m in fake.messages.values())
-        busiest = max(sum(1 for t in all_times if s <= t < s + 1) for s in all_times)
-        return {"seconds": elapsed, "min_gap_per_chat": min(gaps), "max_per_second": busiest,
-                "per_chat": [len(fake.chat(u)) for u in USERS]}  # fmt: skip
+    async with bot_on_fake(lambda fake: write_config(folder / "delivery", fake)) as (fake, app):
+        t0 = time.monotonic()
+        for i in range(count):
+            await app.service.request_approval(NewRequest("deploy", f"burst {i}"), Actor("agent", "bench", "mcp"))
+        await fake.wait_for(lambda: sum(len(fake.chat(u)) for u in USERS) >= count * len(USERS), 600)
+        elapsed = time.monotonic() - t0
+    gaps = []
+    for u in USERS:
+        times = [m.sent_at for m in fake.chat(u)]
+        gaps += [b - a for a, b in itertools.pairwise(times)]
+    all_times = sorted(m.sent_at for m in fake.messages.values())
+    busiest = max(sum(1 for t in all_times if s <= t < s + 1) for s in all_times)
+    return {"seconds": elapsed, "min_gap_per_chat": min(gaps), "max_per_second": busiest,
+            "per_chat": [len(fake.chat(u)) for u in USERS]}  # fmt: skip
 
 
 def pct(values: list[float], q: float) -> float:
