@@ -22,7 +22,7 @@ import aiosqlite
 from .config import GRANT_SESSION, grant_seconds
 from .errors import NotAllowedError, NotFoundError
 from .models import ApprovalRequest
-from .store import Store, dumps
+from .store import AUDIT_EVENT, Store, dumps
 
 SESSION_GRANT_MAX = 12 * 3600.0  # a "session" grant also ends after this, whatever the session does
 _UNSAFE = re.compile(r"[;&|`$<>()\n\r]")
@@ -159,12 +159,8 @@ async def create(
     async with store.transaction() as conn:
         await conn.execute(f"INSERT INTO grants ({_COLUMNS}) VALUES ({','.join('?' * 17)})",
                            tuple(getattr(grant, f.strip()) for f in _COLUMNS.split(",")))  # fmt: skip
-        await conn.execute(
-            "INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data) "
-            "SELECT ?, 'granted', id, 'human', ?, 'telegram', route_snapshot, content_hash, ? FROM requests WHERE id = ?",
-            (now, approver, dumps({"grant": grant.id, "option": option, "scope": grant.scope(),
-                                   "expires_at": grant.expires_at}), req.id),
-        )  # fmt: skip
+        data = {"grant": grant.id, "option": option, "scope": grant.scope(), "expires_at": grant.expires_at}
+        await conn.execute(AUDIT_EVENT, (now, "granted", "human", approver, "telegram", dumps(data), req.id))
     return grant
 
 
@@ -195,11 +191,8 @@ async def revoke(store: Store, grant_id: str, by: str, channel: str, now: float)
         )
         if cur.rowcount == 0:
             return False
-        await conn.execute(
-            "INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data) "
-            "SELECT ?, 'grant_revoked', id, 'human', ?, ?, route_snapshot, content_hash, ? FROM requests WHERE id = ?",
-            (now, by, channel, dumps({"grant": grant_id}), grant.from_request),
-        )
+        await conn.execute(AUDIT_EVENT, (now, "grant_revoked", "human", by, channel, dumps({"grant": grant_id}),
+                                         grant.from_request))  # fmt: skip
     return True
 
 

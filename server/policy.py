@@ -22,17 +22,9 @@ from typing import Any
 from . import queries
 from .config import Config
 from .models import Actor, ApprovalRequest, Status
-from .store import DECIDE, Decision, Store, dumps
+from .store import AUDIT_EVENT, DECIDE, QUEUE, Decision, Store, dumps
 
-_AUDIT = (
-    "INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data) "
-    "SELECT ?, ?, id, ?, ?, ?, route_snapshot, content_hash, ? FROM requests WHERE id = ?"
-)
-_REQUEUE = (
-    "INSERT INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, attempts = 0, "
-    "next_attempt_at = excluded.next_attempt_at"
-)
+_VOTES = "SELECT approver, vote, at, reason FROM votes WHERE request_id = ? ORDER BY at, approver"
 
 
 def is_self(config: Config, approver: str, requested_by: str) -> bool:
@@ -71,8 +63,7 @@ def unreachable(config: Config, req: ApprovalRequest, votes: Iterable[Vote]) -> 
 
 
 async def votes(store: Store, request_id: str) -> list[Vote]:
-    rows = await store.read("SELECT approver, vote, at, reason FROM votes WHERE request_id = ? ORDER BY at, approver",
-                            (request_id,))  # fmt: skip
+    rows = await store.read(_VOTES, (request_id,))
     return [Vote(r["approver"], r["vote"], r["at"], r["reason"]) for r in rows]
 
 
@@ -98,8 +89,7 @@ async def cast(
                 "SELECT vote FROM votes WHERE request_id = ? AND approver = ?", (request_id, actor.name)
             )
             return Decision(False, req, already_voted=str(next(iter(earlier))[0]))
-        tally = [Vote(r[0], r[1], r[2], r[3]) for r in await conn.execute_fetchall(
-            "SELECT approver, vote, at, reason FROM votes WHERE request_id = ? ORDER BY at, approver", (request_id,))]  # fmt: skip
+        tally = [Vote(r[0], r[1], r[2], r[3]) for r in await conn.execute_fetchall(_VOTES, (request_id,))]
         approvers = [v.approver for v in tally if v.vote == "approve"]
         rejecters = [v.approver for v in tally if v.vote == "reject"]
         final: tuple[Status, str, str, str | None] | None = None  # status, by, kind, reason
@@ -111,11 +101,13 @@ async def cast(
             final = (Status.REJECTED, ", ".join(rejecters) or actor.name, actor.kind, reason or why)
         if final is None:
             data = {"vote": vote, "approvals": len(approvers), "quorum": req.quorum, "reason": reason}
-            await conn.execute(_AUDIT, (at, "voted", actor.kind, actor.name, actor.channel, dumps(data), request_id))
+            await conn.execute(
+                AUDIT_EVENT, (at, "voted", actor.kind, actor.name, actor.channel, dumps(data), request_id)
+            )
             for (chat_id,) in await conn.execute_fetchall(
                 "SELECT DISTINCT chat_id FROM prompts WHERE request_id = ?", (request_id,)
             ):
-                await conn.execute(_REQUEUE, (request_id, "progress", "", chat_id, at, at))
+                await conn.execute(QUEUE, (request_id, "progress", "", chat_id, at, at))
             return Decision(False, req, voted=True)
         status, by, kind, why_final = final
         row = list(
@@ -170,11 +162,13 @@ async def escalate_due(store: Store, now: float) -> list[ApprovalRequest]:
                 continue  # decided meanwhile, or another process escalated it
             added = [a for a in eligible if a not in req.eligible()]
             data = {"level": level, "added": added}
-            await conn.execute(_AUDIT, (now, "escalated", "system", "escalation", "scheduler", dumps(data), req.id))
+            await conn.execute(
+                AUDIT_EVENT, (now, "escalated", "system", "escalation", "scheduler", dumps(data), req.id)
+            )
             for (chat_id,) in await conn.execute_fetchall(
                 "SELECT DISTINCT chat_id FROM prompts WHERE request_id = ?", (req.id,)
             ):
-                await conn.execute(_REQUEUE, (req.id, "escalated", "", chat_id, now, now))
+                await conn.execute(QUEUE, (req.id, "escalated", "", chat_id, now, now))
             for step in levels[req.level : level]:
                 for entry in step.get("telegram", []):
                     await conn.execute(
@@ -208,8 +202,8 @@ async def remind_due(store: Store, now: float) -> list[ApprovalRequest]:
             }
             waiting = [e for e in req.telegram_entries() if e["approver"] not in voted]
             for entry in waiting:
-                await conn.execute(_REQUEUE, (req.id, "reminder", entry["approver"], entry["chat_id"], now, now))
-            await conn.execute(_AUDIT, (now, "reminded", "system", "reminder", "scheduler",
+                await conn.execute(QUEUE, (req.id, "reminder", entry["approver"], entry["chat_id"], now, now))
+            await conn.execute(AUDIT_EVENT, (now, "reminded", "system", "reminder", "scheduler",
                                         dumps({"approvers": [e["approver"] for e in waiting]}), req.id))  # fmt: skip
             reminded.append(req)
     return reminded

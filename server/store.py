@@ -63,6 +63,21 @@ def request_row(
     )  # fmt: skip
 
 
+# An audit event that is not a change of status, on one request:
+# (at, event, actor_kind, actor, channel, data JSON, request_id).
+AUDIT_EVENT = (
+    "INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data) "
+    "SELECT ?, ?, id, ?, ?, ?, route_snapshot, content_hash, ? FROM requests WHERE id = ?"
+)
+# Deliver (again) something about a request to one chat through the outbox:
+# (request_id, kind, approver, chat_id, created_at, next_attempt_at).
+QUEUE = (
+    "INSERT INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, attempts = 0, "
+    "next_attempt_at = excluded.next_attempt_at"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What a decision attempt did: ``changed`` is True when it made the request final."""
@@ -178,8 +193,7 @@ class Store:
     async def record(self, request_id: str, event: str, actor: Actor, data: dict[str, Any] | None = None) -> None:
         """Append an audit event that is not a change of status (e.g. a refused button press)."""
         await self.write(
-            "INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data) "
-            "SELECT ?, ?, id, ?, ?, ?, route_snapshot, content_hash, ? FROM requests WHERE id = ?",
+            AUDIT_EVENT,
             (
                 time.time(),
                 event,

@@ -23,7 +23,7 @@ from server import queries
 from server.config import Config
 from server.models import ApprovalRequest
 from server.quiet import held_until
-from server.store import Store
+from server.store import QUEUE, Store
 
 from .callbacks import CallbackSigner
 from .edits import edit_message
@@ -93,11 +93,7 @@ class Digests:
                                f"SELECT o.chat_id, o.request_id, o.approver {due} AND r.status = 'pending'", (chat_id, now))  # fmt: skip
             await conn.execute(f"UPDATE outbox SET done_at = ?, last_error = 'in the digest' WHERE id IN (SELECT o.id {due})",
                                (time.time(), chat_id, now))  # fmt: skip
-            await conn.execute(
-                "INSERT INTO outbox (request_id, kind, chat_id, created_at, next_attempt_at) VALUES (?, 'digest', ?, ?, ?) "
-                "ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, next_attempt_at = excluded.next_attempt_at",
-                (req.id, chat_id, now, now),
-            )
+            await conn.execute(QUEUE, (req.id, "digest", "", chat_id, now, now))
         return True
 
     async def refresh(self, chat_id: int) -> bool:

@@ -32,7 +32,7 @@ from server import grants, policy
 from server.config import Config
 from server.models import ApprovalRequest, Status
 from server.quiet import held_until
-from server.store import Store
+from server.store import QUEUE, Store
 
 from .callbacks import CallbackSigner
 from .digest import Digests
@@ -231,12 +231,7 @@ class Outbox:
     async def queue(self, request_id: str, kind: str, chat_id: int, approver: str = "") -> None:
         """Deliver (again) a prompt, an outcome, … to one chat, through the outbox's pacing and retries."""
         now = self.clock()
-        await self.store.write(
-            "INSERT INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, attempts = 0, "
-            "next_attempt_at = excluded.next_attempt_at",
-            (request_id, kind, approver, chat_id, now, now),
-        )
+        await self.store.write(QUEUE, (request_id, kind, approver, chat_id, now, now))
 
     async def track(self, request_id: str, chat_id: int, message_id: int) -> None:
         """Remember a message with buttons for a request, so its outcome is shown there too."""

@@ -31,6 +31,7 @@ from server.durations import humanize_delta
 from server.errors import NotAllowedError, NotFoundError
 from server.grants import Grant
 from server.models import Actor, ApprovalRequest, Status
+from server.routing import resolve
 from server.service import ApprovalService
 from server.store import Decision
 
@@ -231,8 +232,9 @@ class UpdateHandler:
             return
         name = configured_name(self.config, query.from_user.id)
         route = self.config.route(grant.route)
-        may = name is not None and (name == grant.created_by or (route is not None and name in self.config.expand(
-            [*route.approvers, *(a for lv in route.escalation for a in lv.approvers)])))  # fmt: skip
+        may = name is not None and (
+            name == grant.created_by or (route is not None and name in resolve(self.config, route).everyone)
+        )
         if not may or name is None:
             await self._answer(query, "Only the approver who made it or an approver of its route can revoke it.",
                                alert=True)  # fmt: skip
