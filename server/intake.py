@@ -40,6 +40,9 @@ class NewRequest:
     timeout_seconds: float | None = None
     claimed_requester: str | None = None
     callback_url: str | None = None
+    # Where the agent acts, as its transport says (the stdio server's working directory, a hook's
+    # ``cwd``) — never an argument the agent chooses. Grants are scoped to it.
+    cwd: str | None = None
 
 
 def _check_text(name: str, value: str, limit: int, *, single_line: bool = False) -> None:
@@ -59,6 +62,7 @@ class Encoded:
     details: str | None
     metadata: str
     content_hash: str
+    action_digest: str  # SHA-256 of the canonical JSON {"action", "details", "metadata"}: what a decision is for
 
 
 def check_new_request(new: NewRequest) -> Encoded:
@@ -103,4 +107,7 @@ def check_new_request(new: NewRequest) -> Encoded:
     extra = [new.callback_url] if new.callback_url is not None else []  # hashes of older requests stay the same
     head = dumps([new.action, new.summary, new.route, new.timeout_seconds, new.claimed_requester, *extra])
     digest = hashlib.sha256("\x1e".join((head, details, metadata)).encode()).hexdigest()
-    return Encoded(None if new.details is None else details, metadata, digest)
+    action_digest = hashlib.sha256(
+        f'{{"action":{dumps(new.action)},"details":{details},"metadata":{metadata}}}'.encode()
+    ).hexdigest()
+    return Encoded(None if new.details is None else details, metadata, digest, action_digest)

@@ -61,6 +61,9 @@ class ApprovalRequest:
     next_reminder_at: float | None = None
     session: str | None = None
     callback_url: str | None = None
+    cwd: str | None = None  # the working directory / project the agent acts in (grants are scoped to it)
+    action_digest: str | None = None  # SHA-256 of the canonical JSON of action, details and metadata
+    client_name: str | None = None  # the MCP client's own name: a label, never used to decide
 
     @classmethod
     def from_row(cls, row: Any) -> ApprovalRequest:
@@ -92,6 +95,9 @@ class ApprovalRequest:
             next_reminder_at=row["next_reminder_at"],
             session=row["session"],
             callback_url=row["callback_url"],
+            cwd=row["cwd"],
+            action_digest=row["action_digest"],
+            client_name=row["client_name"],
         )
 
     @property
@@ -145,6 +151,11 @@ def view(req: ApprovalRequest) -> dict[str, Any]:
     }
 
 
+# The stored columns an audit event's hash covers, in order (server/audit_chain.py).
+AUDIT_HASHED = ("seq", "at", "event", "request_id", "actor_kind", "actor", "channel", "route_snapshot",
+                "content_hash", "action_digest", "data")  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
     """One row of the append-only ``audit`` table."""
@@ -159,6 +170,10 @@ class AuditEvent:
     route_snapshot: dict[str, Any]
     content_hash: str
     data: dict[str, Any] | None
+    action_digest: str | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
+    raw: dict[str, Any] | None = None  # the stored values the hash covers (see audit_chain.FIELDS)
 
     @classmethod
     def from_row(cls, row: Any) -> AuditEvent:
@@ -173,4 +188,8 @@ class AuditEvent:
             route_snapshot=json.loads(row["route_snapshot"]),
             content_hash=row["content_hash"],
             data=None if row["data"] is None else json.loads(row["data"]),
+            action_digest=row["action_digest"],
+            prev_hash=row["prev_hash"],
+            hash=row["hash"],
+            raw={k: row[k] for k in AUDIT_HASHED},
         )

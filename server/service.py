@@ -59,10 +59,11 @@ class ApprovalService:
     # --- use cases ---------------------------------------------------------------------
 
     async def request_approval(
-        self, new: NewRequest, requester: Actor, *, session: str | None = None
+        self, new: NewRequest, requester: Actor, *, session: str | None = None, client_name: str | None = None
     ) -> ApprovalRequest:
         """File a request (or return the one filed earlier under the same idempotency key).
-        ``session`` names the requester's MCP session, for "session" grants."""
+        ``session`` names the requester's MCP session, for "session" grants; ``client_name`` is
+        what the MCP client calls itself, kept as a label when the operator pinned the identity."""
         encoded = check_new_request(new)
         content_hash = encoded.content_hash
         if new.idempotency_key is not None:
@@ -120,6 +121,9 @@ class ApprovalService:
             next_reminder_at=reminder_at if auto is None else None,
             session=session,
             callback_url=callback_url,
+            cwd=new.cwd,
+            action_digest=encoded.action_digest,
+            client_name=client_name,
         )
         if auto is None and (why := policy.unreachable(self.config, req, [])) is not None:
             # Nobody who may approve is left (say, the only approvers made the request): fail closed now.

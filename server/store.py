@@ -60,14 +60,16 @@ def request_row(
         req.claimed_requester, req.idempotency_key, req.content_hash, req.status.value, req.on_timeout,
         req.created_at, req.expires_at, req.decided_at, req.decided_by, req.decided_kind, req.decided_via, req.reason,
         req.level, req.next_escalation_at, req.next_reminder_at, req.session, req.callback_url,
+        req.cwd, req.action_digest, req.client_name,
     )  # fmt: skip
 
 
 # An audit event that is not a change of status, on one request:
 # (at, event, actor_kind, actor, channel, data JSON, request_id).
 AUDIT_EVENT = (
-    "INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, data) "
-    "SELECT ?, ?, id, ?, ?, ?, route_snapshot, content_hash, ? FROM requests WHERE id = ?"
+    "INSERT INTO audit (at, event, request_id, actor_kind, actor, channel, route_snapshot, content_hash, "
+    "action_digest, data) SELECT ?, ?, id, ?, ?, ?, route_snapshot, content_hash, action_digest, ? "
+    "FROM requests WHERE id = ?"
 )
 # Deliver (again) something about a request to one chat through the outbox:
 # (request_id, kind, approver, chat_id, created_at, next_attempt_at).
