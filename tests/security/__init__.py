@@ -1,0 +1,1 @@
+"""Regression tests, one per way around a human decision (issue: trust)."""
