@@ -40,15 +40,24 @@ def summarize(tool_name: str, tool_input: dict[str, Any]) -> str:
     return text[: MAX_SUMMARY - 1] + "…" if len(text) > MAX_SUMMARY else text
 
 
-def tool_request(tool_name: str, tool_input: dict[str, Any], tool_use_id: str | None) -> NewRequest:
-    """The approval request for one tool call; a retried call (same ``tool_use_id``) asks once."""
+def tool_request(
+    tool_name: str, tool_input: dict[str, Any], tool_use_id: str | None, cwd: str | None = None
+) -> NewRequest:
+    """The approval request for one tool call; a retried call (same ``tool_use_id``) asks once.
+    ``cwd`` is where Claude Code runs it, as Claude Code (not the model) says."""
     return NewRequest(
         action=tool_name[:MAX_ACTION],
         summary=summarize(tool_name, tool_input),
         details=tool_input,
         metadata={"tool": tool_name[:1000]},
         idempotency_key=f"tool_use:{tool_use_id}" if tool_use_id else None,
+        cwd=cwd,
     )
+
+
+def deny(message: str) -> str:
+    """A ``--permission-prompt-tool`` answer that denies, with ``message`` for the model (≤ 500 characters)."""
+    return json.dumps({"behavior": "deny", "message": message[:500]})
 
 
 async def wait_for_human(
@@ -95,17 +104,25 @@ async def permission_prompt(
     tool_use_id: str | None,
     on_progress: ProgressCallback | None,
     session: str | None = None,
+    *,
+    cwd: str | None = None,
+    client_name: str | None = None,
 ) -> str:
-    """File, wait (until the request's own deadline), answer. Never raises; never allows by error."""
+    """File, wait (until the request's own deadline), answer. Never raises (but for a
+    cancellation); every error is a deny with a message, never an allow."""
     req: ApprovalRequest | None = None
+    if not isinstance(tool_name, str) or not tool_name or not isinstance(tool_input, dict):
+        return deny("signoff refused to file the request: tool_name must be a string and input an object; denied.")
+    if tool_use_id is not None and not isinstance(tool_use_id, str):
+        return deny("signoff refused to file the request: tool_use_id must be a string; denied.")
     try:
         req = await service.request_approval(
-            tool_request(tool_name, tool_input, tool_use_id), requester, session=session
+            tool_request(tool_name, tool_input, tool_use_id, cwd), requester, session=session, client_name=client_name
         )
         req = await wait_for_human(service, req, within=None, on_progress=on_progress)
         result = permission_result(req, tool_input)
     except RequestError as exc:
-        result = {"behavior": "deny", "message": f"signoff refused to file the request: {exc}"}
+        result = {"behavior": "deny", "message": f"signoff refused to file the request: {str(exc)[:400]}"}
     except asyncio.CancelledError:
         if req is not None and not req.status.final:
             await asyncio.shield(service.cancel(req.id, requester, "the tool call was cancelled"))

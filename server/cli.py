@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p = argparse.ArgumentParser(prog="signoff", description="Let AI agents ask a human before they act.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (what an MCP client starts)")
+    s = sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (what an MCP client starts)")
+    s.add_argument("--identity", metavar="NAME", type=_identity,
+                   help="file every request as NAME (default: [server] stdio_identity, else the client's own name)")  # fmt: skip
     sub.add_parser("serve", parents=[common], help="serve MCP over streamable HTTP at /mcp, with /healthz")
     sub.add_parser("check-config", parents=[common], help="validate the configuration and print the routes")
     s = sub.add_parser("pending", parents=[common], help="list pending requests")
@@ -72,14 +74,24 @@ def _parser() -> argparse.ArgumentParser:
         "--fallback",
         choices=("ask", "deny"),
         default="ask",
-        help="the answer when nobody decided in time: ask (hand it to the terminal; default) or deny",
+        help="the answer when nobody decided in time or anything fails: ask (hand it to the terminal; default) or deny",
     )
+    s.add_argument("--identity", metavar="NAME", type=_identity,
+                   help="file requests as NAME (default: [server] stdio_identity, else claude-code)")  # fmt: skip
     s = sub.add_parser("init", help="write a commented starter config")
     s.add_argument("--path", default="signoff.toml", help="where to write it (default: ./signoff.toml)")
     s.add_argument("--telegram-user-id", type=int, help="your Telegram user id (send /start to your bot to learn it)")
     s.add_argument("--approver", default="me", help="your approver name (default: me)")
     s.add_argument("--force", action="store_true", help="overwrite an existing file")
     return p
+
+
+def _identity(value: str) -> str:
+    from .sanitize import has_control
+
+    if not value.strip() or len(value) > 100 or has_control(value) is not None:
+        raise argparse.ArgumentTypeError("an identity is 1–100 printable characters, e.g. 'claude-code@laptop'")
+    return value
 
 
 def _err(message: str) -> None:
@@ -100,6 +112,11 @@ def _setup_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "hook":  # every failure of a hook is a decision: it handles its own errors
+        from .hook import run
+
+        _setup_logging()
+        return run(args)
     try:
         if args.command in WITHOUT_CONFIG:
             return WITHOUT_CONFIG[args.command](args)
@@ -148,8 +165,11 @@ async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
     _setup_logging()
     interrupted = False
     async with open_app(config) as app:
-        logging.getLogger("signoff").info("signoff mcp (stdio) on %s", config.db_path)
-        server = asyncio.create_task(build_mcp(app.service, transport="stdio").run_stdio_async())
+        identity = args.identity or config.server.stdio_identity
+        logging.getLogger("signoff").info("signoff mcp (stdio) on %s; requests filed as %s", config.db_path,
+                                          identity or "the client's own name")  # fmt: skip
+        mcp = build_mcp(app.service, transport="stdio", identity=identity, cwd=os.getcwd())
+        server = asyncio.create_task(mcp.run_stdio_async())
         try:
             await asyncio.shield(server)  # returns at the end of stdin
         except asyncio.CancelledError:
@@ -192,6 +212,10 @@ async def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         on_timeout = "-" if r.auto else (r.on_timeout or config.defaults.on_timeout)
         rows.append((r.name, json.dumps(m) if m else "(everything)", decides, timeout, on_timeout, _policy(r)))
     print(table(rows, ("ROUTE", "MATCH", "DECIDED BY", "TIMEOUT", "ON TIMEOUT", "POLICY")))
+    from .config import identity_warnings
+
+    for warning in identity_warnings(config):
+        print(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -348,13 +372,16 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
             f"http      {config.server.host}:{config.server.port} ({'bearer token set' if has_token else 'no token, loopback only'})"
         )
     callbacks = config.callbacks
-    uses_callbacks = bool(callbacks.allowed_hosts) or any(r.callback_url for r in config.routes)
+    uses_callbacks = bool(callbacks.allowed_urls or callbacks.allowed_hosts) or any(r.callback_url for r in config.routes)
     if uses_callbacks and not os.environ.get(callbacks.secret_env, "").strip():
         problems += 1
         print(f"callbacks ${callbacks.secret_env} is not set: requests with a callback_url are refused; set it to a "
               "long random secret your receivers share")  # fmt: skip
     elif uses_callbacks:
-        print(f"callbacks signed with ${callbacks.secret_env}; allowed hosts: {', '.join(callbacks.allowed_hosts)}")
+        print(f"callbacks signed with ${callbacks.secret_env}; allowed: "
+              f"{', '.join(p.label for p in callbacks.prefixes()) or 'none'}")  # fmt: skip
+    for warning in callbacks.deprecations():
+        print(f"callbacks warning: {warning}")
     tg = config.telegram.token_env
     token = os.environ.get(tg, "").strip()
     if not token:
@@ -366,51 +393,6 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
             problems += 0 if ok else 1
             print(f"telegram  {line}")
     return EXIT_OK if problems == 0 else EXIT_ERROR
-
-
-async def cmd_hook(config: Config, args: argparse.Namespace) -> int:
-    import asyncio
-
-    from . import claude_code
-    from .app import open_app
-    from .errors import RequestError
-    from .models import Actor, Status
-
-    _setup_logging()
-    try:
-        event = json.loads(sys.stdin.read() or "{}")
-    except json.JSONDecodeError as exc:
-        _err(f"hook: stdin is not JSON ({exc}); Claude Code sends the hook's JSON there")
-        return EXIT_ERROR
-    name = str(event.get("hook_event_name") or "PreToolUse")
-    if name not in ("PreToolUse", "PermissionRequest"):
-        _err(f"hook: {name!r} is not handled; use signoff for PreToolUse or PermissionRequest hooks")
-        return EXIT_OK  # no output: Claude Code carries on as if there were no hook
-    tool_input = event.get("tool_input") if isinstance(event.get("tool_input"), dict) else {}
-    new = claude_code.tool_request(str(event.get("tool_name") or "unknown"), tool_input, event.get("tool_use_id"))
-    requester = Actor("agent", "claude-code", "hook")
-    req = None
-    note = ""
-    try:
-        async with open_app(config) as app:
-            # Claude Code names its session in every hook event: "session" grants follow it.
-            session = event.get("session_id")
-            session = f"cc_{session}"[:200] if isinstance(session, str) and session else None
-            req = await app.service.request_approval(new, requester, session=session)
-            try:
-                async with asyncio.timeout(max(1.0, args.timeout)):
-                    req = await claude_code.wait_for_human(app.service, req, within=None, on_progress=None)
-            except TimeoutError:
-                note = f"No decision within {args.timeout:.0f} s."
-                req = await app.service.cancel(req.id, requester, "the hook timed out")
-                if req.status is Status.CANCELLED:
-                    req = None  # withdrawn by us: no human decision, so the fallback answers
-    except RequestError as exc:
-        note = f"signoff refused to file the request: {exc}."
-    out = claude_code.hook_output(name, req, args.fallback, note)
-    if out is not None:
-        print(json.dumps(out))
-    return EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -439,7 +421,6 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, i
     "approve": cmd_approve,
     "reject": cmd_reject,
     "doctor": cmd_doctor,
-    "hook": cmd_hook,
     "grants": cmd_grants,
     "revoke": cmd_revoke,
 }

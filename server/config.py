@@ -9,21 +9,23 @@ closest valid one.
 
 from __future__ import annotations
 
+import logging
 import os
-import re
 import tomllib
 import typing
-import urllib.parse
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from .callback_targets import Target, allowed_target, legacy_prefix, parse_prefix
 from .config_messages import closest, describe
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .paths import config_file, store_path
+
+log = logging.getLogger("signoff.config")
 
 Scalar = str | int | float | bool
 Duration = Annotated[float, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)]
@@ -57,7 +59,14 @@ class ServerConfig(_Model):
     auth_token_env: str | None = Field(
         default="SIGNOFF_HTTP_TOKEN", description="environment variable holding the HTTP bearer token"
     )
-    auth_identity: str = Field(default="http-client", min_length=1, max_length=100)
+    auth_identity: str = Field(default="http-client", min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+    stdio_identity: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]+$",
+        description="file every stdio (and hook) request as this requester instead of the name the client gives itself",
+    )
     max_wait: Duration = Field(default=50.0, gt=0, le=3600)
 
 
@@ -102,19 +111,55 @@ class EscalationLevel(_Model):
 
 
 class GrantScope(_Model):
-    """Which requests a grant covers besides route, action and requester: ``details[argument]``
-    must match the pattern (of ``patterns``) that the granting request matched."""
+    """Which requests a grant covers besides route, action, requester and working directory:
+    ``details[argument]`` must be covered by the pattern (of ``patterns``) that the granting
+    request matched — word by word for commands, segment by segment for paths (``scopes.py``)."""
 
     argument: str = Field(min_length=1, max_length=64)
     patterns: list[str] = Field(min_length=1)
+    match: Literal["command", "path", "exact"] | None = Field(
+        default=None, description="how values are compared; default: 'command' for command, 'path' for *path, else 'exact'"
+    )
+
+    @property
+    def kind(self) -> Literal["command", "path", "exact"]:
+        from .scopes import kind_for
+
+        return self.match or kind_for(self.argument)
 
 
 class CallbacksConfig(_Model):
+    allowed_urls: list[str] = Field(
+        default_factory=list,
+        description="URL prefixes decision callbacks may be sent to: scheme, host, port and path, e.g. "
+        "'https://hooks.example.com/signoff/' (a path ending in '/' allows everything below it)",
+    )
     allowed_hosts: list[str] = Field(
-        default_factory=list, description="hosts decision callbacks may be sent to ('*.example.com' allowed)"
+        default_factory=list,
+        description="deprecated: host names, each meaning 'https://HOST/' (https, default port, any path); "
+        "write allowed_urls instead",
     )
     secret_env: str = "SIGNOFF_CALLBACK_SECRET"
     timeout: Duration = Field(default=10.0, ge=1, le=120)
+
+    def prefixes(self) -> list[Target]:
+        """Every prefix a callback URL may start with (the deprecated ``allowed_hosts`` mapped)."""
+        out: list[Target] = []
+        for text, parse in [(u, parse_prefix) for u in self.allowed_urls] + [(h, legacy_prefix) for h in self.allowed_hosts]:
+            try:
+                out.append(parse(text))
+            except ValueError:  # refused at load; never widens anything
+                continue
+        return out
+
+    def deprecations(self) -> list[str]:
+        """What to change in ``[callbacks]`` before the next release (empty when nothing)."""
+        if not self.allowed_hosts:
+            return []
+        suggested = ", ".join(f'"https://{"NAME." + h[2:] if h.startswith("*.") else h}/"' for h in self.allowed_hosts)
+        return [f"callbacks.allowed_hosts is deprecated; write allowed_urls = [{suggested}] instead (with the path, "
+                "port and scheme your receiver uses). Until then each host means https on the default port, any "
+                "path."]  # fmt: skip
 
 
 class Comparison(_Model):
@@ -296,11 +341,51 @@ def _cross_check(config: Config) -> list[str]:
                 hint = closest(who, known)
                 fix = f"did you mean {hint!r}?" if hint else "groups list approvers, not other groups"
                 problems.append(f"groups.{group}[{j}]: unknown approver {who!r}; {fix}")
-    for j, host in enumerate(config.callbacks.allowed_hosts):
-        if not re.fullmatch(r"(\*\.)?[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]", host):
-            problems.append(f"callbacks.allowed_hosts[{j}]: {host!r} is not a host name; write 'hooks.example.com', "
-                            "'*.example.com' or '127.0.0.1' (no scheme, no port, no path)")  # fmt: skip
+    problems += _callbacks_problems(config.callbacks)
     return problems
+
+
+def _callbacks_problems(callbacks: CallbacksConfig) -> list[str]:
+    """``[callbacks]``: every prefix well-formed; the deprecated ``allowed_hosts`` logged (or refused
+    next to ``allowed_urls``, so the operator never wonders which one applies)."""
+    problems: list[str] = []
+    for j, url in enumerate(callbacks.allowed_urls):
+        try:
+            parse_prefix(url)
+        except ValueError as exc:
+            problems.append(f"callbacks.allowed_urls[{j}]: {_short(url)}: {exc}; write e.g. "
+                            "'https://hooks.example.com/signoff/'")  # fmt: skip
+    for j, host in enumerate(callbacks.allowed_hosts):
+        try:
+            legacy_prefix(host)
+        except ValueError as exc:
+            problems.append(f"callbacks.allowed_hosts[{j}]: {_short(host)} is not a host name ({exc}); write "
+                            "'hooks.example.com' or '*.example.com' (no scheme, no port, no path) — or better, move "
+                            "to allowed_urls = [\"https://hooks.example.com/signoff/\"]")  # fmt: skip
+    if callbacks.allowed_hosts and callbacks.allowed_urls:
+        problems.append("callbacks: allowed_hosts is deprecated and allowed_urls is set; move each host into "
+                        "allowed_urls (as 'https://HOST/…') and remove allowed_hosts")  # fmt: skip
+    elif not problems:
+        for warning in callbacks.deprecations():
+            log.warning("%s", warning)
+    return problems
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def identity_warnings(config: Config) -> list[str]:
+    """Rules that trust a requester name a stdio client chooses itself (no pinned identity)."""
+    if config.server.stdio_identity is not None:
+        return []
+    fix = ("over stdio the requester is the name the MCP client gives itself, which any local process can "
+           "claim; pin it with [server] stdio_identity = \"NAME\" or `signoff mcp --identity NAME`")  # fmt: skip
+    warnings = [f"routes[{i}].match.requested_by = {r.match.requested_by!r}: {fix}"
+                for i, r in enumerate(config.routes) if r.match is not None and r.match.requested_by is not None]  # fmt: skip
+    warnings += [f"approvers.{name}.identities = {a.identities!r}: {fix}"
+                 for name, a in config.approvers.items() if a.identities]  # fmt: skip
+    return warnings
 
 
 def _unknown(key: str, who: str, config: Config, names: list[str]) -> list[str]:
@@ -344,6 +429,14 @@ def _check_policy(key: str, route: RouteConfig, config: Config) -> list[str]:
     if route.grant_options and route.quorum > 1:
         problems.append(f"{key}.grant_options: a route that needs {route.quorum} approvals cannot be granted by one "
                         "person; remove grant_options or the quorum")  # fmt: skip
+    if route.grant_scope is not None:
+        from .scopes import pattern_problem
+
+        for j, pattern in enumerate(route.grant_scope.patterns):
+            why = pattern_problem(route.grant_scope.kind, pattern)
+            if why is not None:
+                problems.append(f"{key}.grant_scope.patterns[{j}]: {pattern!r} is not a {route.grant_scope.kind} "
+                                f"pattern: {why}")  # fmt: skip
     if (route.grant_scope or route.grant_max_uses) and not route.grant_options:
         problems.append(f'{key}: grant_scope and grant_max_uses need grant_options, e.g. grant_options = ["30m"]')
     if route.callback_url is not None:
@@ -352,23 +445,11 @@ def _check_policy(key: str, route: RouteConfig, config: Config) -> list[str]:
 
 
 def callback_url_problems(url: str, config: Config) -> list[str]:
-    """Why ``url`` may not receive decision callbacks (empty when it may)."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        return [f"{url!r} is not an http(s) URL"]
-    if not host_allowed(parsed.hostname, config.callbacks.allowed_hosts):
-        allowed = ", ".join(config.callbacks.allowed_hosts) or "none"
-        return [f"host {parsed.hostname!r} is not in [callbacks] allowed_hosts (allowed: {allowed}); the operator "
-                "must add it there"]  # fmt: skip
+    """Why ``url`` may not receive decision callbacks (empty when it may): it must parse strictly
+    and start with one of ``[callbacks] allowed_urls`` (see ``callback_targets``). The reason
+    never repeats the URL, so an agent's long or hostile URL is not echoed back."""
+    try:
+        allowed_target(url, config.callbacks.prefixes())
+    except ValueError as exc:
+        return [str(exc)]
     return []
-
-
-def host_allowed(host: str, allowed: typing.Iterable[str]) -> bool:
-    host = host.lower().rstrip(".")
-    for entry in allowed:
-        entry = entry.lower().strip("[]")
-        if entry.startswith("*.") and host.endswith(entry[1:]) and host != entry[2:]:
-            return True
-        if host == entry:
-            return True
-    return False

@@ -1,33 +1,62 @@
 """Grants: an approver's "approve requests like this one for a while", so fewer prompts mean more.
 
 A grant is made by approving a request with one of its route's ``grant_options`` ("30m",
-"session"). It covers later requests with the same route, action and requester (and, for a
-"session" grant, the same MCP session), and — where the route sets ``grant_scope`` — whose
-``details[argument]`` matches the pattern the granting request matched. A value with a shell
-control character (``; & | ` $ < > ( )`` or a line break) is never covered, so a grant for
-``npm test*`` does not cover ``npm test && curl …``. Grants end at their time, after
-``grant_max_uses`` uses, or when revoked; each use is one compare-and-set on ``uses``.
+"session"). It covers later requests with the same route, action, requester and working
+directory (and, for a "session" grant, the same session), and — where the route sets
+``grant_scope`` — whose ``details[argument]`` is covered by the pattern the granting request
+matched, word by word for commands and segment by segment for paths (``scopes.py``): a grant
+covers only what its approver saw. At every use the grant is checked against the current
+configuration: its granter must still be an approver of the route, the route must still
+offer that grant and the same scope; otherwise the grant is dead from then on (audited
+once). Grants end at their time, after ``grant_max_uses`` uses, or when revoked; each use is
+one compare-and-set on ``uses``.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import re
+import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
-from .config import GRANT_SESSION, grant_seconds
+from .config import GRANT_SESSION, Config, grant_seconds
+from .durations import humanize_delta
 from .errors import NotAllowedError, NotFoundError
 from .models import ApprovalRequest
+from .routing import resolve
+from .scopes import covered
 from .store import AUDIT_EVENT, Store, dumps
 
 SESSION_GRANT_MAX = 12 * 3600.0  # a "session" grant also ends after this, whatever the session does
-_UNSAFE = re.compile(r"[;&|`$<>()\n\r]")
-_COLUMNS = ("id, route, action, requested_by, session, argument, pattern, from_request, created_at, created_by, "
-            "expires_at, max_uses, uses, revoked_at, revoked_by, chat_id, message_id")  # fmt: skip
+_FIELDS = ("id", "route", "action", "requested_by", "session", "argument", "pattern", "from_request", "created_at",
+           "created_by", "expires_at", "max_uses", "uses", "revoked_at", "revoked_by", "chat_id", "message_id", "cwd",
+           "dead_at", "dead_reason")  # fmt: skip
+_COLUMNS = ", ".join(_FIELDS)
+_LIVE = "revoked_at IS NULL AND dead_at IS NULL AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)"
+
+
+def short_path(path: str | None) -> str:
+    """A working directory for people: ``~/src/shop``."""
+    if path is None:
+        return "no known folder"
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and (path == home or path.startswith(home + "/")):
+        return "~" + path[len(home) :]
+    return path
+
+
+def coverage(action: str, pattern: str | None, cwd: str | None, requested_by: str) -> str:
+    """What a grant covers, in a line: ``Bash `npm test` in ~/src/shop, from claude-code``."""
+    what = f"{action} `{pattern}`" if pattern is not None else f"any {action} call"
+    return f"{what} in {short_path(cwd)}, from {requested_by}"
+
+
+def option_text(option: str) -> str:
+    if option == GRANT_SESSION:
+        return "this session"
+    return humanize_delta(grant_seconds(option) or 0).removeprefix("in ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,23 +78,27 @@ class Grant:
     revoked_by: str | None
     chat_id: int | None
     message_id: int | None
+    cwd: str | None = None
+    dead_at: float | None = None
+    dead_reason: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Grant:
-        return cls(*(row[i] for i in range(17)))
+        return cls(*(row[i] for i in range(len(_FIELDS))))
 
     def live(self, now: float) -> bool:
         return (
-            self.revoked_at is None and self.expires_at > now and (self.max_uses is None or self.uses < self.max_uses)
+            self.revoked_at is None
+            and self.dead_at is None
+            and self.expires_at > now
+            and (self.max_uses is None or self.uses < self.max_uses)
         )
 
     def scope(self) -> str:
-        """What it covers, in a line: ``Bash "npm test*" from claude-code (this session)``."""
-        text = self.action
-        if self.pattern is not None:
-            text += f" {self.argument} “{self.pattern}”"
-        text += f" from {self.requested_by}"
-        return text + (" (its session)" if self.session else "")
+        """What it covers, in a line: ``Bash `npm test` in ~/src/shop, from claude-code (its session)``."""
+        return coverage(self.action, self.pattern, self.cwd, self.requested_by) + (
+            " (its session)" if self.session else ""
+        )
 
 
 def _argument(details: Any, key: str) -> str | None:
@@ -73,15 +106,27 @@ def _argument(details: Any, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def scope_pattern(req: ApprovalRequest) -> tuple[bool, str | None, str | None]:
-    """(whether a grant can be made from ``req``, its argument, its pattern)."""
+def _scope_of(req: ApprovalRequest) -> dict[str, Any] | None:
     scope = req.route_snapshot.get("grant_scope")
-    if not scope:
+    return scope if isinstance(scope, dict) else None
+
+
+def _kind(scope: dict[str, Any]) -> Any:
+    from .scopes import kind_for
+
+    return scope.get("match") or kind_for(str(scope["argument"]))
+
+
+def scope_pattern(req: ApprovalRequest) -> tuple[bool, str | None, str | None]:
+    """(whether a grant can be made from ``req``, its argument, the pattern that covers it)."""
+    scope = _scope_of(req)
+    if scope is None:
         return True, None, None
     value = _argument(req.details, scope["argument"])
-    if value is None or _UNSAFE.search(value):
+    if value is None:
         return False, None, None
-    pattern = next((p for p in scope["patterns"] if fnmatch.fnmatchcase(value, p)), None)
+    kind = _kind(scope)
+    pattern = next((p for p in scope["patterns"] if covered(kind, p, value, req.cwd)), None)
     return pattern is not None, scope["argument"], pattern
 
 
@@ -93,39 +138,89 @@ def options(req: ApprovalRequest) -> list[str]:
     return [o for o in opts if o != GRANT_SESSION or req.session is not None]
 
 
+def offer(req: ApprovalRequest, option: str) -> str:
+    """Exactly what approving ``req`` with ``option`` would grant, for its button:
+    ``npm test` in ~/src/shop, from claude-code, 30 min``."""
+    _, _, pattern = scope_pattern(req)
+    return f"{coverage(req.action, pattern, req.cwd, req.requested_by)}, {option_text(option)}"
+
+
 def covers(grant: Grant, req: ApprovalRequest) -> bool:
-    if (grant.route, grant.action, grant.requested_by) != (req.route, req.action, req.requested_by):
+    """Whether ``req`` is inside what ``grant`` was given for (its liveness aside)."""
+    if (grant.route, grant.action, grant.requested_by, grant.cwd) != (req.route, req.action, req.requested_by, req.cwd):
         return False
     if grant.session is not None and grant.session != req.session:
         return False
     if grant.argument is None or grant.pattern is None:
-        return True
+        return grant.argument is None and _scope_of(req) is None
+    scope = _scope_of(req)
     value = _argument(req.details, grant.argument)
-    return value is not None and not _UNSAFE.search(value) and fnmatch.fnmatchcase(value, grant.pattern)
+    if scope is None or value is None:
+        return False
+    return covered(_kind(scope), grant.pattern, value, req.cwd)
 
 
-async def take(conn: aiosqlite.Connection, req: ApprovalRequest, now: float) -> Grant | None:
-    """Use a live grant that covers ``req`` (inside the caller's transaction), or None."""
+def dead_because(config: Config, grant: Grant) -> str | None:
+    """Why ``grant`` no longer applies under the current ``config`` (None while it does)."""
+    route = config.route(grant.route)
+    if route is None or route.auto is not None:
+        return f"route {grant.route!r} is gone or no longer asks a human"
+    if not route.grant_options:
+        return f"route {grant.route!r} no longer offers grants"
+    if grant.session is not None and GRANT_SESSION not in route.grant_options:
+        return f"route {grant.route!r} no longer offers session grants"
+    if grant.session is None:
+        longest = max((grant_seconds(o) or 0.0 for o in route.grant_options if o != GRANT_SESSION), default=0.0)
+        if grant.expires_at - grant.created_at > longest + 1:
+            return f"route {grant.route!r} no longer offers grants this long"
+    everyone = resolve(config, route).everyone
+    if everyone and grant.created_by not in everyone:
+        return f"{grant.created_by} is no longer an approver of route {grant.route!r}"
+    scope = route.grant_scope
+    if grant.argument is None:
+        if scope is not None:
+            return f"route {grant.route!r} now limits grants to {scope.argument}"
+    elif scope is None or scope.argument != grant.argument or grant.pattern not in scope.patterns:
+        return f"route {grant.route!r} no longer offers the scope {grant.pattern!r}"
+    if route.grant_max_uses is not None and grant.uses >= route.grant_max_uses:
+        return f"route {grant.route!r} now allows at most {route.grant_max_uses} uses"
+    return None
+
+
+async def take(conn: aiosqlite.Connection, config: Config, req: ApprovalRequest, now: float) -> Grant | None:
+    """Use a live grant that covers ``req`` (inside the caller's transaction), or None. A grant
+    the current configuration no longer supports is marked dead and audited, once."""
     rows = await conn.execute_fetchall(
-        f"SELECT {_COLUMNS} FROM grants WHERE route = ? AND action = ? AND requested_by = ? AND revoked_at IS NULL "
-        "AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses) ORDER BY created_at",
+        f"SELECT {_COLUMNS} FROM grants WHERE route = ? AND action = ? AND requested_by = ? AND {_LIVE} "
+        "ORDER BY created_at",
         (req.route, req.action, req.requested_by, now),
     )
     for grant in (Grant.from_row(r) for r in rows):
         if not covers(grant, req):
             continue
-        cur = await conn.execute(
-            "UPDATE grants SET uses = uses + 1 WHERE id = ? AND revoked_at IS NULL AND expires_at > ? "
-            "AND (max_uses IS NULL OR uses < max_uses)",
-            (grant.id, now),
-        )
+        why = dead_because(config, grant)
+        if why is not None:
+            cur = await conn.execute(
+                "UPDATE grants SET dead_at = ?, dead_reason = ? WHERE id = ? AND dead_at IS NULL", (now, why, grant.id)
+            )
+            if cur.rowcount == 1:
+                await conn.execute(AUDIT_EVENT, (now, "grant_dead", "system", "grants", "policy",
+                                                 dumps({"grant": grant.id, "why": why}), grant.from_request))  # fmt: skip
+            continue
+        cur = await conn.execute(f"UPDATE grants SET uses = uses + 1 WHERE id = ? AND {_LIVE}", (grant.id, now))
         if cur.rowcount == 1:
             return grant
     return None
 
 
 async def create(
-    store: Store, req: ApprovalRequest, option: str, approver: str, now: float, chat_id: int | None = None
+    store: Store,
+    req: ApprovalRequest,
+    option: str,
+    approver: str,
+    now: float,
+    chat_id: int | None = None,
+    channel: str = "telegram",
 ) -> Grant:
     """A grant from ``approver``'s approval of ``req`` with ``option``; audited on ``req``.
     ``chat_id``: where its notice (with the count of uses) is about to be sent."""
@@ -155,12 +250,13 @@ async def create(
         revoked_by=None,
         chat_id=chat_id,
         message_id=None,
+        cwd=req.cwd,
     )
     async with store.transaction() as conn:
-        await conn.execute(f"INSERT INTO grants ({_COLUMNS}) VALUES ({','.join('?' * 17)})",
-                           tuple(getattr(grant, f.strip()) for f in _COLUMNS.split(",")))  # fmt: skip
+        await conn.execute(f"INSERT INTO grants ({_COLUMNS}) VALUES ({','.join('?' * len(_FIELDS))})",
+                           tuple(getattr(grant, f) for f in _FIELDS))  # fmt: skip
         data = {"grant": grant.id, "option": option, "scope": grant.scope(), "expires_at": grant.expires_at}
-        await conn.execute(AUDIT_EVENT, (now, "granted", "human", approver, "telegram", dumps(data), req.id))
+        await conn.execute(AUDIT_EVENT, (now, "granted", "human", approver, channel, dumps(data), req.id))
     return grant
 
 
@@ -173,9 +269,7 @@ async def get(store: Store, grant_id: str) -> Grant:
 
 async def listing(store: Store, now: float, *, everything: bool = False) -> list[Grant]:
     """Live grants (with ``everything``, ended ones too), newest first."""
-    where = (
-        "" if everything else "WHERE revoked_at IS NULL AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)"
-    )
+    where = "" if everything else f"WHERE {_LIVE}"
     rows = await store.read(
         f"SELECT {_COLUMNS} FROM grants {where} ORDER BY created_at DESC", () if everything else (now,)
     )

@@ -11,18 +11,20 @@ import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from . import claude_code
 from . import intake as limits
 from .errors import RequestError
 from .intake import NewRequest
 from .models import Actor
+from .sanitize import has_control
 from .service import ApprovalService
 from .views import RequestView
 
@@ -60,22 +62,40 @@ approve one tool call and answers {"behavior": "allow", "updatedInput": …} or
 {"behavior": "deny", "message": …}. It blocks until the human decides (with progress
 notifications), or the route's deadline passes (deny). Not for calling directly."""
 
-Identify = Callable[[Context[Any, Any] | None], str]
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who is asking: ``name`` is recorded as ``requested_by`` (what routes, grants, self-approval
+    and the ownership of requests go by); ``client`` is what the MCP client calls itself, a label."""
+
+    name: str
+    client: str | None
 
 
-def requester_name(transport: Transport, http_identity: str | None) -> Identify:
-    """How ``requested_by`` is read from the transport — never from the agent's arguments."""
+Identify = Callable[[Context[Any, Any] | None], Requester]
 
-    def identify(ctx: Context[Any, Any] | None) -> str:
-        if transport == "http" and http_identity is not None:
-            return http_identity  # the identity bound to the bearer token the request carried
+
+def requester_name(transport: Transport, http_identity: str | None, pinned: str | None = None) -> Identify:
+    """How ``requested_by`` is read from the transport — never from the agent's arguments: the
+    token's identity over HTTP, the operator's pinned identity (``signoff mcp --identity``,
+    ``[server] stdio_identity``) over stdio, else the name the client gives itself."""
+
+    def identify(ctx: Context[Any, Any] | None) -> Requester:
         client = None
         if ctx is not None:
             params = ctx.session.client_params
             if params is not None and params.client_info is not None:
                 client = params.client_info.name
-        name = (client or "unknown-client")[:100]
-        return f"http:{name}" if transport == "http" else name
+        if client is not None:
+            if has_control(client) is not None:
+                raise RequestError("the MCP client's name (clientInfo.name) contains control characters; "
+                                   "signoff refuses such a client: fix its name")  # fmt: skip
+            client = client[:100]
+        if transport == "http" and http_identity is not None:
+            return Requester(http_identity, client)  # the identity bound to the bearer token the request carried
+        if transport != "http" and pinned is not None:
+            return Requester(pinned, client)
+        name = client or "unknown-client"
+        return Requester(f"http:{name}" if transport == "http" else name, client)
 
     return identify
 
@@ -113,13 +133,22 @@ def _progress(ctx: Context[Any, Any] | None) -> Callable[[float, float, str], Aw
     return report
 
 
-def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: str | None = None) -> MCPServer:
-    """The signoff MCP server, bound to an open ``service``."""
+def build_mcp(
+    service: ApprovalService,
+    *,
+    transport: Transport,
+    http_identity: str | None = None,
+    identity: str | None = None,
+    cwd: str | None = None,
+) -> MCPServer:
+    """The signoff MCP server, bound to an open ``service``. ``identity``: the requester every
+    stdio (or in-memory) call is filed as, pinned by the operator; ``cwd``: the folder the agent
+    works in, as the transport knows it (the stdio server's working directory)."""
     mcp: MCPServer = MCPServer("signoff", instructions=INSTRUCTIONS)
-    identify = requester_name(transport, http_identity)
+    identify = requester_name(transport, http_identity, identity)
 
     def agent(ctx: Context[Any, Any] | None) -> Actor:
-        return Actor("agent", identify(ctx), "mcp")
+        return Actor("agent", identify(ctx).name, "mcp")
 
     async def request_approval(
         action: Annotated[
@@ -194,10 +223,12 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
         new = NewRequest(
             action=action, summary=summary, details=details, metadata=metadata or {}, route=route,
             idempotency_key=idempotency_key, timeout_seconds=timeout_seconds, claimed_requester=agent_name,
-            callback_url=callback_url,
+            callback_url=callback_url, cwd=cwd,
         )  # fmt: skip
         with _tool_errors():
-            req = await service.request_approval(new, agent(ctx), session=session_of(transport, ctx))
+            who = identify(ctx)
+            req = await service.request_approval(new, Actor("agent", who.name, "mcp"), session=session_of(transport, ctx),
+                                                 client_name=who.client)  # fmt: skip
             if wait_seconds > 0 and not req.status.final:
                 req = await service.wait(req.id, wait_seconds, _progress(ctx))
         return RequestView.of(req, await service.note(req))
@@ -215,7 +246,7 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
         ctx: Context[Any, Any] | None = None,
     ) -> RequestView:
         with _tool_errors():
-            req = await service.wait(request_id, wait_seconds, _progress(ctx))
+            req = await service.wait(request_id, wait_seconds, _progress(ctx), requester=agent(ctx).name)
         return RequestView.of(req, await service.note(req))
 
     async def cancel_request(
@@ -229,22 +260,32 @@ def build_mcp(service: ApprovalService, *, transport: Transport, http_identity: 
             req = await service.cancel(request_id, agent(ctx), reason)
         return RequestView.of(req, await service.note(req))
 
+    # The arguments are typed in the schema but checked by the tool itself: a malformed call must be
+    # answered with a deny (what Claude Code expects), never with an argument-validation error.
     async def permission_prompt(
         tool_name: Annotated[
-            str, Field(description="The tool Claude Code wants to run, e.g. 'Bash'.", max_length=limits.MAX_ACTION)
+            Any,
+            WithJsonSchema({"type": "string", "maxLength": limits.MAX_ACTION,
+                            "description": "The tool Claude Code wants to run, e.g. 'Bash'."}),
+        ],  # fmt: skip
+        input: Annotated[
+            Any,
+            WithJsonSchema({"type": "object", "description": "The tool's input, exactly as Claude Code would run it."}),
         ],
-        input: Annotated[dict[str, Any], Field(description="The tool's input, exactly as Claude Code would run it.")],
         tool_use_id: Annotated[
-            str | None,
-            Field(
-                description="Claude Code's id for this tool call; a retried call asks only once.",
-                max_length=limits.MAX_KEY,
-            ),
-        ] = None,
+            Any,
+            WithJsonSchema({"type": "string", "maxLength": limits.MAX_KEY,
+                            "description": "Claude Code's id for this tool call; a retried call asks only once."}),
+        ] = None,  # fmt: skip
         ctx: Context[Any, Any] | None = None,
     ) -> str:
-        return await claude_code.permission_prompt(service, agent(ctx), tool_name, input, tool_use_id,
-                                                   _progress(ctx), session_of(transport, ctx))  # fmt: skip
+        try:
+            who = identify(ctx)
+        except RequestError as exc:
+            return claude_code.deny(f"signoff refused to file the request: {exc}")
+        return await claude_code.permission_prompt(service, Actor("agent", who.name, "mcp"), tool_name, input,
+                                                   tool_use_id, _progress(ctx), session_of(transport, ctx),
+                                                   cwd=cwd, client_name=who.client)  # fmt: skip
 
     mcp.add_tool(request_approval, description=REQUEST_DESCRIPTION,
                  annotations=ToolAnnotations(title="Ask a human for approval", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False))  # fmt: skip

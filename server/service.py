@@ -82,10 +82,8 @@ class ApprovalService:
                 else max(timeout, new.timeout_seconds)
             )
         callback_url = new.callback_url or choice.route.callback_url
-        if new.callback_url is not None:
-            problems = callback_url_problems(new.callback_url, self.config)
-            if problems:
-                raise RequestError(f"callback_url: {problems[0]}")
+        if callback_url is not None and (problems := callback_url_problems(callback_url, self.config)):
+            raise RequestError(f"callback_url: {problems[0]}")  # never echoes the URL
         if callback_url is not None and not os.environ.get(self.config.callbacks.secret_env):
             raise RequestError(f"callback_url cannot be used: the operator has not set ${self.config.callbacks.secret_env} "
                                "(the key callbacks are signed with)")  # fmt: skip
@@ -145,7 +143,7 @@ class ApprovalService:
         use; None when no grant covers it (or the idempotency key raced: the caller files it)."""
         try:
             async with self.store.transaction() as conn:
-                grant = await grants.take(conn, req, now)
+                grant = await grants.take(conn, self.config, req, now)
                 if grant is None:
                     return None
                 approved = replace(req, status=Status.APPROVED, decided_at=now, decided_by=f"grant:{grant.id}",
@@ -183,11 +181,15 @@ class ApprovalService:
             )
         return earlier
 
-    async def get(self, request_id: str) -> ApprovalRequest:
-        """The current state of a request; applies its deadline first if it has passed."""
+    async def get(self, request_id: str, *, requester: str | None = None) -> ApprovalRequest:
+        """The current state of a request; applies its deadline first if it has passed. With
+        ``requester``, only a request filed under that identity is found: an agent sees and
+        withdraws only its own (anything else is "unknown", so ids cannot be probed)."""
         req = await self.store.get(request_id)
-        if req is None:
-            raise NotFoundError(f"unknown request_id {request_id!r}; use the request_id that request_approval returned")
+        if req is None or (requester is not None and req.requested_by != requester):
+            raise NotFoundError(
+                f"unknown request_id {request_id[:100]!r}; use the request_id that request_approval returned"
+            )
         if req.status is Status.PENDING and req.expires_at <= self.clock():
             await self.sweep()
             req = await self.store.get(request_id) or req
@@ -234,7 +236,10 @@ class ApprovalService:
         decision = await self.decide(request_id, True, actor)
         if not decision.changed:
             return decision, None
-        return decision, await grants.create(self.store, decision.request, option, actor.name, self.clock(), chat_id)
+        grant = await grants.create(
+            self.store, decision.request, option, actor.name, self.clock(), chat_id, actor.channel
+        )
+        return decision, grant
 
     async def list_grants(self, *, everything: bool = False) -> list[Grant]:
         return await grants.listing(self.store, self.clock(), everything=everything)
@@ -246,10 +251,11 @@ class ApprovalService:
         return await grants.revoke(self.store, grant_id, actor.name, actor.channel, self.clock())
 
     async def cancel(self, request_id: str, actor: Actor, reason: str | None = None) -> ApprovalRequest:
-        """Withdraw a pending request; a final one is returned unchanged."""
+        """Withdraw a pending request; a final one is returned unchanged. An agent may withdraw
+        only a request filed under its own identity."""
         if reason is not None and len(reason) > MAX_REASON:
             raise RequestError(f"'reason' is longer than {MAX_REASON} characters; shorten it")
-        req = await self.get(request_id)
+        req = await self.get(request_id, requester=actor.name if actor.kind == "agent" else None)
         if req.status.final:
             return req
         return (await self._set_final(request_id, Status.CANCELLED, actor, reason)).request
@@ -278,16 +284,23 @@ class ApprovalService:
         return done
 
     async def wait(
-        self, request_id: str, wait_seconds: float, on_progress: ProgressCallback | None = None
+        self,
+        request_id: str,
+        wait_seconds: float,
+        on_progress: ProgressCallback | None = None,
+        *,
+        requester: str | None = None,
     ) -> ApprovalRequest:
         """Return once the request is final or ``wait_seconds`` have passed, whichever is first.
 
         Decisions made by any process on the same file are seen within ``WATCH_INTERVAL``.
         ``on_progress(elapsed, total, message)`` is called every ``progress_interval`` seconds.
+        With ``requester``, only that identity's own request is found (see ``get``).
         """
         wait_seconds = max(0.0, min(wait_seconds, self.config.server.max_wait))
-        if wait_seconds <= 0:
-            return await self.get(request_id)
+        first = await self.get(request_id, requester=requester)
+        if wait_seconds <= 0 or first.status.final:
+            return first
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + wait_seconds

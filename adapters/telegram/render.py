@@ -17,12 +17,12 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from server.config import GRANT_SESSION, grant_seconds
 from server.durations import humanize_delta
-from server.grants import Grant
+from server.grants import Grant, offer
 from server.grants import options as grant_options
 from server.models import ApprovalRequest, Status
 from server.policy import Vote
+from server.sanitize import visible
 
 from .callbacks import (
     APPROVE,
@@ -173,10 +173,9 @@ def _escalation(req: ApprovalRequest) -> str:
     return f"⬆️ Escalated to {escape(', '.join(added))}"
 
 
-def grant_label(option: str) -> str:
-    if option == GRANT_SESSION:
-        return "✅ Approve for this session"
-    return f"✅ Approve for {humanize_delta(grant_seconds(option) or 0).removeprefix('in ')}"
+def grant_label(req: ApprovalRequest, option: str) -> str:
+    """The grant button says exactly what it grants: "✅ Bash `npm test` in ~/src/shop, from claude-code, 30 min"."""
+    return "✅ " + visible(offer(req, option), one_line=True)
 
 
 def keyboard(req: ApprovalRequest, signer: CallbackSigner) -> InlineKeyboardMarkup:
@@ -189,11 +188,10 @@ def keyboard(req: ApprovalRequest, signer: CallbackSigner) -> InlineKeyboardMark
     ]
     offered = req.route_snapshot.get("grant_options") or []
     grant_buttons = [
-        InlineKeyboardButton(grant_label(option), callback_data=signer.sign(f"g{offered.index(option)}", req.id))
+        InlineKeyboardButton(grant_label(req, option), callback_data=signer.sign(f"g{offered.index(option)}", req.id))
         for option in grant_options(req)
     ]
-    if grant_buttons:
-        rows.insert(1, grant_buttons)
+    rows[1:1] = [[button] for button in grant_buttons]  # one a row: each says in full what it grants
     return InlineKeyboardMarkup(rows)
 
 
@@ -215,7 +213,7 @@ def grant_notice(grant: Grant, now: float) -> str:
     else:
         state = f"until {clock(grant.expires_at)} ({humanize_delta(grant.expires_at - now)})"
     uses = f"{grant.uses} use{'s' if grant.uses != 1 else ''}" + (f" of {grant.max_uses}" if grant.max_uses else "")
-    return (f"🔓 Grant <code>{escape(grant.id)}</code>: <b>{escape(grant.scope())}</b> on route "
+    return (f"🔓 Grant <code>{escape(grant.id)}</code>: <b>{escape(visible(grant.scope(), one_line=True))}</b> on route "
             f"{escape(grant.route)} is approved automatically, {state}.\nUsed: {uses}. /grants to list or revoke.")  # fmt: skip
 
 

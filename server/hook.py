@@ -1,0 +1,143 @@
+"""``signoff hook``: Claude Code's PreToolUse / PermissionRequest hook, which never falls through.
+
+Claude Code treats a hook that exits 1 (or prints nothing on PreToolUse) as "no opinion" and
+runs the tool. So every way this command can end is a decision: an approval (only when a
+human — or the operator's route — approved exactly this call), a rejection, or the
+``--fallback`` answer ("ask" hands it to the terminal, "deny" refuses) printed as hook JSON
+with exit 0 — for bad input, a bad config, an unusable database, a timeout or any exception.
+If even printing that fails, the process exits 2 (Claude Code's blocking code) with the reason
+on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from . import claude_code
+from .errors import RequestError, SignoffError
+from .intake import MAX_KEY
+from .models import Actor, ApprovalRequest, Status
+
+HANDLED = ("PreToolUse", "PermissionRequest")
+DEFAULT_IDENTITY = "claude-code"
+EXIT_BLOCK = 2
+
+
+class BadInput(Exception):
+    """The hook's stdin is not what Claude Code sends."""
+
+
+@dataclass(frozen=True, slots=True)
+class HookEvent:
+    name: str
+    tool_name: str
+    tool_input: dict[str, Any]
+    tool_use_id: str | None
+    session: str | None
+    cwd: str | None
+
+
+def parse_event(raw: str) -> HookEvent | str:
+    """The event on stdin, or the name of an event this hook does not decide (it stays silent)."""
+    try:
+        event = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadInput("stdin is not JSON (Claude Code sends the hook's JSON object there)") from None
+    if not isinstance(event, dict):
+        raise BadInput("stdin is not a JSON object")
+    name = event.get("hook_event_name", "PreToolUse")
+    if not isinstance(name, str):
+        raise BadInput("hook_event_name is not a string")
+    if name not in HANDLED:
+        return name
+    tool_name, tool_input = event.get("tool_name"), event.get("tool_input")
+    if not isinstance(tool_name, str) or not tool_name:
+        raise BadInput("tool_name is missing or not a string")
+    if not isinstance(tool_input, dict):
+        # Never ask a human about an input we could not read: they would approve something else.
+        raise BadInput("tool_input is missing or not an object")
+    tool_use_id, session, cwd = event.get("tool_use_id"), event.get("session_id"), event.get("cwd")
+    if tool_use_id is not None and (not isinstance(tool_use_id, str) or len(tool_use_id) > MAX_KEY - 20):
+        raise BadInput("tool_use_id is not a short string")
+    if session is not None and not isinstance(session, str):
+        raise BadInput("session_id is not a string")
+    if cwd is not None and (not isinstance(cwd, str) or not cwd.startswith("/")):
+        raise BadInput("cwd is not an absolute path")
+    # Claude Code names its session in every hook event: "session" grants follow it.
+    return HookEvent(name, tool_name, tool_input, tool_use_id or None, f"cc_{session}"[:200] if session else None,
+                     cwd)  # fmt: skip
+
+
+def _event_name(raw: str) -> str:
+    """The event to answer for, as far as it can be told from broken input (else PreToolUse)."""
+    try:
+        event = json.loads(raw)
+    except (ValueError, RecursionError):
+        return "PreToolUse"
+    name = event.get("hook_event_name") if isinstance(event, dict) else None
+    return name if name in HANDLED else "PreToolUse"
+
+
+async def decide(event: HookEvent, args: argparse.Namespace) -> tuple[ApprovalRequest | None, str]:
+    """File the tool call, wait for a human; (the request, a note for when there is no decision)."""
+    from .app import open_app
+    from .config import load_config
+
+    config = load_config(args.config)
+    identity = args.identity or config.server.stdio_identity or DEFAULT_IDENTITY
+    requester = Actor("agent", identity, "hook")
+    new = claude_code.tool_request(event.tool_name, event.tool_input, event.tool_use_id, event.cwd)
+    async with open_app(config) as app:
+        req = await app.service.request_approval(new, requester, session=event.session)
+        try:
+            async with asyncio.timeout(max(1.0, args.timeout)):
+                req = await claude_code.wait_for_human(app.service, req, within=None, on_progress=None)
+        except TimeoutError:
+            req = await app.service.cancel(req.id, requester, "the hook timed out")
+            if req.status is Status.CANCELLED:
+                return None, f"No decision within {args.timeout:.0f} s."  # withdrawn by us: the fallback answers
+    return req, ""
+
+
+def run(args: argparse.Namespace) -> int:
+    """The whole hook: read stdin, decide, print. Returns the exit code (0, or 2 if printing failed)."""
+    raw = ""
+    name = "PreToolUse"
+    out: dict[str, Any] | None
+    try:
+        raw = sys.stdin.read()
+        name = _event_name(raw)
+        parsed = parse_event(raw)
+        if isinstance(parsed, str):
+            print(f"signoff: hook: {parsed[:50]!r} is not handled; use signoff for PreToolUse or PermissionRequest "
+                  "hooks", file=sys.stderr)  # fmt: skip
+            return 0  # not a tool call: nothing to decide
+        req, note = asyncio.run(decide(parsed, args))
+        out = claude_code.hook_output(name, req, args.fallback, note)
+    except (Exception, KeyboardInterrupt) as exc:  # every failure is the fallback decision
+        out = claude_code.hook_output(name, None, args.fallback, _why(exc))
+        print(f"signoff: hook: {exc if isinstance(exc, SignoffError) else _why(exc)}", file=sys.stderr)
+    try:
+        if out is not None:
+            sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+    except Exception as exc:
+        print(f"signoff: hook: cannot answer Claude Code ({type(exc).__name__}); blocking the tool call",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BLOCK
+    return 0
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, BadInput):
+        return f"signoff could not read the hook input: {exc}."
+    if isinstance(exc, RequestError):
+        return f"signoff refused to file the request: {str(exc)[:300]}."
+    if isinstance(exc, SignoffError):
+        return f"signoff cannot decide: {str(exc).splitlines()[0][:300]}"
+    return f"signoff failed ({type(exc).__name__}); no decision."
