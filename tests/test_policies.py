@@ -249,7 +249,7 @@ async def test_a_named_route_cannot_lower_the_quorum(fake: FakeTelegram, tmp_pat
     text = readme_example("quorum") + '\n[[routes]]\nname = "one"\napprovers = ["alice", "bob"]\n'
     config = parse_config(text + '[store]\npath = "x.db"\n', source="t", base_dir=tmp_path)
     async with open_app(config, background=False) as app:
-        with pytest.raises(RequestError, match="less strict"):
+        with pytest.raises(RequestError, match="cannot be used for this request"):
             await app.service.request_approval(NewRequest("payout", "x", metadata={"amount": 10000}, route="one"),
                                                Actor("agent", "a", "mcp"))  # fmt: skip
 

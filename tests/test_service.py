@@ -199,7 +199,7 @@ async def test_agent_timeout_can_only_shorten_a_human_deadline(config: Config) -
         (NewRequest("deploy", "x", metadata="nope"), "must be an object"),  # type: ignore[arg-type]
         (NewRequest("deploy", "x", timeout_seconds=1), "between 10 and"),
         (NewRequest("deploy", "x", idempotency_key=""), "'idempotency_key' must not be empty"),
-        (NewRequest("deploy", "x", route="nope"), "unknown route 'nope'"),
+        (NewRequest("deploy", "x", route="nope"), "route 'nope' cannot be used"),
     ],
 )
 async def test_bad_input_is_a_request_error(app: App, new: NewRequest, message: str) -> None:
