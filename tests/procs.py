@@ -17,6 +17,7 @@ import httpx2
 from anyio.streams.text import TextReceiveStream
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import Implementation
 
 from .conftest import SIGNOFF, subprocess_env
 
@@ -29,9 +30,12 @@ def cli(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[s
     )
 
 
-def stdio_client(config: Path) -> Client:
-    params = StdioServerParameters(command=SIGNOFF, args=["mcp", "--config", str(config)], env=subprocess_env())
-    return Client(params)
+def stdio_client(config: Path, *extra: str, cwd: Path | None = None, name: str | None = None) -> Client:
+    """The MCP SDK's stdio client on a real ``signoff mcp`` (``extra`` arguments, started in ``cwd``;
+    ``name``: the clientInfo name the client gives itself)."""
+    params = StdioServerParameters(command=SIGNOFF, args=["mcp", "--config", str(config), *extra],
+                                   env=subprocess_env(), cwd=cwd)  # fmt: skip
+    return Client(params, client_info=Implementation(name=name, version="1") if name else None)
 
 
 @dataclass
