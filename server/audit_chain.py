@@ -63,14 +63,18 @@ class Broken:
     why: str
 
 
-def verify(events: Iterable[Mapping[str, Any]]) -> tuple[int, Broken | None]:
+def verify(events: Iterable[Mapping[str, Any]], *, from_start: bool = True) -> tuple[int, Broken | None]:
     """Check a chain of events (each a mapping with ``FIELDS``, ``prev_hash`` and ``hash``),
-    oldest first. Returns (how many events were checked, the first broken one or None)."""
+    oldest first. Returns (how many events were checked, the first broken one or None).
+    ``from_start=False`` accepts the first event's ``prev_hash`` as given (an export of the
+    newest events only); the rest must follow it without a gap."""
     prev: str | None = None
     count = 0
     last_seq: int | None = None
     for event in events:
         seq = int(event["seq"])
+        if count == 0 and not from_start:
+            prev = event.get("prev_hash")
         if last_seq is not None and seq <= last_seq:
             return count, Broken(seq, f"event {seq} comes after event {last_seq}: the log was reordered")
         if event.get("prev_hash") != prev:

@@ -44,12 +44,15 @@ def tool_request(
     tool_name: str, tool_input: dict[str, Any], tool_use_id: str | None, cwd: str | None = None
 ) -> NewRequest:
     """The approval request for one tool call; a retried call (same ``tool_use_id``) asks once.
-    ``cwd`` is where Claude Code runs it, as Claude Code (not the model) says."""
+    ``cwd`` is where Claude Code runs it, as Claude Code (not the model) says. A tool name too
+    long to show in full is refused, never shortened: the approver must see the tool that runs."""
+    if len(tool_name) > MAX_ACTION:
+        raise RequestError(f"the tool name is {len(tool_name)} characters; the limit is {MAX_ACTION}")
     return NewRequest(
-        action=tool_name[:MAX_ACTION],
+        action=tool_name,
         summary=summarize(tool_name, tool_input),
         details=tool_input,
-        metadata={"tool": tool_name[:1000]},
+        metadata={"tool": tool_name},
         idempotency_key=f"tool_use:{tool_use_id}" if tool_use_id else None,
         cwd=cwd,
     )

@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s = sub.add_parser("revoke", parents=[common], help="end a grant now")
     s.add_argument("id", help="the grant's id (grt_…), as `signoff grants` lists it")
-    s = sub.add_parser("audit", parents=[common], help="print the audit log")
+    s = sub.add_parser("audit", parents=[common], help="print the audit log (`audit verify`: check its hash chain)")
+    s.add_argument("verify", nargs="?", choices=("verify",), help="check the hash chain and name the first broken event")
+    s.add_argument("--file", metavar="PATH", help="with verify: check an `audit --format jsonl` export instead")
     s.add_argument("--since", metavar="DURATION", help="only events newer than this, e.g. 30m, 2d")
     s.add_argument("--request", metavar="ID", help="only this request's events")
     s.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
@@ -284,6 +286,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from . import readonly
     from .durations import parse_duration
 
+    if args.verify:
+        return _verify_audit(args)
     try:
         since = None if args.since is None else time.time() - parse_duration(args.since)
     except ValueError as exc:
@@ -293,6 +297,38 @@ def cmd_audit(args: argparse.Namespace) -> int:
         out = format_audit(readonly.audit(conn, since, args.request), args.format)
     if out:
         print(out)
+    return EXIT_OK
+
+
+def _verify_audit(args: argparse.Namespace) -> int:
+    """``signoff audit verify [--file EXPORT]``: exit 0 when the chain holds, 1 naming the first broken event."""
+    from . import audit_chain, readonly
+
+    if args.file is not None:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                events = [json.loads(line) for line in f if line.strip()]
+        except (OSError, ValueError) as exc:
+            _err(f"audit verify --file {args.file}: cannot read it ({exc}); give an `audit --format jsonl` export")
+            return EXIT_ERROR
+        if any(not isinstance(e, dict) or "hash" not in e or "at_unix" not in e for e in events):
+            _err(f"audit verify --file {args.file}: not an `audit --format jsonl` export of this version (no hashes)")
+            return EXIT_ERROR
+        rows = [{**e, "at": e["at_unix"], "route_snapshot": e["route_snapshot_json"], "data": e["data_json"]}
+                for e in events]  # fmt: skip
+        count, broken = audit_chain.verify(rows, from_start=bool(rows) and rows[0]["prev_hash"] is None)
+        where = args.file
+    else:
+        with readonly.connect(readonly.db_path(args.config)) as conn:
+            stored = readonly.audit(conn)
+        rows = [{**(e.raw or {}), "prev_hash": e.prev_hash, "hash": e.hash} for e in stored]
+        count, broken = audit_chain.verify(rows)
+        where = "the database"
+    if broken is not None:
+        print(f"audit chain BROKEN in {where} at event {broken.seq}: {broken.why} ({count} events before it are intact)")
+        return EXIT_ERROR
+    last = rows[-1]["hash"] if rows else None
+    print(f"audit chain OK in {where}: {count} events" + (f", last hash {last}" if last else ""))
     return EXIT_OK
 
 
@@ -372,7 +408,7 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
             f"http      {config.server.host}:{config.server.port} ({'bearer token set' if has_token else 'no token, loopback only'})"
         )
     callbacks = config.callbacks
-    uses_callbacks = bool(callbacks.allowed_urls or callbacks.allowed_hosts) or any(r.callback_url for r in config.routes)
+    uses_callbacks = bool(callbacks.prefixes()) or any(r.callback_url for r in config.routes)
     if uses_callbacks and not os.environ.get(callbacks.secret_env, "").strip():
         problems += 1
         print(f"callbacks ${callbacks.secret_env} is not set: requests with a callback_url are refused; set it to a "

@@ -339,6 +339,8 @@ assert MIGRATIONS[-1][0] == queries.SCHEMA, "update queries.SCHEMA with the newe
 def _create_private(path: Path) -> None:
     """Create the database file (and its folder) readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.is_dir():  # checked here: aiosqlite's failed open leaves a thread that outlives the event loop
+        raise StoreError(f"the database path {path} is a folder; point [store] path at a file")
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -129,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"signoff: hook: cannot answer Claude Code ({type(exc).__name__}); blocking the tool call",
               file=sys.stderr)  # fmt: skip
+        with contextlib.suppress(OSError):  # so the interpreter's last flush cannot change the exit code
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BLOCK
     return 0
 

@@ -267,11 +267,11 @@ def build_mcp(
             Any,
             WithJsonSchema({"type": "string", "maxLength": limits.MAX_ACTION,
                             "description": "The tool Claude Code wants to run, e.g. 'Bash'."}),
-        ],  # fmt: skip
+        ] = None,  # fmt: skip
         input: Annotated[
             Any,
             WithJsonSchema({"type": "object", "description": "The tool's input, exactly as Claude Code would run it."}),
-        ],
+        ] = None,
         tool_use_id: Annotated[
             Any,
             WithJsonSchema({"type": "string", "maxLength": limits.MAX_KEY,

@@ -148,6 +148,7 @@ def view(req: ApprovalRequest) -> dict[str, Any]:
         "decided_at": iso(req.decided_at),
         "decided_by": req.decided_by,
         "reason": req.reason,
+        "action_digest": req.action_digest,
     }
 
 

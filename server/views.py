@@ -41,6 +41,13 @@ class RequestView(BaseModel):
         str | None,
         _nullable("While pending: progress and when a decision can be expected (e.g. approvers in quiet hours)."),
     ] = None
+    action_digest: Annotated[
+        str | None,
+        _nullable(
+            "SHA-256 of the canonical JSON of action, details and metadata: the exact call a decision is for. "
+            "Act only on the arguments with this digest."
+        ),
+    ] = None
 
     @classmethod
     def of(cls, req: ApprovalRequest, note: str | None = None) -> RequestView:

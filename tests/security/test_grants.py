@@ -22,7 +22,7 @@ from server.scopes import command_covered
 
 from ..conftest import SIGNOFF, subprocess_env
 from ..fake_telegram import FakeTelegram
-from ..policies import ALICE, AGENT, answer_to, prompt_for
+from ..policies import AGENT, ALICE, answer_to, prompt_for
 from ..procs import stdio_client
 
 pytestmark = pytest.mark.anyio
@@ -237,7 +237,9 @@ def independent(pattern: list[str], words: list[str]) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    pattern=st.lists(st.one_of(PLAIN, st.just("*")), min_size=1, max_size=4).map(lambda p: [p[0].strip("*") or "x", *p[1:]]),
+    pattern=st.lists(st.one_of(PLAIN, st.just("*")), min_size=1, max_size=4).map(
+        lambda p: [p[0].strip("*") or "x", *p[1:]]
+    ),
     rest=st.booleans(),
     words=st.lists(PLAIN, min_size=1, max_size=6),
     special=st.one_of(st.none(), st.tuples(SPECIAL, st.integers(0, 60))),
