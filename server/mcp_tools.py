@@ -62,6 +62,7 @@ approve one tool call and answers {"behavior": "allow", "updatedInput": …} or
 {"behavior": "deny", "message": …}. It blocks until the human decides (with progress
 notifications), or the route's deadline passes (deny). Not for calling directly."""
 
+
 @dataclass(frozen=True, slots=True)
 class Requester:
     """Who is asking: ``name`` is recorded as ``requested_by`` (what routes, grants, self-approval
@@ -265,18 +266,28 @@ def build_mcp(
     async def permission_prompt(
         tool_name: Annotated[
             Any,
-            WithJsonSchema({"type": "string", "maxLength": limits.MAX_ACTION,
-                            "description": "The tool Claude Code wants to run, e.g. 'Bash'."}),
-        ] = None,  # fmt: skip
+            WithJsonSchema(
+                {
+                    "type": "string",
+                    "maxLength": limits.MAX_ACTION,
+                    "description": "The tool Claude Code wants to run, e.g. 'Bash'.",
+                }
+            ),
+        ] = None,
         input: Annotated[
             Any,
             WithJsonSchema({"type": "object", "description": "The tool's input, exactly as Claude Code would run it."}),
         ] = None,
         tool_use_id: Annotated[
             Any,
-            WithJsonSchema({"type": "string", "maxLength": limits.MAX_KEY,
-                            "description": "Claude Code's id for this tool call; a retried call asks only once."}),
-        ] = None,  # fmt: skip
+            WithJsonSchema(
+                {
+                    "type": "string",
+                    "maxLength": limits.MAX_KEY,
+                    "description": "Claude Code's id for this tool call; a retried call asks only once.",
+                }
+            ),
+        ] = None,
         ctx: Context[Any, Any] | None = None,
     ) -> str:
         try:
