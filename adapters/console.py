@@ -164,10 +164,13 @@ def request_json(req: ApprovalRequest) -> dict[str, Any]:
     return out
 
 
-AUDIT_FIELDS = ("seq", "at", "event", "request_id", "actor_kind", "actor", "channel", "content_hash", "route", "data")
+AUDIT_FIELDS = ("seq", "at", "event", "request_id", "actor_kind", "actor", "channel", "content_hash", "route", "data",
+                "action_digest", "prev_hash", "hash")  # fmt: skip
 
 
 def audit_rows(events: Sequence[AuditEvent]) -> list[dict[str, Any]]:
+    """The events for export. Besides the readable fields, each carries what its hash covers, as
+    stored (``at_unix``, ``route_snapshot_json``, ``data_json``), so a copy verifies anywhere."""
     return [
         {
             "seq": e.seq,
@@ -180,6 +183,12 @@ def audit_rows(events: Sequence[AuditEvent]) -> list[dict[str, Any]]:
             "content_hash": e.content_hash,
             "route": e.route_snapshot.get("name"),
             "data": e.data,
+            "action_digest": e.action_digest,
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+            "at_unix": e.at,
+            "route_snapshot_json": (e.raw or {}).get("route_snapshot"),
+            "data_json": (e.raw or {}).get("data"),
         }
         for e in events
     ]
@@ -191,7 +200,7 @@ def format_audit(events: Sequence[AuditEvent], fmt: str) -> str:
         return "\n".join(json.dumps(r, ensure_ascii=False) for r in rows)
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=AUDIT_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=AUDIT_FIELDS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, "data": "" if r["data"] is None else json.dumps(r["data"])})

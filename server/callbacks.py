@@ -3,16 +3,24 @@
 The outbox row is written by a trigger in the same statement that makes the request final,
 so a callback is never lost; whichever process holds the ``callbacks`` lease delivers it,
 retrying with backoff (up to five minutes apart) until the receiver answers 2xx — at least
-once, across restarts. Redirects are not followed, and only hosts in ``[callbacks]
-allowed_hosts`` are called, checked when the request is filed and again before each attempt.
+once, across restarts. Redirects are not followed, and environment proxies are not used.
+
+Where it goes (``callback_targets``): only a URL under one of ``[callbacks] allowed_urls``
+(scheme, host, port and path), checked when the request is filed and again before each
+attempt, against the configuration of the delivering process. Before each attempt a host
+name is resolved once, every address must be public (unless the prefix names the IP
+itself), and the POST connects to a checked address with the name as ``Host`` and TLS SNI.
 
 Every POST carries ``X-Signoff-Timestamp`` (Unix seconds) and ``X-Signoff-Signature:
-sha256=<hex>``, the HMAC-SHA256 of ``timestamp + "." + body`` under the secret in
-``$SIGNOFF_CALLBACK_SECRET`` (``[callbacks] secret_env``). A receiver checks it with::
+sha256=<hex>``, the HMAC-SHA256 of ``timestamp + "." + url + "." + body`` under the secret in
+``$SIGNOFF_CALLBACK_SECRET`` (``[callbacks] secret_env``), where ``url`` is the callback URL
+in canonical form (scheme and host in lower case, no default port, path and query as
+written). A receiver checks it with::
 
     import hashlib, hmac
-    def verify(secret: bytes, body: bytes, timestamp: str, signature: str) -> bool:
-        mac = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    def verify(secret: bytes, url: str, body: bytes, timestamp: str, signature: str) -> bool:
+        signed = timestamp.encode() + b"." + url.encode() + b"." + body
+        mac = hmac.new(secret, signed, hashlib.sha256).hexdigest()
         return hmac.compare_digest("sha256=" + mac, signature)   # and reject old timestamps
 """
 
@@ -24,12 +32,11 @@ import hmac
 import json
 import logging
 import time
-import urllib.parse
 from typing import Any
 
 import httpx
 
-from .config import host_allowed
+from .callback_targets import Resolver, allowed_target, checked_addresses, post_pinned, system_resolver
 from .lease import Lease
 from .models import Actor, ApprovalRequest, view
 from .service import ApprovalService
@@ -47,8 +54,11 @@ _DUE = (
 )
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+def signature(secret: str, timestamp: str, url: str, body: bytes) -> str:
+    """``sha256=`` + HMAC-SHA256(secret, timestamp "." url "." body). The URL is canonical and has
+    no '{', and the body is a JSON object, so the signed string splits only one way."""
+    signed = timestamp.encode() + b"." + url.encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def payload(req: ApprovalRequest, delivery: int, attempt: int) -> dict[str, Any]:
@@ -62,7 +72,12 @@ class CallbackDeliverer:
     """Delivers due callbacks while this process holds the ``callbacks`` lease."""
 
     def __init__(
-        self, service: ApprovalService, secret: str, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        service: ApprovalService,
+        secret: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.service = service
         self.store = service.store
@@ -70,13 +85,16 @@ class CallbackDeliverer:
         self.secret = secret
         self.lease = Lease(self.store, LEASE_NAME, LEASE_TTL)
         self.transport = transport
+        self.resolver: Resolver = resolver or system_resolver
         self.client: httpx.AsyncClient | None = None
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
         """Forever: when a callback is due, take the lease (if free) and deliver what is due."""
-        self.client = httpx.AsyncClient(timeout=self.config.callbacks.timeout, follow_redirects=False,
-                                        transport=self.transport, headers={"User-Agent": "signoff-callbacks"})  # fmt: skip
+        # No keep-alive: a connection made for one name is never reused for another on the same IP.
+        self.client = httpx.AsyncClient(timeout=self.config.callbacks.timeout, follow_redirects=False, trust_env=False,
+                                        limits=httpx.Limits(max_keepalive_connections=0), transport=self.transport,
+                                        headers={"User-Agent": "signoff-callbacks"})  # fmt: skip
         try:
             while True:
                 rows = await self.store.read(
@@ -101,7 +119,7 @@ class CallbackDeliverer:
         """Attempt every due callback once; return how many were delivered."""
         delivered = 0
         for row in await self.store.read(_DUE, (self.service.clock(),)):
-            if self.lease.remaining() < self.config.callbacks.timeout + 1 and not await self.lease.claim():
+            if self.lease.remaining() < self.service.config.callbacks.timeout + 1 and not await self.lease.claim():
                 break
             req = await self.store.get(row["request_id"])
             if req is None or req.callback_url is None:  # pragma: no cover - the trigger needs both
@@ -125,20 +143,30 @@ class CallbackDeliverer:
     async def _post(self, req: ApprovalRequest, delivery: int, attempt: int) -> str | None:
         """POST the callback; None when the receiver took it, else what went wrong."""
         assert req.callback_url is not None and self.client is not None
-        host = urllib.parse.urlsplit(req.callback_url).hostname or ""
-        if not host_allowed(host, self.config.callbacks.allowed_hosts):
-            return f"host {host!r} is no longer in [callbacks] allowed_hosts; not sent"
+        callbacks = self.service.config.callbacks  # the configuration in force now, not at filing
+        try:
+            target = allowed_target(req.callback_url, callbacks.prefixes())
+            async with asyncio.timeout(callbacks.timeout):
+                addresses = await checked_addresses(target, self.resolver)
+        except ValueError as exc:
+            return f"not sent: {exc}"
+        except TimeoutError:
+            return f"not sent: resolving the host took longer than {callbacks.timeout:g} s"
         body = json.dumps(payload(req, delivery, attempt), ensure_ascii=False, sort_keys=True).encode()
         timestamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
-                   SIGNATURE_HEADER: signature(self.secret, timestamp, body)}  # fmt: skip
-        try:
-            response = await self.client.post(req.callback_url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
-        if 200 <= response.status_code < 300:
-            return None
-        return f"HTTP {response.status_code}"
+                   SIGNATURE_HEADER: signature(self.secret, timestamp, target.url, body)}  # fmt: skip
+        error = "no address"
+        for ip in addresses:  # each one checked; the next only when this one cannot be reached
+            try:
+                response = await post_pinned(self.client, target, ip, body, headers)
+            except httpx.ConnectError as exc:
+                error = f"{type(exc).__name__} ({ip}): {exc}"
+                continue
+            except httpx.HTTPError as exc:
+                return f"{type(exc).__name__}: {exc}"
+            return None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        return error
 
     async def _finish(self, outbox_id: int, error: str | None) -> None:
         await self.store.write(

@@ -144,8 +144,9 @@ class CallbacksConfig(_Model):
 
     def prefixes(self) -> list[Target]:
         """Every prefix a callback URL may start with (the deprecated ``allowed_hosts`` mapped)."""
+        entries = [(u, parse_prefix) for u in self.allowed_urls] + [(h, legacy_prefix) for h in self.allowed_hosts]
         out: list[Target] = []
-        for text, parse in [(u, parse_prefix) for u in self.allowed_urls] + [(h, legacy_prefix) for h in self.allowed_hosts]:
+        for text, parse in entries:
             try:
                 out.append(parse(text))
             except ValueError:  # refused at load; never widens anything
@@ -353,15 +354,15 @@ def _callbacks_problems(callbacks: CallbacksConfig) -> list[str]:
         try:
             parse_prefix(url)
         except ValueError as exc:
-            problems.append(f"callbacks.allowed_urls[{j}]: {_short(url)}: {exc}; write e.g. "
-                            "'https://hooks.example.com/signoff/'")  # fmt: skip
+            has_fix = any(word in str(exc) for word in ("write", "remove", "encode"))
+            fix = "" if has_fix else "; write e.g. 'https://hooks.example.com/signoff/'"
+            problems.append(f"callbacks.allowed_urls[{j}]: {_short(url)}: {exc}{fix}")
     for j, host in enumerate(callbacks.allowed_hosts):
         try:
             legacy_prefix(host)
         except ValueError as exc:
-            problems.append(f"callbacks.allowed_hosts[{j}]: {_short(host)} is not a host name ({exc}); write "
-                            "'hooks.example.com' or '*.example.com' (no scheme, no port, no path) — or better, move "
-                            "to allowed_urls = [\"https://hooks.example.com/signoff/\"]")  # fmt: skip
+            problems.append(f"callbacks.allowed_hosts[{j}]: {_short(host)}: {exc}; write 'hooks.example.com' — or "
+                            "better, move to allowed_urls = [\"https://hooks.example.com/signoff/\"]")  # fmt: skip
     if callbacks.allowed_hosts and callbacks.allowed_urls:
         problems.append("callbacks: allowed_hosts is deprecated and allowed_urls is set; move each host into "
                         "allowed_urls (as 'https://HOST/…') and remove allowed_hosts")  # fmt: skip

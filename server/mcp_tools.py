@@ -214,8 +214,8 @@ def build_mcp(
         callback_url: Annotated[
             str | None,
             Field(
-                description="Optional: an http(s) URL that gets a signed POST when the request is final. Its host must be "
-                "in the operator's allowed_hosts.",
+                description="Optional: an http(s) URL that gets a signed POST when the request is final. It must be "
+                "under one of the operator's [callbacks] allowed_urls.",
                 max_length=2000,
             ),
         ] = None,

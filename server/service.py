@@ -20,7 +20,7 @@ from . import grants, policy
 from .config import Config, callback_url_problems
 from .errors import NotAllowedError, NotFoundError, RequestError
 from .grants import Grant
-from .intake import MAX_REASON, Encoded, NewRequest, check_new_request
+from .intake import Encoded, NewRequest, check_new_request, check_reason
 from .models import Actor, ApprovalRequest, Status, iso
 from .quiet import expected_after
 from .routing import Choice, choose_route
@@ -199,10 +199,7 @@ class ApprovalService:
         """A human's decision through a channel. The first valid decision wins."""
         if actor.kind != "human":
             raise RequestError("only a human, through a channel, can decide a request")
-        if reason is not None:
-            reason = reason.strip() or None
-            if reason is not None and len(reason) > MAX_REASON:
-                raise RequestError(f"the reason is longer than {MAX_REASON} characters")
+        reason = check_reason(reason)
         req = await self.get(request_id)  # not found → error; past deadline → expired first
         if req.status.final:
             return Decision(False, req)
@@ -253,8 +250,7 @@ class ApprovalService:
     async def cancel(self, request_id: str, actor: Actor, reason: str | None = None) -> ApprovalRequest:
         """Withdraw a pending request; a final one is returned unchanged. An agent may withdraw
         only a request filed under its own identity."""
-        if reason is not None and len(reason) > MAX_REASON:
-            raise RequestError(f"'reason' is longer than {MAX_REASON} characters; shorten it")
+        reason = check_reason(reason)
         req = await self.get(request_id, requester=actor.name if actor.kind == "agent" else None)
         if req.status.final:
             return req

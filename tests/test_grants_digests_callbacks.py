@@ -272,13 +272,14 @@ async def test_a_callback_receiver_down_for_a_while_gets_it_once_back(
 ) -> None:
     secret = "s3cret-for-callbacks"
     monkeypatch.setenv("SIGNOFF_CALLBACK_SECRET", secret)
-    config = example_config("callbacks", fake, tmp_path, edit={"hooks.example.com": "127.0.0.1"})
     namespace: dict[str, Any] = {}
-    exec(readme_example("verify"), namespace)  # the README's five lines, as a receiver would use them
+    exec(readme_example("verify"), namespace)  # the README's lines, as a receiver would use them
     clock = Clock()
     async with receiver() as hook:
+        # The operator names the receiver's IP, port and path (an IP it wrote may be loopback).
+        config = example_config("callbacks", fake, tmp_path, edit={"https://hooks.example.com/signoff/": hook.url})
         async with open_app(config, clock=clock) as app:
-            with pytest.raises(RequestError, match="not in \\[callbacks\\] allowed_hosts"):
+            with pytest.raises(RequestError, match="not under any URL in \\[callbacks\\] allowed_urls"):
                 await app.service.request_approval(
                     NewRequest("payout", "x", callback_url="http://169.254.169.254/latest"), Actor("agent", "a", "mcp")
                 )
@@ -296,10 +297,10 @@ async def test_a_callback_receiver_down_for_a_while_gets_it_once_back(
             await hook.wait(lambda: any(status == 200 for status, _, _ in hook.seen))
     assert [status for status, _, _ in hook.seen][-1] == 200 and sum(s == 200 for s, _, _ in hook.seen) == 1
     for _, body, headers in hook.seen:
-        assert namespace["verify"](secret.encode(), body, headers[TIMESTAMP_HEADER.lower()],
-                                   headers[SIGNATURE_HEADER.lower()])  # fmt: skip
-        assert not namespace["verify"](b"wrong", body, headers[TIMESTAMP_HEADER.lower()],
-                                       headers[SIGNATURE_HEADER.lower()])  # fmt: skip
+        timestamp, sig = headers[TIMESTAMP_HEADER.lower()], headers[SIGNATURE_HEADER.lower()]
+        assert namespace["verify"](secret.encode(), hook.url, body, timestamp, sig)
+        assert not namespace["verify"](b"wrong", hook.url, body, timestamp, sig)
+        assert not namespace["verify"](secret.encode(), hook.url + "-other", body, timestamp, sig)
     payload = json.loads(hook.seen[-1][1])
     assert payload["event"] == "request.final" and payload["request"]["request_id"] == rid
     assert payload["request"]["status"] == "approved" and payload["request"]["decided_by"] == "alice"
@@ -310,7 +311,7 @@ def test_show_reports_the_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     monkeypatch.setenv("SIGNOFF_CALLBACK_SECRET", "k")
     config = tmp_path / "signoff.toml"
-    text = readme_example("callbacks").replace("hooks.example.com", "127.0.0.1")
+    text = readme_example("callbacks").replace("https://hooks.example.com/signoff/", "http://127.0.0.1:9/")
     config.write_text(text + '[store]\npath = "signoff.db"\n', encoding="utf-8")
 
     async def decided() -> str:
@@ -367,23 +368,27 @@ async def test_callback_delivery_is_audited_and_follows_no_redirect(
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(str(request.url))
+        seen.append(f"{request.url} {request.headers['host']}")
         return answers.pop(0)
+
+    async def resolver(host: str, port: int) -> list[str]:  # the DNS answer: a public address
+        return ["93.184.215.14"]
 
     clock = Clock()
     async with open_app(parse_config(text, source="cb", base_dir=tmp_path), background=False, clock=clock) as app:
-        new = NewRequest("payout", "Pay", callback_url="https://hooks.example.com/signoff")
+        url = "https://hooks.example.com/signoff/decisions"
+        new = NewRequest("payout", "Pay", callback_url=url)
         rid = (await app.service.request_approval(new, Actor("agent", "a", "mcp"))).id
         await app.service.cancel(rid, Actor("agent", "a", "mcp"))
-        deliverer = CallbackDeliverer(app.service, "k")
+        deliverer = CallbackDeliverer(app.service, "k", resolver=resolver)
         deliverer.client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         await deliverer.lease.claim()
         assert await deliverer.deliver_due() == 0  # a redirect is not a delivery, and is not followed
-        assert seen == ["https://hooks.example.com/signoff"]
+        assert seen == ["https://93.184.215.14/signoff/decisions hooks.example.com"]  # the checked address
         [row] = await app.store.read("SELECT attempts, last_error, done_at FROM outbox WHERE kind = 'callback'")
         assert (row["attempts"], row["last_error"], row["done_at"]) == (1, "HTTP 302", None)
         clock.advance(2)
         assert await deliverer.deliver_due() == 1
         events = [(e.event, e.data) for e in await app.store.audit(request_id=rid)]
-        assert events[-1] == ("callback_delivered", {"url": "https://hooks.example.com/signoff", "attempt": 2})
+        assert events[-1] == ("callback_delivered", {"url": url, "attempt": 2})
         await deliverer.client.aclose()

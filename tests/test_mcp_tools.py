@@ -187,4 +187,4 @@ async def test_policies_over_mcp_note_and_callback_hosts(tmp_path: Path, monkeyp
 
             error = await call_error(one, "request_approval", action="Bash", summary="t",
                                      callback_url="http://169.254.169.254/latest/meta-data")  # fmt: skip
-            assert "not in [callbacks] allowed_hosts (allowed: hooks.example.com)" in error
+            assert "callback_url: it is not under any URL in [callbacks] allowed_urls" in error

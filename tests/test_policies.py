@@ -315,7 +315,7 @@ async def test_quiet_hours_hold_non_urgent_prompts_until_morning(fake: FakeTeleg
          ["approvers.carol.timezone", "unknown time zone"]),
         ('[approvers.carol]\nquiet_hours = "10pm-7am"\n', ["approvers.carol.quiet_hours"]),
         ('[[routes]]\nname = "r"\napprovers = ["alice"]\ncallback_url = "http://10.0.0.1/x"\n',
-         ["routes[0].callback_url", "not in [callbacks] allowed_hosts"]),
+         ["routes[0].callback_url", "not under any URL in [callbacks] allowed_urls"]),
         ('[callbacks]\nallowed_hosts = ["https://hooks.example.com"]\n', ["callbacks.allowed_hosts[0]", "no scheme"]),
         ('[[routes]]\nname = "r"\napprovers = ["oncal"]\n[groups]\noncall = ["alice"]\n',
          ["routes[0].approvers[0]", "did you mean 'oncall'?"]),
