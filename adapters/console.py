@@ -3,6 +3,12 @@
 It is the embedded default and every operator's fallback. Whoever can run these commands
 against the database file (created owner-only) is trusted as a human approver; the decision
 is recorded with the operating-system user as the decider and ``console`` as the channel.
+
+Everything an agent wrote (and every name a transport reported) is shown through
+``server.sanitize.visible``: an escape sequence in a metadata key, a reason or a client name
+prints as ``\\x1b[2J``, it does not clear the screen. Multi-line text is indented on every
+line, so it cannot fake a line of the layout ("Status    approved"); JSON output escapes what
+``json.dumps`` leaves raw (DEL, C1, bidi) as ``\\uXXXX``.
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ import csv
 import getpass
 import io
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from server.durations import humanize_delta
 from server.errors import NotAllowedError
 from server.models import Actor, ApprovalRequest, AuditEvent, Status, iso, view
+from server.sanitize import visible
 
 if TYPE_CHECKING:  # the read-only commands never load the service and its dependencies
     from server.grants import Grant
@@ -34,9 +42,33 @@ def console_actor() -> Actor:
     return Actor("human", user, CHANNEL)
 
 
-def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
+def _one(text: object) -> str:
+    """Agent text on one line, every control and bidi character escaped."""
+    return visible(str(text), one_line=True)
+
+
+def _clip(text: object, width: int) -> str:
+    """For a table cell: runs of spaces and line breaks become one space; the rest is escaped,
+    then trimmed (after escaping, so nothing raw survives the cut)."""
+    text = _one(re.sub(r"[ \t\r\n]+", " ", str(text)).strip())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _block(text: str, indent: str) -> str:
+    """Multi-line agent text, escaped, with ``indent`` before every line after the first."""
+    return ("\n" + indent).join(visible(text).split("\n"))
+
+
+# What json.dumps(ensure_ascii=False) leaves raw of what ``visible`` escapes: DEL, C1, the
+# bidi marks, overrides and isolates, the Unicode line separators. Escaped as \uXXXX, the
+# JSON still decodes to the very same text.
+_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def safe_json(value: Any, *, indent: int | None = None) -> str:
+    """JSON for a terminal: readable non-ASCII text, but no raw control or bidi character."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
@@ -55,7 +87,7 @@ def format_pending(requests: Sequence[ApprovalRequest], now: float) -> str:
             r.id,
             _clip(r.action, 24),
             _clip(r.requested_by, 20),
-            r.route,
+            _clip(r.route, 24),
             humanize_delta(r.created_at - now),
             humanize_delta(r.expires_at - now) if r.expires_at > now else "overdue",
             _clip(r.summary, 50),
@@ -73,40 +105,45 @@ def format_request(
     callback: dict[str, Any] | None = None,
 ) -> str:
     """Everything about one request, in full: nothing agent-supplied is trimmed here."""
+    pad = " " * 10  # continuation lines sit under the values, never at the start of a line
+    asked = _one(req.requested_by)
+    if req.client_name and req.client_name != req.requested_by:
+        asked += f" via the MCP client '{_one(req.client_name)}'"
+    if req.claimed_requester:
+        asked += f" (says it is '{_one(req.claimed_requester)}')"
+    approvers = ", ".join(_one(a) for a in req.approvers) or "console operators"
     lines = [
-        f"Request   {req.id}",
+        f"Request   {_one(req.id)}",
         f"Status    {req.status.value}",
-        f"Action    {req.action}",
-        f"Asked by  {req.requested_by}" + (f" (says it is {req.claimed_requester!r})" if req.claimed_requester else ""),
-        f"Route     {req.route} — approvers: {', '.join(req.approvers) or 'console operators'}; on timeout: {req.on_timeout}",
+        f"Action    {_one(req.action)}",
+        f"Asked by  {asked}",
+        *([f"Folder    {_one(req.cwd)}"] if req.cwd else []),
+        f"Route     {_one(req.route)} — approvers: {approvers}; on timeout: {req.on_timeout}",
         f"Created   {iso(req.created_at)} ({humanize_delta(req.created_at - now)})",
         f"Expires   {iso(req.expires_at)} ({humanize_delta(req.expires_at - now)})",
     ]
     if req.status is Status.PENDING and req.expires_at <= now:
         lines.append(f"Deadline  passed: on_timeout = {req.on_timeout} applies at the next sweep")
     if req.status.final:
-        lines.append(f"Decided   {iso(req.decided_at)} by {req.decided_by} via {req.decided_via}")
+        lines.append(f"Decided   {iso(req.decided_at)} by {_one(req.decided_by)} via {_one(req.decided_via)}")
     if req.reason:
-        lines.append(f"Reason    {req.reason}")
+        lines.append(f"Reason    {_block(req.reason, pad)}")
     if req.quorum > 1 or votes:
-        cast = ", ".join(f"{v['approver']} {'✓' if v['vote'] == 'approve' else '✗'}" for v in votes) or "none yet"
-        lines.append(f"Votes     {cast} (quorum {req.quorum}, reject_quorum {req.reject_quorum})")
+        cast = ", ".join(f"{_one(v['approver'])} {'✓' if v['vote'] == 'approve' else '✗'}" for v in votes)
+        lines.append(f"Votes     {cast or 'none yet'} (quorum {req.quorum}, reject_quorum {req.reject_quorum})")
     if req.level:
-        lines.append(f"Escalated {req.level} level(s): approvers now {', '.join(req.approvers)}")
+        lines.append(f"Escalated {req.level} level(s): approvers now {approvers}")
     if req.callback_url:
-        lines.append(f"Callback  {req.callback_url} — {_callback_state(callback)}")
-    lines += ["", "Summary", f"  {req.summary}"]
+        lines.append(f"Callback  {_one(req.callback_url)} — {_callback_state(callback)}")
+    lines += ["", "Summary", f"  {_block(req.summary, '  ')}"]
     if req.metadata:
-        lines += ["", "Metadata"] + [f"  {k} = {json.dumps(v)}" for k, v in req.metadata.items()]
+        lines += ["", "Metadata"] + [f"  {_one(k)} = {safe_json(v)}" for k, v in req.metadata.items()]
     if req.details is not None:
-        lines += [
-            "",
-            "Details",
-            *("  " + ln for ln in json.dumps(req.details, indent=2, ensure_ascii=False).splitlines()),
-        ]
+        lines += ["", "Details", *("  " + ln for ln in safe_json(req.details, indent=2).splitlines())]
     if events:
         lines += ["", "Audit"]
-        lines += [f"  {iso(e.at)}  {e.event:<9}  {e.actor} ({e.actor_kind}, {e.channel})" for e in events]
+        lines += [f"  {iso(e.at)}  {_one(e.event):<9}  {_one(e.actor)} ({_one(e.actor_kind)}, {_one(e.channel)})"
+                  for e in events]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -115,7 +152,7 @@ def _callback_state(state: dict[str, Any] | None) -> str:
         return "sent once the request is final"
     if state["delivered_at"]:
         return f"delivered {state['delivered_at']} after {state['attempts']} attempt(s)"
-    error = f"; last error: {state['last_error']}" if state["last_error"] else ""
+    error = f"; last error: {_clip(state['last_error'], 200)}" if state["last_error"] else ""  # the receiver's words
     return f"not delivered yet ({state['attempts']} attempt(s){error}); next attempt {state['next_attempt_at']}"
 
 
@@ -124,10 +161,10 @@ def format_grants(grants: Sequence[Grant], now: float) -> str:
         return "No grants."
     rows = [
         (
-            g.id,
+            _one(g.id),
             _clip(g.scope(), 50),
-            g.route,
-            g.created_by,
+            _clip(g.route, 24),
+            _clip(g.created_by, 20),
             ("revoked" if g.revoked_at else "ended") if not g.live(now) else humanize_delta(g.expires_at - now),
             f"{g.uses}" + (f"/{g.max_uses}" if g.max_uses else ""),
         )
@@ -196,21 +233,23 @@ def audit_rows(events: Sequence[AuditEvent]) -> list[dict[str, Any]]:
 
 def format_audit(events: Sequence[AuditEvent], fmt: str) -> str:
     rows = audit_rows(events)
-    if fmt == "jsonl":
-        return "\n".join(json.dumps(r, ensure_ascii=False) for r in rows)
-    if fmt == "csv":
+    if fmt == "jsonl":  # exact: JSON escapes decode to the stored text, so the hashes still verify
+        return "\n".join(safe_json(r) for r in rows)
+    if fmt == "csv":  # text cells escaped like the table (lossy); 'data' is JSON (exact)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=AUDIT_FIELDS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for r in rows:
-            writer.writerow({**r, "data": "" if r["data"] is None else json.dumps(r["data"])})
+            cells = {k: _one(v) if isinstance(v, str) else v for k, v in r.items()}
+            writer.writerow({**cells, "data": "" if r["data"] is None else safe_json(r["data"])})
         return buf.getvalue().rstrip("\n")
     if not rows:
         return "No audit events."
     return table(
-        [(str(r["seq"]), str(r["at"]), r["event"], r["request_id"], f"{r['actor']} ({r['channel']})") for r in rows],
+        [(str(r["seq"]), str(r["at"]), _one(r["event"]), _one(r["request_id"]), f"{_one(r['actor'])} ({_one(r['channel'])})")
+         for r in rows],
         ("SEQ", "AT", "EVENT", "REQUEST", "WHO"),
-    )
+    )  # fmt: skip
 
 
 async def decide(
@@ -224,15 +263,13 @@ async def decide(
     actor = console_actor() if as_approver is None else Actor("human", as_approver, CHANNEL)
     decision = await service.decide(request_id, approve, actor, reason)
     req = decision.request
+    rid, by = _one(req.id), _one(req.decided_by)
     if decision.changed:
-        return True, f"{req.id} {req.status.value} by {req.decided_by}."
+        return True, f"{rid} {req.status.value} by {by}."
     if decision.voted:
-        return True, f"Vote recorded on {req.id}; it needs more votes ({await service.note(req) or 'pending'})."
+        return True, f"Vote recorded on {rid}; it needs more votes ({_one(await service.note(req) or 'pending')})."
     if decision.already_voted:
-        return False, f"{actor.name} already voted to {decision.already_voted} {req.id}; nothing changed."
+        return False, f"{_one(actor.name)} already voted to {decision.already_voted} {rid}; nothing changed."
     if req.status is Status.PENDING:  # pragma: no cover - decide() always leaves it final
-        return False, f"{req.id} is still pending."
-    return (
-        False,
-        f"{req.id} was already {req.status.value} by {req.decided_by} at {iso(req.decided_at)}; nothing changed.",
-    )
+        return False, f"{rid} is still pending."
+    return False, f"{rid} was already {req.status.value} by {by} at {iso(req.decided_at)}; nothing changed."

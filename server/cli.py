@@ -56,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("revoke", parents=[common], help="end a grant now")
     s.add_argument("id", help="the grant's id (grt_…), as `signoff grants` lists it")
     s = sub.add_parser("audit", parents=[common], help="print the audit log (`audit verify`: check its hash chain)")
-    s.add_argument("verify", nargs="?", choices=("verify",), help="check the hash chain and name the first broken event")
+    s.add_argument(
+        "verify", nargs="?", choices=("verify",), help="check the hash chain and name the first broken event"
+    )
     s.add_argument("--file", metavar="PATH", help="with verify: check an `audit --format jsonl` export instead")
     s.add_argument("--since", metavar="DURATION", help="only events newer than this, e.g. 30m, 2d")
     s.add_argument("--request", metavar="ID", help="only this request's events")
@@ -97,7 +99,9 @@ def _identity(value: str) -> str:
 
 
 def _err(message: str) -> None:
-    print(f"signoff: {message}", file=sys.stderr)
+    from .sanitize import visible
+
+    print(f"signoff: {visible(message)}", file=sys.stderr)  # messages may quote agent text
 
 
 def _setup_logging() -> None:
@@ -263,7 +267,7 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from adapters.console import audit_rows, format_request, request_json
+    from adapters.console import audit_rows, format_request, request_json, safe_json
 
     from . import readonly
 
@@ -274,7 +278,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         callback = readonly.callback_state(conn, req.id)
     if args.json:
         extra = {"votes": votes, "callback": callback, "audit": audit_rows(events)}
-        print(json.dumps({**request_json(req), **extra}, indent=2, ensure_ascii=False))
+        print(safe_json({**request_json(req), **extra}, indent=2))
     else:
         print(format_request(req, events, time.time(), votes, callback))
     return EXIT_OK
@@ -325,7 +329,9 @@ def _verify_audit(args: argparse.Namespace) -> int:
         count, broken = audit_chain.verify(rows)
         where = "the database"
     if broken is not None:
-        print(f"audit chain BROKEN in {where} at event {broken.seq}: {broken.why} ({count} events before it are intact)")
+        print(
+            f"audit chain BROKEN in {where} at event {broken.seq}: {broken.why} ({count} events before it are intact)"
+        )
         return EXIT_ERROR
     last = rows[-1]["hash"] if rows else None
     print(f"audit chain OK in {where}: {count} events" + (f", last hash {last}" if last else ""))

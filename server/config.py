@@ -118,7 +118,8 @@ class GrantScope(_Model):
     argument: str = Field(min_length=1, max_length=64)
     patterns: list[str] = Field(min_length=1)
     match: Literal["command", "path", "exact"] | None = Field(
-        default=None, description="how values are compared; default: 'command' for command, 'path' for *path, else 'exact'"
+        default=None,
+        description="how values are compared; default: 'command' for command, 'path' for *path, else 'exact'",
     )
 
     @property
@@ -277,12 +278,37 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return parse_config(text, source=str(file), base_dir=file.resolve().parent)
 
 
+MAX_CONFIG_DEPTH = 16  # the deepest setting (routes[].match.metadata.KEY.gt) sits 6 levels down
+_TOO_DEEP = (
+    f"arrays or tables are nested more than {MAX_CONFIG_DEPTH} levels deep; no signoff setting needs more than a "
+    "few, so remove the extra brackets"
+)
+
+
+def _too_deep(raw: dict[str, Any]) -> str | None:
+    """The top-level key under which ``raw`` nests deeper than ``MAX_CONFIG_DEPTH`` (no recursion)."""
+    stack: list[tuple[str, Any, int]] = [(key, value, 1) for key, value in raw.items()]
+    while stack:
+        top, value, depth = stack.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            from .sanitize import visible
+
+            return visible(top if len(top) <= 64 else top[:63] + "…", one_line=True)
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((top, child, depth + 1) for child in children)
+    return None
+
+
 def parse_config(text: str, *, source: str, base_dir: Path | None) -> Config:
     """Parse TOML text into a checked ``Config``; relative paths resolve against ``base_dir``."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"TOML syntax error: {exc}"]) from None
+    except RecursionError:  # tomllib recurses once per level of arrays and inline tables
+        raise ConfigError(source, [_TOO_DEEP]) from None
+    if (deep := _too_deep(raw)) is not None:
+        raise ConfigError(source, [f"{deep}: {_TOO_DEEP}"])
     try:
         config = Config.model_validate({**raw, "source": source})
     except ValidationError as exc:

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .app import App
 from .config import Config
 from .errors import ConfigError
+from .mcp_guard import answer_unreadable_http
 from .mcp_tools import build_mcp
 
 
@@ -54,15 +55,20 @@ def http_token(config: Config) -> str | None:
 
 
 class BearerAuth:
-    """Pure ASGI middleware (it must not buffer the MCP SSE streams)."""
+    """Pure ASGI middleware (it must not buffer the MCP SSE streams). The scheme is matched
+    case-insensitively (RFC 7235: ``bearer``, ``BEARER``); the token in constant time."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
+
+    def _given(self, header: bytes) -> bytes:
+        scheme, _, credentials = header.partition(b" ")
+        return credentials.lstrip(b" ") if scheme.lower() == b"bearer" else b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] != "/healthz":
-            given = dict(scope["headers"]).get(b"authorization", b"")
+            given = self._given(dict(scope["headers"]).get(b"authorization", b""))
             if not hmac.compare_digest(given, self.expected):
                 response = JSONResponse(
                     {"error": "unauthorized", "hint": "send 'Authorization: Bearer <token>'"},
@@ -94,7 +100,9 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None) -> A
         async with mcp.session_manager.run():  # a mounted sub-app's lifespan never runs
             yield
 
-    starlette = Starlette(routes=[Route("/healthz", healthz), Mount("/", app=mcp_app)], lifespan=lifespan)
+    # answer_unreadable_http: a POST the SDK cannot parse (nested too deep) gets its error under the request's id.
+    routes = [Route("/healthz", healthz), Mount("/", app=answer_unreadable_http(mcp_app))]
+    starlette = Starlette(routes=routes, lifespan=lifespan)
     return BearerAuth(starlette, token) if token else starlette
 
 

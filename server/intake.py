@@ -2,16 +2,25 @@
 
 ``check_new_request`` is the gate every new request passes (MCP, hooks, tests alike); the
 bounds are documented in the README and in the tool schemas.
+
+Control characters are refused in every field an agent writes (``sanitize.has_control``: C0,
+DEL, C1, the bidi marks, overrides and isolates): one-line fields (action, metadata keys and
+values, idempotency key, agent name, route, callback URL, cwd) allow none; the summary and
+reasons allow line breaks and tabs; strings in ``details`` also allow carriage returns (file
+contents, CRLF files). So a tool call whose input carries ESC, C1 or a bidi override (a
+``Write`` of such a file, say) is refused — a deny with this reason for Claude Code — rather
+than shown to an approver who cannot see what it hides. Errors name the field, the character's
+code point and the fix, never the value.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import RequestError
+from .sanitize import has_control
 from .store import dumps
 
 # Input bounds, documented in the README and in the tool schemas.
@@ -22,7 +31,12 @@ MAX_METADATA_KEYS = 50
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 1_000
 MAX_KEY = 200
+MAX_ROUTE = 100  # as long as a route name in the configuration may be
+MAX_URL = 2_000
 MAX_REASON = 2_000
+# Metadata numbers: what every JSON reader (and a float comparison in a route) sees exactly
+# the same way. Larger ones (10**400 is beyond float range) are refused: send them as strings.
+MAX_SAFE_INTEGER = 2**53 - 1
 MIN_TIMEOUT = 10.0
 MAX_TIMEOUT = 30 * 86400.0
 
@@ -45,14 +59,95 @@ class NewRequest:
     cwd: str | None = None
 
 
+def _code(char: str) -> str:
+    return f"U+{ord(char):04X}"
+
+
 def _check_text(name: str, value: str, limit: int, *, single_line: bool = False) -> None:
+    """Refuse an empty, over-long or control-carrying text field. Errors name the field and
+    the fix, never the value (it may be 1 MB, or an escape sequence)."""
     if not value.strip():
         raise RequestError(f"'{name}' must not be empty")
     if len(value) > limit:
         raise RequestError(f"'{name}' is {len(value)} characters; the limit is {limit}. Shorten it")
-    bad = [c for c in value if (ord(c) < 32 and (single_line or c not in "\n\t")) or ord(c) == 127]
-    if bad:
-        raise RequestError(f"'{name}' contains control characters ({bad[0]!r}); remove them")
+    bad = has_control(value, allow_newlines=not single_line)
+    if bad is not None:
+        allowed = "" if single_line else " (line breaks and tabs are fine)"
+        raise RequestError(f"'{name}' contains control characters ({_code(bad)}); remove them{allowed}")
+
+
+def check_reason(reason: str | None) -> str | None:
+    """A reason (an agent's for cancelling, a human's for deciding), stripped; None when empty.
+    Line breaks and tabs are kept; every other control and bidi character is refused."""
+    if reason is None or not reason.strip():
+        return None
+    reason = reason.strip()
+    if len(reason) > MAX_REASON:
+        raise RequestError(f"'reason' is {len(reason)} characters; the limit is {MAX_REASON}. Shorten it")
+    bad = has_control(reason, allow_newlines=True)
+    if bad is not None:
+        raise RequestError(f"'reason' contains control characters ({_code(bad)}); remove them "
+                           "(line breaks and tabs are fine)")  # fmt: skip
+    return reason
+
+
+def _details_text(value: str) -> str | None:
+    """The first character a string in 'details' may not carry: tab, line feed and carriage
+    return are fine (file contents, CRLF files included); ESC, every other C0, DEL, C1 and
+    the bidi overrides are not."""
+    return has_control(value.replace("\r", ""), allow_newlines=True)
+
+
+def _check_details(details: Any) -> None:
+    """Every string in ``details`` (keys on one line), walked without recursion: it may be
+    nested as deep as JSON allows."""
+    stack = [details]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            bad = _details_text(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            bad = next((c for k in item if isinstance(k, str) and (c := has_control(k)) is not None), None)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+            bad = None
+        else:
+            bad = None
+        if bad is not None:
+            raise RequestError(
+                f"'details' contains control characters ({_code(bad)}); signoff does not show such text "
+                "to an approver. Remove them (tabs, line feeds and carriage returns are fine)"
+            )
+
+
+def _check_metadata(metadata: dict[str, Any]) -> None:
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise RequestError(f"'metadata' has {len(metadata)} keys; the limit is {MAX_METADATA_KEYS}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY:
+            size = f"{len(key)} characters" if isinstance(key, str) else "not a string"
+            raise RequestError(f"metadata keys must be 1–{MAX_METADATA_KEY} characters; one is {size}")
+        if (bad := has_control(key)) is not None:
+            raise RequestError(f"a 'metadata' key contains control characters ({_code(bad)}); remove them")
+        # From here on the key is short and plain: naming it helps the agent fix the call.
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise RequestError(
+                f"metadata[{key!r}] must be a string, number, boolean or null; put structures in 'details'"
+            )
+        if isinstance(value, str) and len(value) > MAX_METADATA_VALUE:
+            raise RequestError(
+                f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE} characters; move it to 'details'"
+            )
+        if isinstance(value, str) and (bad := has_control(value)) is not None:
+            raise RequestError(f"metadata[{key!r}] contains control characters ({_code(bad)}); remove them "
+                               "(metadata values are single-line facts; put text in 'details')")  # fmt: skip
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+        if not abs(number) <= MAX_SAFE_INTEGER:  # NaN and infinities too
+            raise RequestError(
+                f"metadata[{key!r}] must be a finite number within ±{MAX_SAFE_INTEGER} (2**53 - 1); "
+                "send larger numbers and ids as strings"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,39 +166,32 @@ def check_new_request(new: NewRequest) -> Encoded:
     _check_text("summary", new.summary, MAX_SUMMARY)
     if not isinstance(new.metadata, dict):
         raise RequestError("'metadata' must be an object of scalar values, e.g. {\"amount\": 120}")
-    if len(new.metadata) > MAX_METADATA_KEYS:
-        raise RequestError(f"'metadata' has {len(new.metadata)} keys; the limit is {MAX_METADATA_KEYS}")
-    for key, value in new.metadata.items():
-        if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY:
-            raise RequestError(f"metadata keys must be 1–{MAX_METADATA_KEY} characters; {key!r} is not")
-        if value is not None and not isinstance(value, str | int | float | bool):
-            raise RequestError(
-                f"metadata[{key!r}] must be a string, number, boolean or null; put structures in 'details'"
-            )
-        if isinstance(value, str) and len(value) > MAX_METADATA_VALUE:
-            raise RequestError(
-                f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE} characters; move it to 'details'"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise RequestError(f"metadata[{key!r}] must be a finite number")
+    _check_metadata(new.metadata)
     if new.idempotency_key is not None:
         _check_text("idempotency_key", new.idempotency_key, MAX_KEY, single_line=True)
     if new.claimed_requester is not None:
         _check_text("agent_name", new.claimed_requester, MAX_ACTION, single_line=True)
+    if new.route is not None:
+        _check_text("route", new.route, MAX_ROUTE, single_line=True)
+    if new.callback_url is not None:
+        _check_text("callback_url", new.callback_url, MAX_URL, single_line=True)
+    if new.cwd is not None:
+        _check_text("cwd", new.cwd, MAX_URL, single_line=True)
     if new.timeout_seconds is not None and not (MIN_TIMEOUT <= new.timeout_seconds <= MAX_TIMEOUT):
         raise RequestError(f"'timeout_seconds' must be between {MIN_TIMEOUT:.0f} and {MAX_TIMEOUT:.0f}")
     try:
         details = dumps(new.details)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise RequestError(f"'details' must be plain JSON (no NaN or Infinity): {exc}") from None
+    except RecursionError:
+        raise RequestError("'details' is nested too deeply; flatten it") from None
+    except (TypeError, ValueError):
+        raise RequestError("'details' must be plain JSON (no NaN or Infinity)") from None
     if len(details.encode()) > MAX_DETAILS_BYTES:
         raise RequestError(
             f"'details' is {len(details.encode())} bytes as JSON; the limit is {MAX_DETAILS_BYTES}. "
             "Summarize it or send a link"
         )
+    _check_details(new.details)
     metadata = dumps(new.metadata)
-    if new.callback_url is not None and len(new.callback_url) > 2000:
-        raise RequestError("'callback_url' is longer than 2000 characters")
     extra = [new.callback_url] if new.callback_url is not None else []  # hashes of older requests stay the same
     head = dumps([new.action, new.summary, new.route, new.timeout_seconds, new.claimed_requester, *extra])
     digest = hashlib.sha256("\x1e".join((head, details, metadata)).encode()).hexdigest()

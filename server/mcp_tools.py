@@ -23,6 +23,7 @@ from . import claude_code
 from . import intake as limits
 from .errors import RequestError
 from .intake import NewRequest
+from .mcp_guard import GuardedMCPServer, clip
 from .models import Actor
 from .sanitize import has_control
 from .service import ApprovalService
@@ -117,11 +118,12 @@ def session_of(transport: Transport, ctx: Context[Any, Any] | None) -> str | Non
 
 @contextmanager
 def _tool_errors() -> Iterator[None]:
-    """A caller's mistake becomes a tool error whose text says how to fix the call."""
+    """A caller's mistake becomes a tool error whose text says how to fix the call: one line, at
+    most ``MAX_ERROR`` characters (``GuardedMCPServer`` bounds every other tool error too)."""
     try:
         yield
     except RequestError as exc:
-        raise ToolError(str(exc)) from None
+        raise ToolError(clip(str(exc))) from None
 
 
 def _progress(ctx: Context[Any, Any] | None) -> Callable[[float, float, str], Awaitable[None]] | None:
@@ -145,7 +147,9 @@ def build_mcp(
     """The signoff MCP server, bound to an open ``service``. ``identity``: the requester every
     stdio (or in-memory) call is filed as, pinned by the operator; ``cwd``: the folder the agent
     works in, as the transport knows it (the stdio server's working directory)."""
-    mcp: MCPServer = MCPServer("signoff", instructions=INSTRUCTIONS)
+    mcp: MCPServer = GuardedMCPServer(
+        "signoff", instructions=INSTRUCTIONS
+    )  # short errors; unreadable requests answered
     identify = requester_name(transport, http_identity, identity)
 
     def agent(ctx: Context[Any, Any] | None) -> Actor:

@@ -100,7 +100,7 @@ async def test_already_decided_is_reported_not_overwritten(config_path: Path) ->
 async def test_deadline_that_passed_while_no_server_ran(config_path: Path) -> None:
     rid = await file_request(config_path, NewRequest("deploy", "old"), created_ago=7200)
     assert "overdue" in cli("pending", config=config_path).stdout
-    async with stdio_client(config_path) as client:
+    async with stdio_client(config_path, name=AGENT.name) as client:  # its own request: the same requester
         out = (await client.call_tool("check_decision", {"request_id": rid})).structured_content
     assert out is not None and out["status"] == "expired" and out["decided_by"] == "timeout"
     assert "expired" in cli("audit", "--request", rid, config=config_path).stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -48,8 +49,27 @@ def test_outcome_and_buttons() -> None:
     text = prompt_text(done, time.time())
     assert "❌ <b>Rejected</b> by <b>alice</b>" in text and "Reason: &lt;not&gt; now" in text
     signer = CallbackSigner(new_key())
-    rows = keyboard(request("Bash", {}), signer).inline_keyboard
-    datas = [b.callback_data for row in rows for b in row]
-    assert all(isinstance(d, str) and len(d.encode()) <= 64 for d in datas)
-    assert [signer.verify(str(d)) is not None for d in datas] == [True, True, True]
-    assert CallbackSigner(new_key()).verify(str(datas[0])) is None  # another database's key
+    req = request("Bash", {}, action_digest="ab" * 32)
+    rows = keyboard(req, signer).inline_keyboard
+    datas = [str(b.callback_data) for row in rows for b in row]
+    assert all(len(d.encode()) <= 64 for d in datas)
+    assert [signer.verify_request(d, req.action_digest) is not None for d in datas] == [True, True, True]
+    assert signer.verify_request(datas[0], "cd" * 32) is None  # made for other content
+    assert signer.verify(datas[0]) is None  # request data verifies only against its request's digest
+    assert CallbackSigner(new_key()).verify_request(datas[0], req.action_digest) is None  # another database's key
+
+
+def test_the_header_shows_where_and_exactly_what() -> None:
+    home = os.path.expanduser("~")
+    req = request("Bash", {"command": "npm test"}, cwd=f"{home}/src/shop", action_digest="1a2b3c4d5e6f" + "0" * 52,
+                  client_name="cursor", claimed_requester="helper")  # fmt: skip
+    text = prompt_text(req, time.time())
+    head = text.split("\n\n")[0]  # above the summary, whatever the agent sent
+    assert (
+        "Approval needed: Bash" in head
+        and "Asked by <b>claude-code (calls itself “helper”) · client “cursor”</b>" in head
+    )
+    assert (
+        "In <code>~/src/shop</code>" in head
+        and "ID <code>req_0123456789ab</code> · digest <code>1a2b3c4d5e6f</code>" in head
+    )

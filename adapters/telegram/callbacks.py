@@ -1,11 +1,13 @@
 """Button data that only we can make: ``<action>:<target>:<HMAC>``, at most 64 bytes.
 
 Actions on a request (target: its 12 hex digits): ``a`` approve, ``r`` reject, ``w`` reject
-with a reason, ``g0``–``g2`` approve and grant the route's first–third grant option. On a
-grant (``v``, target: its hex digits): revoke. On a digest (target: the last item the
-message showed, so a press never covers a request the approver has not seen): ``A`` approve
+with a reason, ``g0``–``g2`` approve and grant the route's first–third grant option. Their
+HMAC also covers the request's ``action_digest``, which the data does not carry: it is checked
+once the request is loaded, so the data is good only for exactly the content the prompt shows.
+On a grant (``v``, target: its hex digits): revoke. On a digest (target: the id of the render —
+one rendering of the digest message, an AUTOINCREMENT id that is never reused): ``A`` approve
 all, ``R`` reject all, ``E`` review each; their HMAC also covers the chat, so the data is
-worthless anywhere else.
+worthless anywhere else, and a press counts only on the chat's newest render (see updates.py).
 
 The HMAC key is a secret the store generates once (``settings.telegram_callback_key``), so
 every process signs and checks alike, and a forged or altered press is refused. A replayed
@@ -38,11 +40,15 @@ def new_key() -> str:
 @dataclass(frozen=True, slots=True)
 class Press:
     action: str
-    target: str  # "req_…", "grt_…", or a digest's last item
+    target: str  # "req_…", "grt_…", or a digest render's id
 
     @property
     def request_id(self) -> str:
         return self.target
+
+    @property
+    def render_id(self) -> int:
+        return int(self.target)
 
     @property
     def grant_option(self) -> int | None:
@@ -54,34 +60,67 @@ class CallbackSigner:
     def __init__(self, key: str) -> None:
         self._key = bytes.fromhex(key)
 
-    def _mac(self, action: str, target: str, chat_id: int | None = None) -> str:
-        message = f"{action}:{target}" if chat_id is None else f"{action}:{target}:{chat_id}"
+    def _mac(self, message: str) -> str:
         digest = hmac.new(self._key, message.encode(), hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def sign(self, action: str, target: str) -> str:
-        """Data for a button on a request (``req_…``) or a grant (``grt_…``)."""
+    @staticmethod
+    def _request_message(action: str, hexid: str, digest: str | None) -> str:
+        return f"{action}:{hexid}:{digest or ''}"
+
+    @staticmethod
+    def _digest_message(action: str, render_id: str, chat_id: int) -> str:
+        return f"{action}:render {render_id}:{chat_id}"  # not the old "A:<upto>:<chat>": that data dies
+
+    def sign(self, action: str, target: str, *, digest: str | None = None) -> str:
+        """Data for a button on a request (``req_…``, bound to its ``action_digest``) or a grant (``grt_…``)."""
         assert action in REQUEST_ACTIONS | {REVOKE}
         hexid = target.split("_", 1)[1]
-        data = f"{action}:{hexid}:{self._mac(action, hexid)}"
+        message = f"{action}:{hexid}" if action == REVOKE else self._request_message(action, hexid, digest)
+        data = f"{action}:{hexid}:{self._mac(message)}"
         assert len(data.encode()) <= MAX_CALLBACK_DATA
         return data
 
-    def sign_digest(self, action: str, upto: int, chat_id: int) -> str:
+    def sign_digest(self, action: str, render_id: int, chat_id: int) -> str:
         assert action in DIGEST_ACTIONS
-        return f"{action}:{upto}:{self._mac(action, str(upto), chat_id)}"
+        data = f"{action}:{render_id}:{self._mac(self._digest_message(action, str(render_id), chat_id))}"
+        assert len(data.encode()) <= MAX_CALLBACK_DATA
+        return data
+
+    @staticmethod
+    def claimed(data: str | None) -> Press | None:
+        """What well-formed data says it is, *unverified*: which request to load before
+        ``verify_request``. None for data that is not even in our format."""
+        found = _FORMAT.fullmatch(data or "")
+        if found is None:
+            return None
+        if found.group(1):
+            return Press(found.group(1), _PREFIX.get(found.group(1), "req_") + found.group(2))
+        return Press(found.group(4), found.group(5))
 
     def verify(self, data: str | None, chat_id: int | None = None) -> Press | None:
-        """The press the data stands for, or None if it is not ours (digest data: not for this chat)."""
+        """The grant or digest press the data stands for, or None if it is not ours (digest data:
+        not for this chat). Request data never verifies here: use ``verify_request``."""
         found = _FORMAT.fullmatch(data or "")
         if found is None:
             return None
         if found.group(1):
             action, hexid, mac = found.group(1, 2, 3)
-            if not hmac.compare_digest(mac, self._mac(action, hexid)):
+            if action != REVOKE or not hmac.compare_digest(mac, self._mac(f"{action}:{hexid}")):
                 return None
-            return Press(action, _PREFIX.get(action, "req_") + hexid)
-        action, upto, mac = found.group(4, 5, 6)
-        if chat_id is None or not hmac.compare_digest(mac, self._mac(action, upto, chat_id)):
+            return Press(action, _PREFIX[action] + hexid)
+        action, render_id, mac = found.group(4, 5, 6)
+        if chat_id is None or not hmac.compare_digest(mac, self._mac(self._digest_message(action, render_id, chat_id))):
             return None
-        return Press(action, upto)
+        return Press(action, render_id)
+
+    def verify_request(self, data: str | None, digest: str | None) -> Press | None:
+        """The press on a request the data stands for, given that request's ``action_digest``;
+        None if the data is not ours or was made for other content."""
+        found = _FORMAT.fullmatch(data or "")
+        if found is None or not found.group(1) or found.group(1) not in REQUEST_ACTIONS:
+            return None
+        action, hexid, mac = found.group(1, 2, 3)
+        if not hmac.compare_digest(mac, self._mac(self._request_message(action, hexid, digest))):
+            return None
+        return Press(action, "req_" + hexid)

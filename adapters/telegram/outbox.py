@@ -143,7 +143,7 @@ class Outbox:
         if kind in ("grant_used", "grant_notice"):
             return await self._grant_count(req, chat_id, kind)
         if kind == "digest":
-            return await self.digests.refresh(chat_id)
+            return await self.digests.refresh(chat_id, outbox_id)
         log.warning("telegram: unknown outbox kind %r; skipped", kind)
         return False
 

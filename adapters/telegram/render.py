@@ -1,14 +1,23 @@
-"""What approvers see in Telegram: HTML with every agent-supplied string escaped.
+"""What approvers see in Telegram: HTML with every agent-supplied string made visible and escaped.
 
-Telegram allows 4,096 characters per message after entity parsing. We keep the *HTML* under
-that (always longer than the parsed text), trimming the details and saying how much is left
-out and where to read it in full.
+Every string an agent supplied (action, summary, requester and claimed name, client name,
+working directory, metadata keys and values, details, reasons) goes through ``visible()``
+(control and bidi characters become ``\\x1b``-style escapes) and then HTML escaping, and is
+trimmed *after* that, so its cost in the message is known.
+
+Telegram allows 4,096 characters per message after entity parsing (counted here in UTF-16
+units, as Telegram does, on the HTML, which is always longer than the parsed text). A prompt
+is built in budget: the header — action, requester, working directory, route and expiry, ID
+and the shortened action digest — is bounded field by field and always shown; the summary,
+metadata and details share what is left, each trimmed with a note of where to read the rest.
+A prompt is never replaced by a placeholder under its buttons.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,7 +27,7 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from server.durations import humanize_delta
-from server.grants import Grant, offer
+from server.grants import Grant, offer, short_path
 from server.grants import options as grant_options
 from server.models import ApprovalRequest, Status
 from server.policy import Vote
@@ -36,6 +45,11 @@ from .callbacks import (
 )
 
 MAX_TEXT = 4096
+# A digest lists (and its buttons decide) at most this many requests: twenty short lines
+# (≤ 40 characters of action, ≤ 100 of summary each) read fine on a phone and stay well
+# under 4,096 characters; fewer are listed if the agents' text is long.
+DIGEST_LISTED = 20
+DIGEST_SHORT_DIGEST = 12  # hex digits of the action digest shown in a prompt
 _OUTCOME = {
     Status.APPROVED: "✅ <b>Approved</b>",
     Status.REJECTED: "❌ <b>Rejected</b>",
@@ -43,10 +57,51 @@ _OUTCOME = {
     Status.CANCELLED: "🚫 <b>Cancelled</b> by the agent",
 }
 _BY_POLICY = ("policy", "grant")
+# Caps, in characters of escaped HTML, of the header's fields: together they stay far under
+# MAX_TEXT, so the header always fits whatever the agent sent.
+_ACTION, _NAME, _CWD, _ROUTE, _REASON = 300, 150, 300, 150, 600
+_SUMMARY, _METADATA, _KEY, _VALUE = 1500, 1200, 80, 160
 
 
 def clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
+
+
+def length(text: str) -> int:
+    """Telegram's length of ``text``: UTF-16 code units (an emoji outside the BMP counts twice)."""
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
+def safe(text: str, *, one_line: bool = True) -> str:
+    """Agent text for Telegram HTML: control and bidi characters shown as escapes, then escaped."""
+    return escape(visible(text, one_line=one_line))
+
+
+def clip(text: str, budget: int, *, one_line: bool = True, keep_end: bool = False) -> str:
+    """``safe(text)`` in at most ``budget`` characters, cut (with "…") where it must be — at the
+    end, or with ``keep_end`` at the start (for paths, whose end says most)."""
+    full = safe(text, one_line=one_line)
+    if length(full) <= budget:
+        return full
+    if budget <= 1:
+        return "…"[: max(budget, 0)]
+    if keep_end:
+        n = _fitting_prefix(text[::-1], budget - 1, one_line=one_line)
+        return "…" + safe(text[len(text) - n :], one_line=one_line)
+    return safe(text[: _fitting_prefix(text, budget - 1, one_line=one_line)], one_line=one_line) + "…"
+
+
+def _fitting_prefix(text: str, budget: int, *, one_line: bool) -> int:
+    """The longest prefix of ``text`` whose ``safe()`` form has at most ``budget`` characters
+    (``safe`` maps character by character, so the length only grows with the prefix)."""
+    lo, hi = 0, min(len(text), max(budget, 0))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if length(safe(text[:mid], one_line=one_line)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _details_text(req: ApprovalRequest) -> str:
@@ -82,32 +137,58 @@ def _claude_code_tool(tool: str, d: dict[str, Any]) -> str | None:
     return None
 
 
+def short_digest(req: ApprovalRequest) -> str:
+    return (req.action_digest or "")[:DIGEST_SHORT_DIGEST] or "none"
+
+
 def _header(req: ApprovalRequest, now: float) -> str:
-    who = escape(req.requested_by)
+    """What every prompt shows, whatever the agent sent: bounded field by field (≤ ~1,700)."""
+    who = clip(req.requested_by, _NAME)
     if req.claimed_requester:
-        who += f" (calls itself “{escape(req.claimed_requester)}”)"
-    lines = [
-        f"🔐 <b>Approval needed: {escape(req.action)}</b>",
-        f"Asked by <b>{who}</b>",
-        "",
-        escape(req.summary),
-        "",
-        f"Route <b>{escape(req.route)}</b> · expires {humanize_delta(req.expires_at - now)} ({clock(req.expires_at)})",
+        who += f" (calls itself “{clip(req.claimed_requester, _NAME)}”)"
+    if req.client_name and req.client_name != req.requested_by:
+        who += f" · client “{clip(req.client_name, _NAME)}”"
+    lines = [f"🔐 <b>Approval needed: {clip(req.action, _ACTION)}</b>", f"Asked by <b>{who}</b>"]
+    if req.cwd:
+        lines.append(f"In <code>{clip(short_path(req.cwd), _CWD, keep_end=True)}</code>")
+    lines += [
+        f"Route <b>{clip(req.route, _ROUTE)}</b> · expires {humanize_delta(req.expires_at - now)} ({clock(req.expires_at)})",
+        f"ID <code>{escape(req.id)}</code> · digest <code>{safe(short_digest(req))}</code>",
     ]
-    if req.metadata:
-        lines.append(" · ".join(f"{escape(k)}=<code>{escape(json.dumps(v))}</code>" for k, v in req.metadata.items()))
-    lines.append(f"ID <code>{escape(req.id)}</code>")
     return "\n".join(lines)
+
+
+def _metadata(req: ApprovalRequest, budget: int) -> tuple[str, bool]:
+    """``key=<code>value</code> · …`` in at most ``budget`` characters, saying how many keys are
+    left out; and whether anything was."""
+    pairs = [
+        f"{clip(k, _KEY)}=<code>{clip(json.dumps(v, ensure_ascii=False), _VALUE)}</code>"
+        for k, v in req.metadata.items()
+    ]
+    shown: list[str] = []
+    used = 0
+    for i, pair in enumerate(pairs):
+        left = len(pairs) - i - 1
+        note = len(f" · … {left} more metadata keys") if left else 0
+        if used + length(pair) + note > budget:
+            break
+        shown.append(pair)
+        used += length(pair) + 3
+    line = " · ".join(shown)
+    if len(shown) < len(pairs):
+        line += (" · " if shown else "") + f"… {len(pairs) - len(shown)} more metadata keys"
+    trimmed = len(shown) < len(pairs) or any("…</code>" in p or "…=" in p for p in shown)
+    return line, trimmed
 
 
 def _outcome(req: ApprovalRequest) -> str:
     line = _OUTCOME.get(req.status, escape(req.status.value))
     if req.status in (Status.APPROVED, Status.REJECTED):
-        line += f" by <b>{escape(req.decided_by or '?')}</b>"
+        line += f" by <b>{clip(req.decided_by or '?', _NAME)}</b>"
     if req.decided_at is not None:
         line += f" at {clock(req.decided_at)}"
     if req.reason and (req.decided_via not in _BY_POLICY or req.status is Status.REJECTED):
-        line += f"\nReason: {escape(req.reason)}"
+        line += f"\nReason: {clip(req.reason, _REASON)}"
     return line
 
 
@@ -118,7 +199,7 @@ def progress(req: ApprovalRequest, votes: Sequence[Vote]) -> str:
     approvals = [v.approver for v in votes if v.vote == "approve"]
     rejections = [v.approver for v in votes if v.vote == "reject"]
     line = f"🗳 {len(approvals)} of {req.quorum} approvals"
-    marks = [f"{escape(a)} ✓" for a in approvals] + [f"{escape(r)} ✗" for r in rejections]
+    marks = [f"{clip(a, _NAME)} ✓" for a in approvals] + [f"{clip(r, _NAME)} ✗" for r in rejections]
     if marks:
         line += " — " + ", ".join(marks)
     if req.reject_quorum > 1:
@@ -128,42 +209,46 @@ def progress(req: ApprovalRequest, votes: Sequence[Vote]) -> str:
 
 def prompt_text(req: ApprovalRequest, now: float, votes: Sequence[Vote] = ()) -> str:
     """The prompt (or, once decided, the same text with the outcome at the end), ≤ 4,096 characters."""
+    return _request_text(req, now, votes, with_details=True)
+
+
+def show_text(req: ApprovalRequest, now: float) -> str:
+    """The /show message: the whole request but its details, which go along as a file."""
+    return _request_text(req, now, (), with_details=False)
+
+
+def _request_text(req: ApprovalRequest, now: float, votes: Sequence[Vote], *, with_details: bool) -> str:
     head = _header(req, now)
-    extra = [line for line in (progress(req, votes), _escalation(req)) if line]
-    if extra:
-        head += "\n" + "\n".join(extra)
     tail = "" if req.status is Status.PENDING else "\n\n" + _outcome(req)
-    if req.details is None:
-        return _fit(head + tail)
-    full = _details_text(req)
-    budget = MAX_TEXT - len(head) - len(tail) - len("\n\n<pre></pre>") - 120  # room for the marker
-    shown = full[: _fitting_prefix(full, budget)]
-    marker = ""
-    if len(shown) < len(full):
-        marker = f"\n… {len(full) - len(shown):,} more characters: /show {escape(req.id)}"
-    return _fit(f"{head}\n\n<pre>{escape(shown)}</pre>{marker}{tail}")
-
-
-def _fitting_prefix(text: str, budget: int) -> int:
-    """The longest prefix of ``text`` whose HTML-escaped form has at most ``budget`` characters."""
-    if len(escape(text)) <= budget:
-        return len(text)
-    lo, hi = 0, min(len(text), max(budget, 0))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if len(escape(text[:mid])) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _fit(text: str) -> str:
-    # A last guard: the header alone is bounded (action 200, summary 1,000, metadata 50 keys),
-    # but never send Telegram something it would refuse.
-    if len(text) <= MAX_TEXT:
-        return text
-    return escape("(this request is too large to show here; use /show or `signoff show`)")
+    extra = "\n".join(line for line in (progress(req, votes), _escalation(req)) if line)
+    room = MAX_TEXT - 200  # separators and the notes of what was left out
+    budget = room - length(head) - length(tail) - length(extra)
+    if budget < 600:
+        extra = ""  # quorum marks and escalation names come from the config: never in the way of the request
+        budget = room - length(head) - length(tail)
+    summary = clip(req.summary, min(_SUMMARY, budget), one_line=False)
+    trimmed = summary != safe(req.summary, one_line=False)
+    budget -= length(summary)
+    text = f"{head}\n\n{summary}"
+    if req.metadata:
+        meta, cut = _metadata(req, min(_METADATA, budget))
+        trimmed |= cut
+        budget -= length(meta)
+        text += "\n" + meta
+    if extra:
+        text += "\n" + extra
+    if with_details and req.details is not None:
+        full = _details_text(req)
+        shown = full[: _fitting_prefix(full, budget - len("\n\n<pre></pre>"), one_line=False)]
+        text += f"\n\n<pre>{safe(shown, one_line=False)}</pre>" if shown else ""
+        if len(shown) < len(full):
+            text += f"\n… {len(full) - len(shown):,} more characters: /show {escape(req.id)}"
+    if trimmed:
+        text += f"\n(Trimmed to fit: <code>signoff show {escape(req.id)}</code> shows it all.)"
+    text += tail
+    if length(text) > MAX_TEXT:  # cannot happen with the caps above; never send what Telegram refuses
+        text = f"{head}\n\n(Too long to show here: <code>signoff show {escape(req.id)}</code>.){tail}"
+    return text
 
 
 def _escalation(req: ApprovalRequest) -> str:
@@ -179,16 +264,19 @@ def grant_label(req: ApprovalRequest, option: str) -> str:
 
 
 def keyboard(req: ApprovalRequest, signer: CallbackSigner) -> InlineKeyboardMarkup:
+    """The prompt's buttons, each signed for this request *and* its action digest."""
+
+    def data(action: str) -> str:
+        return signer.sign(action, req.id, digest=req.action_digest)
+
     rows = [
-        [
-            InlineKeyboardButton("✅ Approve", callback_data=signer.sign(APPROVE, req.id)),
-            InlineKeyboardButton("❌ Reject", callback_data=signer.sign(REJECT, req.id)),
-        ],
-        [InlineKeyboardButton("✍️ Reject with reason", callback_data=signer.sign(REJECT_WITH_REASON, req.id))],
-    ]
+        [InlineKeyboardButton("✅ Approve", callback_data=data(APPROVE)),
+         InlineKeyboardButton("❌ Reject", callback_data=data(REJECT))],
+        [InlineKeyboardButton("✍️ Reject with reason", callback_data=data(REJECT_WITH_REASON))],
+    ]  # fmt: skip
     offered = req.route_snapshot.get("grant_options") or []
     grant_buttons = [
-        InlineKeyboardButton(grant_label(req, option), callback_data=signer.sign(f"g{offered.index(option)}", req.id))
+        InlineKeyboardButton(grant_label(req, option), callback_data=data(f"g{offered.index(option)}"))
         for option in grant_options(req)
     ]
     rows[1:1] = [[button] for button in grant_buttons]  # one a row: each says in full what it grants
@@ -196,12 +284,12 @@ def keyboard(req: ApprovalRequest, signer: CallbackSigner) -> InlineKeyboardMark
 
 
 def reminder_text(req: ApprovalRequest, now: float) -> str:
-    return (f"⏰ Still waiting for you: <b>{escape(req.action)}</b> (<code>{escape(req.id)}</code>) — "
+    return (f"⏰ Still waiting for you: <b>{clip(req.action, _ACTION)}</b> (<code>{escape(req.id)}</code>) — "
             f"expires {humanize_delta(req.expires_at - now)}. The buttons are on the message above.")  # fmt: skip
 
 
 def escalated_text(req: ApprovalRequest) -> str:
-    return (f"⬆️ <b>{escape(req.action)}</b> (<code>{escape(req.id)}</code>) had no decision in time and was "
+    return (f"⬆️ <b>{clip(req.action, _ACTION)}</b> (<code>{escape(req.id)}</code>) had no decision in time and was "
             f"escalated: {escape(', '.join(req.eligible()))} may decide it now. Your buttons still work.")  # fmt: skip
 
 
@@ -221,53 +309,66 @@ def revoke_keyboard(grant: Grant, signer: CallbackSigner) -> InlineKeyboardMarku
     return InlineKeyboardMarkup([[InlineKeyboardButton("🛑 Revoke", callback_data=signer.sign(REVOKE, grant.id))]])
 
 
-def digest_text(items: Sequence[ApprovalRequest], decided: int, now: float) -> str:
-    """The digest: "7 pending — 5 × Bash, 2 × refund", the oldest few listed."""
+def digest_view(items: Sequence[ApprovalRequest], decided: int, now: float) -> tuple[str, list[ApprovalRequest]]:
+    """The digest — "7 pending — 5 × Bash, 2 × refund" — and the requests it lists: the oldest
+    ``DIGEST_LISTED`` (fewer if their text is long), the only ones its buttons decide."""
     if not items:
-        return f"📋 Digest: nothing pending ({decided} decided)." if decided else "📋 Digest: nothing pending."
+        return (f"📋 Digest: nothing pending ({decided} decided)." if decided else "📋 Digest: nothing pending."), []
     counts = Counter(r.action for r in items)
-    kinds = ", ".join(f"{n} × {escape(a)}" for a, n in counts.most_common(8))
+    kinds = ", ".join(f"{n} × {clip(a, 40)}" for a, n in counts.most_common(8))
     if len(counts) > 8:
         kinds += f", {len(counts) - 8} more kinds"
-    lines = [f"📋 <b>{len(items)} pending</b> — {kinds}", ""]
-    for r in items[:10]:
-        lines.append(f"• <code>{escape(r.id)}</code> {escape(r.action)}: {escape(r.summary[:80])}")
-    if len(items) > 10:
-        lines.append(f"… and {len(items) - 10} more")
+    head = f"📋 <b>{len(items)} pending</b> — {kinds}\n"
     soonest = min(r.expires_at for r in items)
-    lines += ["", f"The first expires {humanize_delta(soonest - now)} ({clock(soonest)})."]
+    foot = f"\nThe first expires {humanize_delta(soonest - now)} ({clock(soonest)})."
     if decided:
-        lines.append(f"{decided} decided since this digest began.")
-    return _fit("\n".join(lines))
+        foot += f"\n{decided} decided since this digest began."
+    lines = [
+        f"• <code>{escape(r.id)}</code> {clip(r.action, 40)}: {clip(r.summary, 100)}" for r in items[:DIGEST_LISTED]
+    ]
+    while True:
+        rest = len(items) - len(lines)
+        more = (
+            f"\n… and {rest} more. The buttons decide the {len(lines)} listed here; the rest come up next."
+            if rest
+            else ""
+        )
+        text = head + "\n" + "\n".join(lines) + more + "\n" + foot
+        if length(text) <= MAX_TEXT or len(lines) <= 1:
+            return text, list(items[: len(lines)])
+        lines.pop()
 
 
 def digest_keyboard(
-    items: Sequence[ApprovalRequest], upto: int, chat_id: int, signer: CallbackSigner
+    listed: Sequence[ApprovalRequest], render_id: int, chat_id: int, signer: CallbackSigner
 ) -> InlineKeyboardMarkup | None:
-    if not items:
+    """The digest's buttons, signed for this very render of it (and its chat): they decide only ``listed``."""
+    if not listed:
         return None
-    row = [InlineKeyboardButton("🔎 Review each", callback_data=signer.sign_digest(REVIEW_EACH, upto, chat_id))]
-    if all(r.route_snapshot.get("allow_bulk") for r in items):
-        row.append(InlineKeyboardButton("✅ Approve all", callback_data=signer.sign_digest(APPROVE_ALL, upto, chat_id)))
-    row.append(InlineKeyboardButton("❌ Reject all", callback_data=signer.sign_digest(REJECT_ALL, upto, chat_id)))
+    row = [InlineKeyboardButton("🔎 Review each", callback_data=signer.sign_digest(REVIEW_EACH, render_id, chat_id))]
+    if all(r.route_snapshot.get("allow_bulk") for r in listed):
+        row.append(
+            InlineKeyboardButton("✅ Approve all", callback_data=signer.sign_digest(APPROVE_ALL, render_id, chat_id))
+        )
+    row.append(InlineKeyboardButton("❌ Reject all", callback_data=signer.sign_digest(REJECT_ALL, render_id, chat_id)))
     return InlineKeyboardMarkup([row])
 
 
 def already(req: ApprovalRequest) -> str:
-    """The answer to a press on a request that is no longer pending (≤ 200 characters)."""
-    who = f" by {req.decided_by}" if req.decided_by else ""
+    """The answer to a press on a request that is no longer pending (plain text, ≤ 200 characters)."""
+    who = f" by {visible(req.decided_by[:100], one_line=True)}" if req.decided_by else ""
     when = f" at {clock(req.decided_at)}" if req.decided_at else ""
     return f"Already {req.status.value}{who}{when}."[:200]
 
 
-def show_text(req: ApprovalRequest, now: float) -> str:
-    """The /show message: the whole request but its details, which go along as a file."""
-    tail = "" if req.status is Status.PENDING else "\n\n" + _outcome(req)
-    return _fit(_header(req, now) + tail)
+# In JSON, these can only stand inside strings, where "\uXXXX" means the same character.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def details_file(req: ApprovalRequest) -> bytes | None:
-    """The details in full, pretty-printed, for a document attached to /show."""
+    """The details in full, pretty-printed, for a document attached to /show (control and bidi
+    characters written as JSON escapes, so any viewer shows them as such)."""
     if req.details is None:
         return None
-    return json.dumps(req.details, indent=2, ensure_ascii=False).encode()
+    text = json.dumps(req.details, indent=2, ensure_ascii=False)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()

@@ -3,6 +3,19 @@
 A press counts only when its data is ours (signed), the presser's Telegram *user id* belongs
 to an approver of that request's route (never the chat, never a username), and the request
 is still pending. Every callback query is answered.
+
+A button decides only the message it is on. A prompt's data is signed for its request *and*
+that request's action digest, so it is good for exactly the content the prompt shows; and it
+counts only on a message that shows that request: one of its recorded prompts, or — to keep
+the recovery of a prompt sent just before a crash — an unrecorded message whose text, as
+Telegram hands it back, shows the request's ID and shortened digest (it is then recorded).
+On another request's prompt, a digest or any other message it decides nothing. Request ids
+are never reused and a request's content never changes, so a prompt is superseded only when
+its request is decided (a press then gets "Already …" and decides nothing new) or when its
+content no longer matches (the data no longer verifies); every prompt of a pending request
+shows the same request and stays valid. A digest's data names one rendering of it (see
+digest.py): it counts only on the chat's newest rendering, on the message it was sent on,
+and covers only what that rendering lists.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from server.errors import NotAllowedError, NotFoundError
 from server.grants import Grant
 from server.models import Actor, ApprovalRequest, Status
 from server.routing import resolve
+from server.sanitize import visible
 from server.service import ApprovalService
 from server.store import Decision
 
@@ -41,16 +55,20 @@ from .callbacks import (
     DIGEST_ACTIONS,
     REJECT,
     REJECT_WITH_REASON,
+    REQUEST_ACTIONS,
     REVIEW_EACH,
     REVOKE,
     CallbackSigner,
     Press,
 )
 from .outbox import Outbox
-from .render import already, details_file, grant_notice, revoke_keyboard, show_text
+from .render import already, clip, details_file, grant_notice, revoke_keyboard, safe, short_digest, show_text
 
 log = logging.getLogger("signoff.telegram")
 CHANNEL = "telegram"
+NOT_VALID = "This button is not valid."
+NOT_HERE = "This button is not valid here: it is not on a prompt of its request. /pending sends a fresh one."
+OUT_OF_DATE = "This digest is out of date; use the newest one."
 
 HELP = (
     "I put approval requests from AI agents in front of their approvers.\n\n"
@@ -104,47 +122,67 @@ class UpdateHandler:
 
     async def _press(self, query: CallbackQuery) -> None:
         chat_id = query.message.chat.id if query.message is not None else None
+        claimed = self.signer.claimed(query.data)
+        if claimed is not None and claimed.action in REQUEST_ACTIONS:
+            await self._request_press(query, claimed.request_id)
+            return
         press = self.signer.verify(query.data, chat_id)
         if press is None:
             log.warning("telegram: refused a button press with data that is not ours (user %d)", query.from_user.id)
-            await self._answer(query, "This button is not valid.")
+            await self._answer(query, NOT_VALID)
             return
         if press.action in DIGEST_ACTIONS:
             assert chat_id is not None  # digest data only verifies with its chat
             await self._digest_press(query, press, chat_id)
             return
-        if press.action == REVOKE:
-            await self._revoke(query, press.target)
-            return
+        await self._revoke(query, press.target)
+
+    async def _request_press(self, query: CallbackQuery, request_id: str) -> None:
+        """A button on a prompt: it counts only when its data was signed for this request's very
+        content (its action digest) and it is on a message that shows this request."""
         try:
-            req = await self.service.get(press.request_id)
+            req: ApprovalRequest | None = await self.service.get(request_id)
         except NotFoundError:
-            await self._answer(query, "This request no longer exists.")
+            req = None
+        press = None if req is None else self.signer.verify_request(query.data, req.action_digest)
+        if req is None or press is None:
+            log.warning("telegram: refused a button press with data that is not ours, or made for other content "
+                        "(user %d)", query.from_user.id)  # fmt: skip
+            await self._answer(query, NOT_VALID)
             return
         user_id = query.from_user.id
         approver = approver_for(self.config, req, user_id)
+        actor = Actor("human", approver or f"telegram:{user_id}", CHANNEL)
+        place = await self._where(query, req)
+        if place is None:
+            await self.store.record(req.id, "refused", actor, {"why": "the button is not on a prompt of this request",
+                                                                "action": press.action})  # fmt: skip
+            await self._answer(query, NOT_HERE, alert=True)
+            return
         if approver is None:
-            await self.store.record(req.id, "refused", Actor("human", f"telegram:{user_id}", CHANNEL),
-                                    {"why": "not an approver of this request", "action": press.action})  # fmt: skip
+            await self.store.record(req.id, "refused", actor, {"why": "not an approver of this request",
+                                                                "action": press.action})  # fmt: skip
             await self._answer(query, "You are not an approver of this request.", alert=True)
             return
         if req.status is not Status.PENDING:
             await self._answer(query, already(req))
             return
-        if query.message is not None:
+        chat_id, message_id = place
+        if message_id is not None:
             # A prompt we lost track of (sent just before a crash, say) is edited with the rest.
-            await self.outbox.track(req.id, query.message.chat.id, query.message.message_id)
+            log.info("telegram: a press on an untracked prompt of %s (chat %d, message %d); tracking it",
+                     req.id, chat_id, message_id)  # fmt: skip
+            await self.outbox.track(req.id, chat_id, message_id)
         if press.action == REJECT_WITH_REASON:
             await self._answer(query, "Reply to my next message with the reason.")
             await self._ask_reason(query, req, user_id)
             return
-        actor = Actor("human", approver, CHANNEL)
         grant: Grant | None = None
         try:
             if press.grant_option is not None:
                 offered = req.route_snapshot.get("grant_options") or []
                 if press.grant_option >= len(offered):
-                    await self._answer(query, "This button is not valid.")
+                    await self._answer(query, NOT_VALID)
                     return
                 decision, grant = await self.service.approve_and_grant(req.id, offered[press.grant_option], actor,
                                                                         chat_id=chat_id)  # fmt: skip
@@ -155,10 +193,29 @@ class UpdateHandler:
             await self._answer(query, str(exc), alert=True)
             return
         await self._answer(query, await self._result(decision, press.action != REJECT))
-        if grant is not None and chat_id is not None:
+        if grant is not None:
             sent = await self.bot.send_message(chat_id, grant_notice(grant, self.service.clock()),
                                                parse_mode=ParseMode.HTML, reply_markup=revoke_keyboard(grant, self.signer))  # fmt: skip
             await grants.set_notice(self.store, grant.id, chat_id, sent.message_id)
+
+    async def _where(self, query: CallbackQuery, req: ApprovalRequest) -> tuple[int, int | None] | None:
+        """Whether the pressed message shows ``req``: ``(chat, None)`` for one of its known prompts,
+        ``(chat, message)`` for a message we lost track of whose text (as Telegram holds it) shows
+        the request's ID and action digest; None for anything else — another request's prompt, a
+        digest, a notice, or no message at all."""
+        message = query.message
+        if message is None:
+            return None
+        chat_id, message_id = message.chat.id, message.message_id
+        rows = await self.store.read(
+            "SELECT request_id FROM prompts WHERE chat_id = ? AND message_id = ?", (chat_id, message_id)
+        )
+        if rows:
+            return (chat_id, None) if rows[0][0] == req.id else None
+        text = message.text if isinstance(message, Message) else None
+        if text and req.id in text and req.action_digest and short_digest(req) in text:
+            return chat_id, message_id
+        return None
 
     async def _result(self, decision: Decision, approve: bool) -> str:
         """What the presser is told about their decision or vote."""
@@ -177,7 +234,12 @@ class UpdateHandler:
 
     async def _digest_press(self, query: CallbackQuery, press: Press, chat_id: int) -> None:
         digests = self.outbox.digests
-        items = [r for _, r in await digests.items(chat_id, int(press.target))]
+        assert query.message is not None  # digest data only verifies with its chat
+        render = await digests.current(chat_id, press.render_id, query.message.message_id)
+        if render is None:  # an older render, another message, or a digest since ended
+            await self._answer(query, OUT_OF_DATE)
+            return
+        items = await digests.listed(render)  # what this very message lists, still pending
         if not items:
             await self._answer(query, "Nothing in this digest is pending any more.")
             return
@@ -188,7 +250,7 @@ class UpdateHandler:
             if not mine:
                 await self._answer(query, "None of these requests is yours to decide.", alert=True)
                 return
-            taken = await digests.take_for_review(chat_id, int(press.target), only=mine)
+            taken = await digests.take_for_review(chat_id, items, only=mine)
             for req in taken:
                 await self.outbox.queue(req.id, "show", chat_id, names[req.id] or "")
             await self.outbox.queue(items[0].id, "digest", chat_id)
@@ -246,7 +308,7 @@ class UpdateHandler:
 
     async def _answer(self, query: CallbackQuery, text: str, *, alert: bool = False) -> None:
         try:
-            await query.answer(text[:200], show_alert=alert)
+            await query.answer(visible(text)[:200], show_alert=alert)  # plain text: no HTML to escape
         except TelegramError as exc:  # too late or already answered: the decision stands regardless
             log.info("telegram: could not answer a button press: %s", exc)
 
@@ -254,7 +316,7 @@ class UpdateHandler:
         chat_id = query.message.chat.id if query.message is not None else user_id
         sent = await self.bot.send_message(
             chat_id,
-            f"✍️ Why reject <code>{req.id}</code> ({escape(req.action)})? Reply to this message with the reason.",
+            f"✍️ Why reject <code>{req.id}</code> ({clip(req.action, 300)})? Reply to this message with the reason.",
             parse_mode=ParseMode.HTML,
             reply_markup=ForceReply(selective=True, input_field_placeholder="The reason for rejecting"),
         )
@@ -278,7 +340,7 @@ class UpdateHandler:
         try:
             decision = await self.service.decide(req.id, False, Actor("human", approver, CHANNEL), message.text or "")
         except NotAllowedError as exc:
-            await self._reply(message, escape(str(exc)))
+            await self._reply(message, safe(str(exc), one_line=False))
             return
         if decision.changed:
             self.on_decided()
@@ -335,7 +397,7 @@ class UpdateHandler:
             return
         now = self.service.clock()
         lines = [f"{len(live)} live grant(s):"] + [
-            f"• <code>{escape(g.id)}</code> {escape(g.scope())} — by {escape(g.created_by)}, "
+            f"• <code>{escape(g.id)}</code> {clip(g.scope(), 300)} — by {escape(g.created_by)}, "
             f"{humanize_delta(g.expires_at - now)}, used {g.uses}×" for g in live[:20]
         ]  # fmt: skip
         buttons = [[InlineKeyboardButton(f"🛑 Revoke {g.id}", callback_data=self.signer.sign(REVOKE, g.id))]

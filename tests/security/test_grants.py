@@ -129,7 +129,7 @@ async def test_a_grant_dies_when_its_granter_or_its_route_changes(fake: FakeTele
         assert await status_of(app, "Bash", bash("npm test"), "/p") is Status.APPROVED
     changes = {
         "alice left the route": ('approvers = ["alice", "bob"]', 'approvers = ["bob"]'),
-        "no more grants": ('grant_options = ["30m", "session"]', "grant_options = []\n#"),
+        "no more grants": ('grant_options = ["30m", "session"]\ngrant_scope', "#"),
         "shorter grants only": ('grant_options = ["30m", "session"]', 'grant_options = ["10m"]'),
         "another scope": ('patterns = ["npm test", "pytest *"]', 'patterns = ["pytest *"]'),
     }
