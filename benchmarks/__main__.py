@@ -12,6 +12,7 @@
 (d) wall time of `signoff pending` against `python -c pass`   target: ratio <= 10x
 (e), (f) Telegram: see benchmarks/telegram.py
 (g) a burst of 1,000 requests to one approver, gathered into a digest: see benchmarks/digest.py
+(n), (o) the HTTP path as agents use it (round trip; 1,000 waiting agents): see benchmarks/http.py
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from server.models import Actor
 from server.service import NewRequest
 from server.views import RequestView
 
-from . import digest, telegram
+from . import digest, http, telegram
 
 CONFIG = """
 [store]
@@ -205,6 +206,7 @@ def main() -> int:
         d = bench_cli_start(folder, 5 if quick else 20)
         telegram_rows = telegram.run(folder, quick)
         telegram_rows += digest.run(folder, quick)
+        telegram_rows += http.run(folder, quick)
     rows: list[tuple[str, str, str, bool]] = [
         ("(a) MCP round trip vs no-op", f"{a['ours_ms']:.2f} ms vs {a['noop_ms']:.2f} ms", f"{a['ratio']:.2f}x (<= 2x)", a["ratio"] <= 2),
         ("(b) request_approval vs raw insert", f"{b['ours_per_s']:.0f}/s vs {b['raw_per_s']:.0f}/s", f"{b['ratio']:.2f}x (>= 0.5x)", b["ratio"] >= 0.5),

@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -80,11 +81,13 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-def build_http_app(app: App, token: str | None, *, port: int | None = None) -> ASGIApp:
-    """The ASGI application for ``signoff serve`` (``port``: the one actually bound)."""
+def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp: MCPServer | None = None) -> ASGIApp:
+    """The ASGI application for ``signoff serve`` (``port``: the one actually bound; ``mcp``: the
+    MCP server to mount, by default signoff's own tools)."""
     host = app.config.server.host
     port = port or app.config.server.port
-    mcp = build_mcp(app.service, transport="http", http_identity=app.config.server.auth_identity if token else None)
+    if mcp is None:
+        mcp = build_mcp(app.service, transport="http", http_identity=app.config.server.auth_identity if token else None)
     hosts = [f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")] + ["127.0.0.1", "localhost"]
     if not is_loopback(host):
         hosts += [host, f"{host}:{port}"]
@@ -106,12 +109,21 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None) -> A
     return BearerAuth(starlette, token) if token else starlette
 
 
+LISTEN_BACKLOG = 4096  # many agents connecting at once wait in the queue (the kernel caps it at somaxconn)
+
+
 def bind(host: str, port: int) -> socket.socket:
     """Listen before serving, so the address is known (port 0 picks a free one) and early
-    clients wait in the backlog instead of being refused."""
+    clients wait in the backlog instead of being refused. Every listener signoff opens comes
+    from here: with TCP_NODELAY, so a response on a kept-alive connection is not held back
+    ~40 ms by Nagle's algorithm waiting for the client's delayed ACK."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio then sets TCP_NODELAY on every accepted connection itself
+    # (it only does so for sockets that say they are TCP); the listener's own option is
+    # inherited by accepted sockets on Linux as well.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -119,7 +131,7 @@ def bind(host: str, port: int) -> socket.socket:
         raise ConfigError(
             "server", [f"server.host/port: cannot listen on {host}:{port}: {exc.strerror}; pick another port"]
         ) from None
-    sock.listen(128)
+    sock.listen(LISTEN_BACKLOG)
     return sock
 
 
