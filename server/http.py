@@ -96,7 +96,7 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp:
 
     async def healthz(_: Request) -> Response:
         await app.store.data_version()  # the database answers
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "waiting": app.service.waiting})  # calls waiting for a decision
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

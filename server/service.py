@@ -330,6 +330,11 @@ class ApprovalService:
                     del self._waiters[request_id]
         return req
 
+    @property
+    def waiting(self) -> int:
+        """How many calls are waiting for a decision in this process right now."""
+        return sum(len(events) for events in self._waiters.values())
+
     def release_waiters(self) -> None:
         """Shutting down: every waiting call returns the current state now (still pending)."""
         self._closing = True
