@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx2
 from mcp import Client, StdioServerParameters
@@ -99,7 +99,10 @@ class Agent:
     A thousand SDK clients in one process would measure the clients' own result validation
     (a few ms each, serialised on this process), not the server."""
 
-    HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    HEADERS: ClassVar[dict[str, str]] = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
 
     def __init__(self, http: httpx2.AsyncClient, url: str) -> None:
         self.http, self.url, self.headers = http, url, dict(self.HEADERS)
