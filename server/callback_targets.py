@@ -267,6 +267,8 @@ def address_problem(ip: IPAddress) -> str | None:
         return "a multicast address"
     if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED:
         return "a carrier-grade NAT address (100.64.0.0/10)"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "a site-local address (fec0::/10)"
     if ip.is_private:
         return "a private address"
     if ip.is_reserved:

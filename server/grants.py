@@ -4,8 +4,9 @@ A grant is made by approving a request with one of its route's ``grant_options``
 "session"). It covers later requests with the same route, action, requester and working
 directory (and, for a "session" grant, the same session), and — where the route sets
 ``grant_scope`` — whose ``details[argument]`` is covered by the pattern the granting request
-matched, word by word for commands and segment by segment for paths (``scopes.py``): a grant
-covers only what its approver saw. At every use the grant is checked against the current
+matched, word by word for commands and segment by segment for paths (``scopes.py``), and
+whose other arguments equal the granting request's (but ``FREE_ARGUMENTS``): a grant covers
+only what its approver saw. At every use the grant is checked against the current
 configuration: its granter must still be an approver of the route, the route must still
 offer that grant and the same scope; otherwise the grant is dead from then on (audited
 once). Grants end at their time, after ``grant_max_uses`` uses, or when revoked; each use is
@@ -14,6 +15,7 @@ one compare-and-set on ``uses``.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -160,6 +162,27 @@ def covers(grant: Grant, req: ApprovalRequest) -> bool:
     return covered(_kind(scope), grant.pattern, value, req.cwd)
 
 
+# Arguments a grant lets vary besides its scoped one: words for people, and how long to wait.
+# Every other argument must equal the granting request's (a grant for `npm test` does not
+# cover `npm test` with `dangerouslyDisableSandbox: true`).
+FREE_ARGUMENTS = frozenset({"description", "timeout"})
+
+
+def _others(details: Any, argument: str) -> Any:
+    if not isinstance(details, dict):
+        return details
+    return {k: v for k, v in details.items() if k != argument and k not in FREE_ARGUMENTS}
+
+
+async def _same_other_arguments(conn: aiosqlite.Connection, grant: Grant, req: ApprovalRequest) -> bool:
+    if grant.argument is None:
+        return True  # the route grants any arguments: the operator set no grant_scope
+    rows = list(await conn.execute_fetchall("SELECT details FROM requests WHERE id = ?", (grant.from_request,)))
+    granted = json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
+    # Compared as canonical JSON: in Python True == 1, and a grant must not confuse them.
+    return dumps(_others(granted, grant.argument)) == dumps(_others(req.details, grant.argument))
+
+
 def dead_because(config: Config, grant: Grant) -> str | None:
     """Why ``grant`` no longer applies under the current ``config`` (None while it does)."""
     route = config.route(grant.route)
@@ -196,7 +219,7 @@ async def take(conn: aiosqlite.Connection, config: Config, req: ApprovalRequest,
         (req.route, req.action, req.requested_by, now),
     )
     for grant in (Grant.from_row(r) for r in rows):
-        if not covers(grant, req):
+        if not covers(grant, req) or not await _same_other_arguments(conn, grant, req):
             continue
         why = dead_because(config, grant)
         if why is not None:

@@ -151,11 +151,27 @@ def _eligible(choice: Choice, at: float) -> set[str]:
     return set(choice.approvers).union(*(lv["approvers"] for lv in choice.escalation if lv["after"] <= at))
 
 
+def _silence_approves(n: Choice, f: Choice) -> bool:
+    """Both routes approve when nobody answers: then asking fewer people, or later, is looser."""
+    return n.on_timeout == "approve" and f.on_timeout == "approve"
+
+
 def _who_decides(n: Choice, f: Choice) -> bool:
     # At every moment, whoever may decide on the named route may also decide on the first match:
-    # no approver added, none earlier (escalation levels and their order included).
+    # no approver added, none earlier (escalation levels and their order included). Where silence
+    # approves on both, the same people at every moment: fewer would mean fewer who can say no.
     moments = {0.0, *(lv["after"] for lv in n.escalation), *(lv["after"] for lv in f.escalation)}
+    if _silence_approves(n, f):
+        return all(_eligible(n, t) == _eligible(f, t) for t in moments)
     return all(_eligible(n, t) <= _eligible(f, t) for t in moments)
+
+
+def _urgent(n: Choice, f: Choice) -> bool:
+    # An agent cannot make its request urgent (that wakes approvers at night and skips digests);
+    # where silence approves, it cannot make it less urgent either (held prompts let silence win).
+    if _silence_approves(n, f):
+        return n.route.urgent == f.route.urgent
+    return n.route.urgent <= f.route.urgent
 
 
 def _silence(n: Choice, f: Choice) -> bool:
@@ -200,8 +216,7 @@ STRICTER: dict[str, Rule] = {
     "grant_scope": _scope,
     "grant_max_uses": _max_uses,
     "allow_bulk": lambda n, f: n.route.allow_bulk <= f.route.allow_bulk,
-    # An agent cannot make its request urgent: that wakes approvers at night and skips digests.
-    "urgent": lambda n, f: n.route.urgent <= f.route.urgent,
+    "urgent": _urgent,
     # The decision goes where the operator sends it for this kind of request, and nowhere else.
     "callback_url": lambda n, f: n.route.callback_url == f.route.callback_url,
 }

@@ -15,7 +15,9 @@ A grant covers only what its approver saw, so matching is never a glob on a raw 
   request's working directory and normalised (``.``, ``..``, repeated ``/``); a relative
   pattern is resolved against the same directory. Pattern segments match path segments one
   to one with ``fnmatch`` (so ``*`` never crosses ``/``); a trailing ``**`` segment stands
-  for any further segments. Symbolic links are not followed (see SECURITY.md).
+  for any further segments. Wildcards do not match hidden names (``.git``, ``.ssh``) unless the
+  pattern writes the dot; a value starting with ``~`` or holding ``$`` is never covered (a
+  tool may expand it elsewhere). Symbolic links are not followed (see SECURITY.md).
 - **exact** (any other argument): the value must equal the pattern.
 """
 
@@ -121,7 +123,16 @@ def normal_path(path: str, cwd: str | None) -> str | None:
     return "/" + normal.lstrip("/")  # normpath keeps a leading '//'
 
 
+def _segment(want: str, got: str) -> bool:
+    # As in the shell, a wildcard does not match a hidden name (.git, .ssh, .claude): write the dot.
+    if got.startswith(".") and not want.startswith("."):
+        return False
+    return fnmatch.fnmatchcase(got, want)
+
+
 def path_covered(pattern: str, path: str, cwd: str | None) -> bool:
+    if path.startswith("~") or "$" in path:
+        return False  # a tool may expand these to somewhere else than we would compare
     value = normal_path(path, cwd)
     if pattern.startswith("~"):
         pattern = posixpath.expanduser(pattern)
@@ -136,11 +147,13 @@ def path_covered(pattern: str, path: str, cwd: str | None) -> bool:
         head = want_parts[:-1]
         if len(got_parts) <= len(head):
             return False  # '**' stands for at least one further segment: the folder itself is not inside it
+        if any(part.startswith(".") for part in got_parts[len(head) :]):
+            return False  # nor a hidden name below it
         got_parts = got_parts[: len(head)]
         want_parts = head
     if len(got_parts) != len(want_parts):
         return False
-    return all(fnmatch.fnmatchcase(g, w) for w, g in zip(want_parts, got_parts, strict=True))
+    return all(_segment(w, g) for w, g in zip(want_parts, got_parts, strict=True))
 
 
 def covered(kind: Kind, pattern: str, value: str, cwd: str | None) -> bool:

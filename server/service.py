@@ -38,6 +38,15 @@ PROGRESS_INTERVAL = 5.0
 ProgressCallback = Callable[[float, float, str], Awaitable[None]]
 
 
+def _canonical(url: str) -> str:
+    from .callback_targets import parse_url
+
+    try:
+        return parse_url(url).url
+    except ValueError:
+        return url
+
+
 def _new_id() -> str:
     return "req_" + secrets.token_hex(6)
 
@@ -81,7 +90,20 @@ class ApprovalService:
                 if choice.on_timeout == "reject"
                 else max(timeout, new.timeout_seconds)
             )
-        callback_url = new.callback_url or choice.route.callback_url
+        route_url = choice.route.callback_url
+        if new.callback_url is not None and route_url is not None and new.callback_url != route_url:
+            # The operator chose where this route's decisions go; an agent cannot redirect them.
+            raise RequestError(
+                f"route {choice.route.name!r} sends its decisions to its own callback; omit callback_url"
+            )
+        if (
+            new.callback_url is not None
+            and new.callback_url != route_url
+            and _canonical(new.callback_url)
+            in {_canonical(r.callback_url) for r in self.config.routes if r.callback_url}
+        ):  # another route's receiver hears only about that route's decisions
+            raise RequestError("callback_url is the receiver of another route's decisions; omit it or use your own")
+        callback_url = new.callback_url or route_url
         if callback_url is not None and (problems := callback_url_problems(callback_url, self.config)):
             raise RequestError(f"callback_url: {problems[0]}")  # never echoes the URL
         if callback_url is not None and not os.environ.get(self.config.callbacks.secret_env):

@@ -84,8 +84,11 @@ class Outbox:
         wait = 0.25
         for row in await self.store.read(_DUE, (self.clock(),)):
             chat_id = int(row["chat_id"])
-            if row["kind"] == "prompt" and await self.digests.gather(row):
-                continue  # into the digest: no call of its own
+            try:
+                if row["kind"] == "prompt" and await self.digests.gather(row):
+                    continue  # into the digest: no call of its own
+            except Exception:  # never let one row stop the others; it is then sent as a prompt of its own
+                log.exception("telegram: gathering outbox row %d into a digest failed", int(row["id"]))
             free_at = self._chat_free_at.get(chat_id, 0.0)
             if free_at > time.monotonic():
                 wait = min(wait, free_at - time.monotonic())
@@ -124,6 +127,10 @@ class Outbox:
             await self._retry(outbox_id, attempts, min(UNREACHABLE_BACKOFF, 2.0 ** (attempts + 2)), str(exc))
         except (NetworkError, BadRequest, TelegramError) as exc:  # NetworkError covers timeouts and 5xx
             await self._retry(outbox_id, attempts, min(MAX_BACKOFF, 2.0**attempts), f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug with one row must never hold up every other prompt
+            log.exception("telegram: delivering outbox row %d (%s) failed; backing it off", outbox_id, kind)
+            await self._retry(outbox_id, attempts, min(UNREACHABLE_BACKOFF, 2.0 ** (attempts + 2)),
+                              f"internal error: {type(exc).__name__}")  # fmt: skip
         return True
 
     async def _send(self, kind: str, outbox_id: int, req: ApprovalRequest, chat_id: int, approver: str) -> bool:
