@@ -43,7 +43,7 @@ name = "default"
 # `signoff serve` with one more tool, `noop`, which returns the same output contract without
 # touching the database: the HTTP baseline on the same server, same process, same socket.
 SERVER = r"""
-import asyncio, sys
+import asyncio, logging, sys
 import uvicorn
 from server.app import open_app
 from server.config import load_config
@@ -56,6 +56,7 @@ CANNED = RequestView(request_id="req_0", status="pending", route="default", appr
                      decided_at=None, decided_by=None, reason=None)
 
 async def main():
+    logging.basicConfig(level=logging.WARNING)  # as `signoff serve` logs: nothing per request
     config = load_config(sys.argv[1])
     async with open_app(config) as app:
         mcp = build_mcp(app.service, transport="http")

@@ -114,6 +114,7 @@ def _setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request URLs may carry secrets
+    logging.getLogger("mcp").setLevel(logging.WARNING)  # the SDK logs every HTTP session at INFO
 
 
 def main(argv: list[str] | None = None) -> int:
