@@ -87,3 +87,35 @@ def verify(events: Iterable[Mapping[str, Any]], *, from_start: bool = True) -> t
         last_seq = seq
         count += 1
     return count, None
+
+
+def verify_source(config_arg: str | None, export: str | None) -> tuple[bool, str]:
+    """Verify the database the config names, or an ``audit --format jsonl`` export; (ok, what to print)."""
+    from . import readonly
+
+    if export is not None:
+        try:
+            with open(export, encoding="utf-8") as f:
+                events = [json.loads(line) for line in f if line.strip()]
+        except (OSError, ValueError) as exc:
+            return False, f"audit verify --file {export}: cannot read it ({exc}); give an `audit --format jsonl` export"
+        if any(not isinstance(e, dict) or "hash" not in e or "at_unix" not in e for e in events):
+            return (
+                False,
+                f"audit verify --file {export}: not an `audit --format jsonl` export of this version (no hashes)",
+            )
+        rows = [{**e, "at": e["at_unix"], "route_snapshot": e["route_snapshot_json"], "data": e["data_json"]}
+                for e in events]  # fmt: skip
+        count, broken = verify(rows, from_start=bool(rows) and rows[0]["prev_hash"] is None)
+        where = export
+    else:
+        with readonly.connect(readonly.db_path(config_arg)) as conn:
+            stored = readonly.audit(conn)
+        rows = [{**(e.raw or {}), "prev_hash": e.prev_hash, "hash": e.hash} for e in stored]
+        count, broken = verify(rows)
+        where = "the database"
+    if broken is not None:
+        return False, (f"audit chain BROKEN in {where} at event {broken.seq}: {broken.why} ({count} events before "
+                       "it are intact)")  # fmt: skip
+    last = rows[-1]["hash"] if rows else None
+    return True, f"audit chain OK in {where}: {count} events" + (f", last hash {last}" if last else "")

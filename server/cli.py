@@ -307,36 +307,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _verify_audit(args: argparse.Namespace) -> int:
     """``signoff audit verify [--file EXPORT]``: exit 0 when the chain holds, 1 naming the first broken event."""
-    from . import audit_chain, readonly
+    from . import audit_chain
 
-    if args.file is not None:
-        try:
-            with open(args.file, encoding="utf-8") as f:
-                events = [json.loads(line) for line in f if line.strip()]
-        except (OSError, ValueError) as exc:
-            _err(f"audit verify --file {args.file}: cannot read it ({exc}); give an `audit --format jsonl` export")
-            return EXIT_ERROR
-        if any(not isinstance(e, dict) or "hash" not in e or "at_unix" not in e for e in events):
-            _err(f"audit verify --file {args.file}: not an `audit --format jsonl` export of this version (no hashes)")
-            return EXIT_ERROR
-        rows = [{**e, "at": e["at_unix"], "route_snapshot": e["route_snapshot_json"], "data": e["data_json"]}
-                for e in events]  # fmt: skip
-        count, broken = audit_chain.verify(rows, from_start=bool(rows) and rows[0]["prev_hash"] is None)
-        where = args.file
-    else:
-        with readonly.connect(readonly.db_path(args.config)) as conn:
-            stored = readonly.audit(conn)
-        rows = [{**(e.raw or {}), "prev_hash": e.prev_hash, "hash": e.hash} for e in stored]
-        count, broken = audit_chain.verify(rows)
-        where = "the database"
-    if broken is not None:
-        print(
-            f"audit chain BROKEN in {where} at event {broken.seq}: {broken.why} ({count} events before it are intact)"
-        )
-        return EXIT_ERROR
-    last = rows[-1]["hash"] if rows else None
-    print(f"audit chain OK in {where}: {count} events" + (f", last hash {last}" if last else ""))
-    return EXIT_OK
+    ok, message = audit_chain.verify_source(args.config, args.file)
+    print(message)
+    return EXIT_OK if ok else EXIT_ERROR
 
 
 async def _decide(config: Config, args: argparse.Namespace, approve: bool) -> int:
