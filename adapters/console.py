@@ -231,6 +231,11 @@ def audit_rows(events: Sequence[AuditEvent]) -> list[dict[str, Any]]:
     ]
 
 
+def _cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a leading quote."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def format_audit(events: Sequence[AuditEvent], fmt: str) -> str:
     rows = audit_rows(events)
     if fmt == "jsonl":  # exact: JSON escapes decode to the stored text, so the hashes still verify
@@ -240,8 +245,8 @@ def format_audit(events: Sequence[AuditEvent], fmt: str) -> str:
         writer = csv.DictWriter(buf, fieldnames=AUDIT_FIELDS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for r in rows:
-            cells = {k: _one(v) if isinstance(v, str) else v for k, v in r.items()}
-            writer.writerow({**cells, "data": "" if r["data"] is None else safe_json(r["data"])})
+            cells = {k: _cell(_one(v)) if isinstance(v, str) else v for k, v in r.items()}
+            writer.writerow({**cells, "data": "" if r["data"] is None else _cell(safe_json(r["data"]))})
         return buf.getvalue().rstrip("\n")
     if not rows:
         return "No audit events."

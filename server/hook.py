@@ -28,6 +28,7 @@ from .models import Actor, ApprovalRequest, Status
 HANDLED = ("PreToolUse", "PermissionRequest")
 DEFAULT_IDENTITY = "claude-code"
 EXIT_BLOCK = 2
+MAX_STDIN = 8_000_000  # characters; a tool call's input is bounded far below (details ≤ 64 KiB)
 
 
 class BadInput(Exception):
@@ -112,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     name = "PreToolUse"
     out: dict[str, Any] | None
     try:
-        raw = sys.stdin.read()
+        raw = sys.stdin.read(MAX_STDIN + 1)
+        if len(raw) > MAX_STDIN:
+            raise BadInput(f"stdin is larger than {MAX_STDIN // 1_000_000} MB")
         name = _event_name(raw)
         parsed = parse_event(raw)
         if isinstance(parsed, str):

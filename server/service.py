@@ -78,7 +78,7 @@ class ApprovalService:
         if new.idempotency_key is not None:
             earlier = await self.store.find_by_key(requester.name, new.idempotency_key)
             if earlier is not None:
-                return self._same_content(earlier, content_hash)
+                return self._same_content(earlier, content_hash, new.cwd, session)
         choice = choose_route(
             self.config, action=new.action, requested_by=requester.name, metadata=new.metadata, named=new.route
         )
@@ -155,7 +155,7 @@ class ApprovalService:
                 return granted
         stored = await self.store.insert(req, encoded.details, encoded.metadata, snapshot_json)
         if stored.id != req.id:  # lost a race on the idempotency key
-            return self._same_content(stored, content_hash)
+            return self._same_content(stored, content_hash, new.cwd, session)
         return stored
 
     async def _insert_granted(
@@ -195,8 +195,12 @@ class ApprovalService:
         return self._snapshots[name]
 
     @staticmethod
-    def _same_content(earlier: ApprovalRequest, content_hash: str) -> ApprovalRequest:
-        if earlier.content_hash != content_hash:
+    def _same_content(
+        earlier: ApprovalRequest, content_hash: str, cwd: str | None, session: str | None
+    ) -> ApprovalRequest:
+        # The same call from another folder or session is another request: an approval (or a
+        # grant's) given there must not be handed back here.
+        if earlier.content_hash != content_hash or earlier.cwd != cwd or earlier.session != session:
             raise RequestError(
                 f"idempotency_key {earlier.idempotency_key!r} was already used for a different request "
                 f"({earlier.id}); use a new key for new content"

@@ -16,7 +16,7 @@ from server.callback_targets import address_problem
 from server.config import parse_config
 from server.errors import RequestError
 from server.intake import NewRequest
-from server.models import ApprovalRequest, Status
+from server.models import Actor, ApprovalRequest, Status
 
 from ..fake_telegram import FakeTelegram
 from ..policies import AGENT, ALICE, answer_to, prompt_for
@@ -233,3 +233,55 @@ async def test_an_agent_cannot_send_an_approval_to_another_routes_receiver(
 def test_a_site_local_ipv6_address_is_not_public() -> None:
     """fec0::/10 (deprecated site-local, still routed inside some networks) passes address_problem as public."""
     assert address_problem(ipaddress.IPv6Address("fec0::1")) is not None
+
+
+# --- the red team's smaller notes, closed by the lead -------------------------------------
+
+
+def test_a_csv_export_cannot_carry_a_spreadsheet_formula(tmp_path: Path) -> None:
+    """An agent's action '=HYPERLINK(...)' would run as a formula when an auditor opens the CSV."""
+    import anyio
+
+    from ..procs import cli
+
+    config = tmp_path / "signoff.toml"
+    config.write_text('[store]\npath = "signoff.db"\n[[routes]]\nname = "default"\n', encoding="utf-8")
+
+    async def file() -> None:
+        async with open_app(parse_config(config.read_text(), source="t", base_dir=tmp_path), background=False) as app:
+            await app.service.request_approval(
+                NewRequest('=HYPERLINK("http://evil")', "s"), Actor("agent", "@SUM(1)", "mcp")
+            )
+
+    anyio.run(file)
+    out = cli("audit", "--format", "csv", config=config).stdout
+    assert ",'=HYPERLINK" not in out  # the action is not a column; the actor is
+    assert ",'@SUM(1)," in out and ",@SUM(1)," not in out
+
+
+async def test_an_idempotency_key_does_not_carry_an_approval_to_another_folder(tmp_path: Path) -> None:
+    """The same call and key from another folder is another request, never the approved one."""
+    config = parse_config('[store]\npath = "signoff.db"\n[[routes]]\nname = "default"\n', source="t", base_dir=tmp_path)
+    async with open_app(config, background=False) as app:
+        first = await app.service.request_approval(NewRequest("Bash", "s", idempotency_key="k", cwd="/a"), AGENT)
+        await app.service.decide(first.id, True, Actor("human", "alice", "console"))
+        with pytest.raises(RequestError, match="idempotency_key"):
+            await app.service.request_approval(NewRequest("Bash", "s", idempotency_key="k", cwd="/b"), AGENT)
+        again = await app.service.request_approval(NewRequest("Bash", "s", idempotency_key="k", cwd="/a"), AGENT)
+        assert again.id == first.id
+
+
+def test_a_huge_hook_input_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    """200 MB on stdin used ~900 MB of memory; now the hook stops reading at 8 MB and denies."""
+    import json
+    import subprocess
+
+    from ..conftest import SIGNOFF, subprocess_env
+
+    config = tmp_path / "signoff.toml"
+    config.write_text('[[routes]]\nname = "default"\n', encoding="utf-8")
+    stdin = '{"tool_name": "Bash", "tool_input": {"command": "' + "x" * 20_000_000 + '"}}'
+    proc = subprocess.run([SIGNOFF, "hook", "--config", str(config), "--fallback", "deny"], input=stdin,
+                          capture_output=True, text=True, env=subprocess_env(), timeout=60)  # fmt: skip
+    assert proc.returncode == 0 and "larger than 8 MB" in proc.stderr
+    assert json.loads(proc.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
