@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         "--config", metavar="PATH", help="config file (default: $SIGNOFF_CONFIG, else the embedded default)"
     )
     p = argparse.ArgumentParser(prog="signoff", description="Let AI agents ask a human before they act.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--config", dest="config_before", metavar="PATH",
+                   help="config file, before or after the command (default: $SIGNOFF_CONFIG, else the embedded default)")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (what an MCP client starts)")
     s.add_argument("--identity", metavar="NAME", type=_identity,
@@ -118,7 +121,15 @@ def _setup_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:  # before parsing: no command is needed
+        from .paths import package_version
+
+        print(f"signoff {package_version()}")
+        return EXIT_OK
     args = _parser().parse_args(argv)
+    if getattr(args, "config", None) is None and args.config_before is not None:
+        args.config = args.config_before  # `signoff --config PATH COMMAND`
     if args.command == "hook":  # every failure of a hook is a decision: it handles its own errors
         from .hook import run
 

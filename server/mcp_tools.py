@@ -25,6 +25,7 @@ from .errors import RequestError
 from .intake import NewRequest
 from .mcp_guard import GuardedMCPServer, clip
 from .models import Actor
+from .paths import package_version
 from .sanitize import has_control
 from .service import ApprovalService
 from .views import RequestView
@@ -147,9 +148,8 @@ def build_mcp(
     """The signoff MCP server, bound to an open ``service``. ``identity``: the requester every
     stdio (or in-memory) call is filed as, pinned by the operator; ``cwd``: the folder the agent
     works in, as the transport knows it (the stdio server's working directory)."""
-    mcp: MCPServer = GuardedMCPServer(
-        "signoff", instructions=INSTRUCTIONS
-    )  # short errors; unreadable requests answered
+    # GuardedMCPServer: short errors; unreadable requests answered.
+    mcp: MCPServer = GuardedMCPServer("signoff", instructions=INSTRUCTIONS, version=package_version())
     identify = requester_name(transport, http_identity, identity)
 
     def agent(ctx: Context[Any, Any] | None) -> Actor:

@@ -10,6 +10,16 @@ import os
 from pathlib import Path
 
 
+def package_version() -> str:
+    """The installed package's version (``signoff --version``, the MCP ``serverInfo``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("signoff")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
 def default_state_dir() -> Path:
     """``$SIGNOFF_STATE_DIR``, else ``$XDG_STATE_HOME/signoff``, else ``~/.local/state/signoff``."""
     if explicit := os.environ.get("SIGNOFF_STATE_DIR"):
