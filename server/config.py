@@ -24,6 +24,7 @@ from .config_messages import closest, describe
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .paths import config_file, store_path
+from .scopes import Kind, kind_for, pattern_problem
 
 log = logging.getLogger("signoff.config")
 
@@ -123,9 +124,7 @@ class GrantScope(_Model):
     )
 
     @property
-    def kind(self) -> Literal["command", "path", "exact"]:
-        from .scopes import kind_for
-
+    def kind(self) -> Kind:
         return self.match or kind_for(self.argument)
 
 
@@ -457,8 +456,6 @@ def _check_policy(key: str, route: RouteConfig, config: Config) -> list[str]:
         problems.append(f"{key}.grant_options: a route that needs {route.quorum} approvals cannot be granted by one "
                         "person; remove grant_options or the quorum")  # fmt: skip
     if route.grant_scope is not None:
-        from .scopes import pattern_problem
-
         for j, pattern in enumerate(route.grant_scope.patterns):
             why = pattern_problem(route.grant_scope.kind, pattern)
             if why is not None:

@@ -28,7 +28,7 @@ from .durations import humanize_delta
 from .errors import NotAllowedError, NotFoundError
 from .models import ApprovalRequest
 from .routing import resolve
-from .scopes import covered
+from .scopes import Kind, covered, kind_for
 from .store import AUDIT_EVENT, Store, dumps
 
 SESSION_GRANT_MAX = 12 * 3600.0  # a "session" grant also ends after this, whatever the session does
@@ -113,10 +113,10 @@ def _scope_of(req: ApprovalRequest) -> dict[str, Any] | None:
     return scope if isinstance(scope, dict) else None
 
 
-def _kind(scope: dict[str, Any]) -> Any:
-    from .scopes import kind_for
-
-    return scope.get("match") or kind_for(str(scope["argument"]))
+def _kind(scope: dict[str, Any]) -> Kind:
+    """How a route snapshot's ``grant_scope`` compares values (as ``GrantScope.kind`` does)."""
+    match = scope.get("match")
+    return match if match in ("command", "path", "exact") else kind_for(str(scope["argument"]))
 
 
 def scope_pattern(req: ApprovalRequest) -> tuple[bool, str | None, str | None]:

@@ -45,12 +45,16 @@ class HookEvent:
     cwd: str | None
 
 
-def parse_event(raw: str) -> HookEvent | str:
-    """The event on stdin, or the name of an event this hook does not decide (it stays silent)."""
+def load(raw: str) -> Any:
+    """The JSON on stdin, parsed once (``BadInput`` when it is not JSON)."""
     try:
-        event = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, RecursionError):
         raise BadInput("stdin is not JSON (Claude Code sends the hook's JSON object there)") from None
+
+
+def parse_event(event: Any) -> HookEvent | str:
+    """The event, or the name of an event this hook does not decide (it stays silent)."""
     if not isinstance(event, dict):
         raise BadInput("stdin is not a JSON object")
     name = event.get("hook_event_name", "PreToolUse")
@@ -76,12 +80,8 @@ def parse_event(raw: str) -> HookEvent | str:
                      cwd)  # fmt: skip
 
 
-def _event_name(raw: str) -> str:
+def _event_name(event: Any) -> str:
     """The event to answer for, as far as it can be told from broken input (else PreToolUse)."""
-    try:
-        event = json.loads(raw)
-    except (ValueError, RecursionError):
-        return "PreToolUse"
     name = event.get("hook_event_name") if isinstance(event, dict) else None
     return name if name in HANDLED else "PreToolUse"
 
@@ -116,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
         raw = sys.stdin.read(MAX_STDIN + 1)
         if len(raw) > MAX_STDIN:
             raise BadInput(f"stdin is larger than {MAX_STDIN // 1_000_000} MB")
-        name = _event_name(raw)
-        parsed = parse_event(raw)
+        event = load(raw)
+        name = _event_name(event)
+        parsed = parse_event(event)
         if isinstance(parsed, str):
             print(f"signoff: hook: {parsed[:50]!r} is not handled; use signoff for PreToolUse or PermissionRequest "
                   "hooks", file=sys.stderr)  # fmt: skip

@@ -254,14 +254,10 @@ def choose_route(
     if named is None:
         return first
     route = config.route(named)
-    if (
-        route is None
-        or route not in fitting
-        or route.auto == "approve"
-        or not _at_least_as_strict(resolve(config, route), first)
-    ):
+    choice = None if route is None or route not in fitting or route.auto == "approve" else resolve(config, route)
+    if choice is None or not _at_least_as_strict(choice, first):
         raise RequestError(
             f"route {named[:100]!r} cannot be used for this request; omit 'route' (the matching route is chosen "
             "for you, and a named route may only be stricter than it on every rule)"
         )
-    return resolve(config, route)
+    return choice
