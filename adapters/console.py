@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import getpass
 import io
-import json
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from server.durations import humanize_delta
 from server.errors import NotAllowedError
 from server.models import Actor, ApprovalRequest, AuditEvent, Status, iso, view
-from server.sanitize import visible
+from server.sanitize import json_visible, visible
 
 if TYPE_CHECKING:  # the read-only commands never load the service and its dependencies
     from server.grants import Grant
@@ -59,16 +58,7 @@ def _block(text: str, indent: str) -> str:
     return ("\n" + indent).join(visible(text).split("\n"))
 
 
-# What json.dumps(ensure_ascii=False) leaves raw of what ``visible`` escapes: DEL, C1, the
-# bidi marks, overrides and isolates, the Unicode line separators. Escaped as \uXXXX, the
-# JSON still decodes to the very same text.
-_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def safe_json(value: Any, *, indent: int | None = None) -> str:
-    """JSON for a terminal: readable non-ASCII text, but no raw control or bidi character."""
-    text = json.dumps(value, ensure_ascii=False, indent=indent)
-    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+safe_json = json_visible  # JSON for a terminal: readable non-ASCII text, no raw control or bidi character
 
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:

@@ -119,7 +119,7 @@ class CallbackDeliverer:
         """Attempt every due callback once; return how many were delivered."""
         delivered = 0
         for row in await self.store.read(_DUE, (self.service.clock(),)):
-            if self.lease.remaining() < self.service.config.callbacks.timeout + 1 and not await self.lease.claim():
+            if self.lease.remaining() < self.config.callbacks.timeout + 1 and not await self.lease.claim():
                 break
             req = await self.store.get(row["request_id"])
             if req is None or req.callback_url is None:  # pragma: no cover - the trigger needs both
@@ -143,7 +143,7 @@ class CallbackDeliverer:
     async def _post(self, req: ApprovalRequest, delivery: int, attempt: int) -> str | None:
         """POST the callback; None when the receiver took it, else what went wrong."""
         assert req.callback_url is not None and self.client is not None
-        callbacks = self.service.config.callbacks  # the configuration in force now, not at filing
+        callbacks = self.config.callbacks  # checked again at delivery: the prefixes, not what was true at filing
         try:
             target = allowed_target(req.callback_url, callbacks.prefixes())
             async with asyncio.timeout(callbacks.timeout):

@@ -82,12 +82,7 @@ def check_reason(reason: str | None) -> str | None:
     if reason is None or not reason.strip():
         return None
     reason = reason.strip()
-    if len(reason) > MAX_REASON:
-        raise RequestError(f"'reason' is {len(reason)} characters; the limit is {MAX_REASON}. Shorten it")
-    bad = has_control(reason, allow_newlines=True)
-    if bad is not None:
-        raise RequestError(f"'reason' contains control characters ({_code(bad)}); remove them "
-                           "(line breaks and tabs are fine)")  # fmt: skip
+    _check_text("reason", reason, MAX_REASON)
     return reason
 
 

@@ -176,7 +176,7 @@ class Digests:
             await conn.execute("UPDATE digest_renders SET message_id = ? WHERE id = ?", (message_id, render_id))
             if items:
                 await conn.execute(
-                    "INSERT INTO digests (chat_id, message_id, shown_upto) VALUES (?, ?, 0) ON CONFLICT (chat_id) "
+                    "INSERT INTO digests (chat_id, message_id) VALUES (?, ?) ON CONFLICT (chat_id) "
                     "DO UPDATE SET message_id = excluded.message_id",
                     (chat_id, message_id),
                 )

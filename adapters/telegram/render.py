@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from server.grants import Grant, offer, short_path
 from server.grants import options as grant_options
 from server.models import ApprovalRequest, Status
 from server.policy import Vote
-from server.sanitize import visible
+from server.sanitize import json_visible, visible
 
 from .callbacks import (
     APPROVE,
@@ -405,14 +404,9 @@ def already(req: ApprovalRequest) -> str:
     return f"Already {req.status.value}{who}{when}."[:200]
 
 
-# In JSON, these can only stand inside strings, where "\uXXXX" means the same character.
-_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
 def details_file(req: ApprovalRequest) -> bytes | None:
     """The details in full, pretty-printed, for a document attached to /show (control and bidi
     characters written as JSON escapes, so any viewer shows them as such)."""
     if req.details is None:
         return None
-    text = json.dumps(req.details, indent=2, ensure_ascii=False)
-    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
+    return json_visible(req.details, indent=2).encode()
