@@ -22,8 +22,8 @@ run: $(VENV)/.installed
 	$(BIN)/signoff serve
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check server adapters tests benchmarks
-	$(BIN)/ruff format --check server adapters tests benchmarks
+	$(BIN)/ruff check signoff server adapters tests benchmarks
+	$(BIN)/ruff format --check signoff server adapters tests benchmarks
 	$(BIN)/mypy
 
 test: lint

@@ -20,14 +20,14 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from server.durations import humanize_delta
-from server.errors import NotAllowedError
-from server.models import Actor, ApprovalRequest, AuditEvent, Status, iso, view
-from server.sanitize import json_visible, visible
+from signoff.server.durations import humanize_delta
+from signoff.server.errors import NotAllowedError
+from signoff.server.models import Actor, ApprovalRequest, AuditEvent, Status, iso, view
+from signoff.server.sanitize import json_visible, visible
 
 if TYPE_CHECKING:  # the read-only commands never load the service and its dependencies
-    from server.grants import Grant
-    from server.service import ApprovalService
+    from signoff.server.grants import Grant
+    from signoff.server.service import ApprovalService
 
 CHANNEL = "console"
 

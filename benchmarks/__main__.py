@@ -29,13 +29,13 @@ from pathlib import Path
 
 from mcp import Client
 
-from server import db as dbmod
-from server.app import open_app
-from server.config import Config, parse_config
-from server.mcp_tools import build_mcp
-from server.models import Actor
-from server.service import NewRequest
-from server.views import RequestView
+from signoff.server import db as dbmod
+from signoff.server.app import open_app
+from signoff.server.config import Config, parse_config
+from signoff.server.mcp_tools import build_mcp
+from signoff.server.models import Actor
+from signoff.server.service import NewRequest
+from signoff.server.views import RequestView
 
 from . import digest, http, telegram
 
@@ -123,9 +123,9 @@ async def bench_throughput(folder: Path, n: int) -> dict[str, float]:
 
 DECIDER = r"""
 import asyncio, sys, time
-from server.app import open_app
-from server.config import load_config
-from server.models import Actor
+from signoff.server.app import open_app
+from signoff.server.config import load_config
+from signoff.server.models import Actor
 
 async def main():
     config = load_config(sys.argv[1])

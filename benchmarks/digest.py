@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.models import Actor, Status
-from server.service import NewRequest
+from signoff.server.models import Actor, Status
+from signoff.server.service import NewRequest
 from tests.fake_telegram import FakeTelegram
 
 from .telegram import bot_on_fake

@@ -45,11 +45,11 @@ name = "default"
 SERVER = r"""
 import asyncio, logging, sys
 import uvicorn
-from server.app import open_app
-from server.config import load_config
-from server.http import bind, build_http_app
-from server.mcp_tools import build_mcp
-from server.views import RequestView
+from signoff.server.app import open_app
+from signoff.server.config import load_config
+from signoff.server.http import bind, build_http_app
+from signoff.server.mcp_tools import build_mcp
+from signoff.server.views import RequestView
 
 CANNED = RequestView(request_id="req_0", status="pending", route="default", approvers=[],
                      created_at="2026-01-01T00:00:00.000Z", expires_at="2026-01-01T01:00:00.000Z",
@@ -77,9 +77,9 @@ asyncio.run(main())
 
 DECIDER = r"""
 import asyncio, json, sys, time
-from server.app import open_app
-from server.config import load_config
-from server.models import Actor
+from signoff.server.app import open_app
+from signoff.server.config import load_config
+from signoff.server.models import Actor
 
 async def main():
     config = load_config(sys.argv[1])

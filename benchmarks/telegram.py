@@ -24,11 +24,11 @@ from typing import Any
 
 from mcp import Client
 
-from server.app import App, open_app
-from server.config import load_config
-from server.mcp_tools import build_mcp
-from server.models import Actor
-from server.service import NewRequest
+from signoff.server.app import App, open_app
+from signoff.server.config import load_config
+from signoff.server.mcp_tools import build_mcp
+from signoff.server.models import Actor
+from signoff.server.service import NewRequest
 from tests.fake_telegram import FakeTelegram, Message, fake_telegram
 
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))

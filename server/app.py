@@ -20,7 +20,7 @@ from .service import ApprovalService
 from .store import Store
 
 if TYPE_CHECKING:
-    from adapters.telegram import TelegramChannel
+    from signoff.adapters.telegram import TelegramChannel
 
 log = logging.getLogger("signoff")
 
@@ -91,7 +91,7 @@ async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:
 
 def _telegram(service: ApprovalService) -> TelegramChannel | None:
     """The Telegram channel when a token is configured (the variable named by token_env)."""
-    from adapters.telegram import TelegramChannel, start_message
+    from signoff.adapters.telegram import TelegramChannel, start_message
 
     settings = service.config.telegram
     token = os.environ.get(settings.token_env, "").strip() or None

@@ -216,7 +216,7 @@ async def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
-    from adapters.console import table
+    from signoff.adapters.console import table
 
     from .durations import format_duration
 
@@ -268,7 +268,7 @@ async def _with_service(config: Config, fn: Callable[[Any], Awaitable[int]]) -> 
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
-    from adapters.console import format_pending, request_json
+    from signoff.adapters.console import format_pending, request_json
 
     from . import readonly
 
@@ -279,7 +279,7 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from adapters.console import audit_rows, format_request, request_json, safe_json
+    from signoff.adapters.console import audit_rows, format_request, request_json, safe_json
 
     from . import readonly
 
@@ -297,7 +297,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from adapters.console import format_audit
+    from signoff.adapters.console import format_audit
 
     from . import readonly
     from .durations import parse_duration
@@ -326,7 +326,7 @@ def _verify_audit(args: argparse.Namespace) -> int:
 
 
 async def _decide(config: Config, args: argparse.Namespace, approve: bool) -> int:
-    from adapters.console import decide, request_json
+    from signoff.adapters.console import decide, request_json
 
     async def go(service: Any) -> int:
         changed, message = await decide(service, args.id, approve, args.reason, args.as_approver)
@@ -348,7 +348,7 @@ async def cmd_reject(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_grants(config: Config, args: argparse.Namespace) -> int:
-    from adapters.console import format_grants, grant_json
+    from signoff.adapters.console import format_grants, grant_json
 
     async def go(service: Any) -> int:
         found = await service.list_grants(everything=args.all)
@@ -360,7 +360,7 @@ async def cmd_grants(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_revoke(config: Config, args: argparse.Namespace) -> int:
-    from adapters.console import console_actor
+    from signoff.adapters.console import console_actor
 
     async def go(service: Any) -> int:
         if await service.revoke_grant(args.id, console_actor()):
@@ -416,7 +416,7 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
     if not token:
         print(f"telegram  ${tg} is not set: console channel only (set it to a token from @BotFather to use Telegram)")
     else:
-        from adapters.telegram.doctor import check
+        from signoff.adapters.telegram.doctor import check
 
         for ok, line in await check(config, token):
             problems += 0 if ok else 1

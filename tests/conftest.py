@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from server.app import App, open_app
-from server.config import Config, load_config
+from signoff.server.app import App, open_app
+from signoff.server.config import Config, load_config
 
 from .fake_telegram import FakeTelegram, fake_telegram
 

@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from server.app import App, open_app
-from server.config import Config, parse_config
+from signoff.server.app import App, open_app
+from signoff.server.config import Config, parse_config
 
 
 class OneLoop:

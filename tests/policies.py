@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.app import App
-from server.config import Config, parse_config
-from server.models import Actor
-from server.service import NewRequest
+from signoff.server.app import App
+from signoff.server.config import Config, parse_config
+from signoff.server.models import Actor
+from signoff.server.service import NewRequest
 
 from .conftest import ROOT
 from .fake_telegram import FakeTelegram, Message

@@ -13,10 +13,10 @@ import pytest
 from mcp import Client
 from mcp.types import Implementation
 
-from server.app import App
-from server.config import load_config
-from server.mcp_tools import build_mcp
-from server.models import Actor, Status
+from signoff.server.app import App
+from signoff.server.config import load_config
+from signoff.server.mcp_tools import build_mcp
+from signoff.server.models import Actor, Status
 
 from .conftest import BASIC_CONFIG, SIGNOFF, subprocess_env
 

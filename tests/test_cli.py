@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from server.app import App
-from server.mcp_tools import build_mcp
+from signoff.server.app import App
+from signoff.server.mcp_tools import build_mcp
 
 from .procs import cli
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from server.config import Config, load_config
-from server.durations import format_duration, parse_duration
-from server.errors import ConfigError
+from signoff.server.config import Config, load_config
+from signoff.server.durations import format_duration, parse_duration
+from signoff.server.errors import ConfigError
 
 from .conftest import ROOT, SIGNOFF, subprocess_env
 

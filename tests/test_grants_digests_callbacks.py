@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import cli
-from server.app import open_app
-from server.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from server.errors import RequestError
-from server.models import Actor, Status
-from server.service import NewRequest
+from signoff.server import cli
+from signoff.server.app import open_app
+from signoff.server.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from signoff.server.errors import RequestError
+from signoff.server.models import Actor, Status
+from signoff.server.service import NewRequest
 
 from .fake_telegram import FakeTelegram
 from .policies import ALICE, MALLORY, Clock, answer_to, example_config, file, prompt_for, readme_example
@@ -122,7 +122,7 @@ def test_grants_and_revoke_on_the_command_line(tmp_path: Path, capsys: pytest.Ca
     config.write_text(readme_example("grants") + '[store]\npath = "signoff.db"\n', encoding="utf-8")
 
     async def make_grant() -> str:
-        from server.config import load_config
+        from signoff.server.config import load_config
 
         async with open_app(load_config(config), background=False) as app:
             rid = await file(app, "Bash", details=npm("npm test"))
@@ -328,7 +328,7 @@ def test_show_reports_the_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     config.write_text(text + '[store]\npath = "signoff.db"\n', encoding="utf-8")
 
     async def decided() -> str:
-        from server.config import load_config
+        from signoff.server.config import load_config
 
         async with open_app(load_config(config), background=False) as app:
             new = NewRequest("payout", "Pay", callback_url="http://127.0.0.1:9/never")
@@ -347,7 +347,7 @@ def test_show_reports_the_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 async def test_a_session_grant_covers_one_stdio_server_only(tmp_path: Path) -> None:
     """Claude Code starts one `signoff mcp` per session: a "session" grant covers that process."""
-    from server.config import load_config
+    from signoff.server.config import load_config
 
     from .procs import stdio_client
 
@@ -372,8 +372,8 @@ async def test_callback_delivery_is_audited_and_follows_no_redirect(
 ) -> None:
     import httpx
 
-    from server.callbacks import CallbackDeliverer
-    from server.config import parse_config
+    from signoff.server.callbacks import CallbackDeliverer
+    from signoff.server.config import parse_config
 
     monkeypatch.setenv("SIGNOFF_CALLBACK_SECRET", "k")
     text = readme_example("callbacks") + '[store]\npath = "cb.db"\n'

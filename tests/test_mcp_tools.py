@@ -11,12 +11,12 @@ import pytest
 from mcp import Client
 from mcp.types import Implementation
 
-from adapters.console import console_actor
-from server.app import App, open_app
-from server.config import parse_config
-from server.errors import NotAllowedError
-from server.mcp_tools import build_mcp
-from server.models import Actor, Status
+from signoff.adapters.console import console_actor
+from signoff.server.app import App, open_app
+from signoff.server.config import parse_config
+from signoff.server.errors import NotAllowedError
+from signoff.server.mcp_tools import build_mcp
+from signoff.server.models import Actor, Status
 
 from .policies import readme_example
 

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.console import decide as console_decide
-from server.app import open_app
-from server.config import parse_config
-from server.errors import ConfigError, NotAllowedError, RequestError
-from server.models import Actor, Status, iso
-from server.service import NewRequest
+from signoff.adapters.console import decide as console_decide
+from signoff.server.app import open_app
+from signoff.server.config import parse_config
+from signoff.server.errors import ConfigError, NotAllowedError, RequestError
+from signoff.server.models import Actor, Status, iso
+from signoff.server.service import NewRequest
 
 from .fake_telegram import FakeTelegram
 from .fuzzing import OneLoop
@@ -219,7 +219,7 @@ async def test_a_route_whose_approvers_made_the_request_rejects_at_filing(fake: 
 
 
 async def test_the_embedded_default_is_decided_at_the_console(tmp_path: Path) -> None:
-    from server.config import DEFAULT_CONFIG_TOML
+    from signoff.server.config import DEFAULT_CONFIG_TOML
 
     config = parse_config(DEFAULT_CONFIG_TOML, source="<embedded default>", base_dir=tmp_path)
     async with open_app(config, background=False) as app:

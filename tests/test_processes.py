@@ -13,10 +13,10 @@ import anyio
 import httpx
 import pytest
 
-from server.app import open_app
-from server.config import load_config
-from server.models import Actor, Status
-from server.service import ApprovalService, NewRequest
+from signoff.server.app import open_app
+from signoff.server.config import load_config
+from signoff.server.models import Actor, Status
+from signoff.server.service import ApprovalService, NewRequest
 
 from .conftest import SIGNOFF, subprocess_env
 from .procs import cli, http_client, serve, stdio_client, write_lock_is_free

@@ -7,9 +7,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from adapters.telegram.callbacks import CallbackSigner, new_key
-from adapters.telegram.render import MAX_TEXT, keyboard, prompt_text
-from server.models import ApprovalRequest, Status
+from signoff.adapters.telegram.callbacks import CallbackSigner, new_key
+from signoff.adapters.telegram.render import MAX_TEXT, keyboard, prompt_text
+from signoff.server.models import ApprovalRequest, Status
 
 
 def request(action: str, details: Any, **kw: Any) -> ApprovalRequest:

@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from server.config import Config, parse_config
-from server.errors import RequestError
-from server.routing import choose_route, matches
+from signoff.server.config import Config, parse_config
+from signoff.server.errors import RequestError
+from signoff.server.routing import choose_route, matches
 
 from .conftest import BASIC_CONFIG
 

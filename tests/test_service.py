@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.app import App, open_app
-from server.config import Config, parse_config
-from server.errors import NotFoundError, RequestError
-from server.intake import MAX_DETAILS_BYTES
-from server.models import Actor, Status
-from server.service import ApprovalService, NewRequest
+from signoff.server.app import App, open_app
+from signoff.server.config import Config, parse_config
+from signoff.server.errors import NotFoundError, RequestError
+from signoff.server.intake import MAX_DETAILS_BYTES
+from signoff.server.models import Actor, Status
+from signoff.server.service import ApprovalService, NewRequest
 
 from .conftest import BASIC_CONFIG
 from .fuzzing import OneLoop

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from server import db as dbmod
-from server.app import App, open_app
-from server.config import Config
-from server.errors import StoreError
-from server.models import Actor, Status
-from server.service import NewRequest
-from server.store import Store
+from signoff.server import db as dbmod
+from signoff.server.app import App, open_app
+from signoff.server.config import Config
+from signoff.server.errors import StoreError
+from signoff.server.models import Actor, Status
+from signoff.server.service import NewRequest
+from signoff.server.store import Store
 
 pytestmark = pytest.mark.anyio
 AGENT = Actor("agent", "claude-code", "mcp")

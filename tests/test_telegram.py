@@ -16,11 +16,11 @@ import anyio
 import httpx
 import pytest
 
-from server.app import App, open_app
-from server.config import Config, load_config
-from server.errors import ConfigError
-from server.models import Actor, Status
-from server.service import NewRequest
+from signoff.server.app import App, open_app
+from signoff.server.config import Config, load_config
+from signoff.server.errors import ConfigError
+from signoff.server.models import Actor, Status
+from signoff.server.service import NewRequest
 
 from .conftest import SIGNOFF, subprocess_env
 from .fake_telegram import FakeTelegram, Message, fake_telegram

@@ -23,8 +23,8 @@ from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
-from server.lease import Lease
-from server.service import ApprovalService
+from signoff.server.lease import Lease
+from signoff.server.service import ApprovalService
 
 from .callbacks import CallbackSigner, new_key
 from .outbox import Outbox

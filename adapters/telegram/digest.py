@@ -27,11 +27,11 @@ from typing import Any
 from telegram import Bot
 from telegram.constants import ParseMode
 
-from server import queries
-from server.config import Config
-from server.models import ApprovalRequest
-from server.quiet import held_until
-from server.store import QUEUE, Store
+from signoff.server import queries
+from signoff.server.config import Config
+from signoff.server.models import ApprovalRequest
+from signoff.server.quiet import held_until
+from signoff.server.store import QUEUE, Store
 
 from .callbacks import CallbackSigner
 from .edits import edit_message

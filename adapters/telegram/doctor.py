@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TelegramError
 
-from server.config import Config
+from signoff.server.config import Config
 
 
 async def check(config: Config, token: str) -> list[tuple[bool, str]]:

@@ -28,11 +28,11 @@ from telegram import Bot, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from server import grants, policy
-from server.config import Config
-from server.models import ApprovalRequest, Status
-from server.quiet import held_until
-from server.store import QUEUE, Store
+from signoff.server import grants, policy
+from signoff.server.config import Config
+from signoff.server.models import ApprovalRequest, Status
+from signoff.server.quiet import held_until
+from signoff.server.store import QUEUE, Store
 
 from .callbacks import CallbackSigner
 from .digest import Digests

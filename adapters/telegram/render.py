@@ -25,12 +25,12 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from server.durations import humanize_delta
-from server.grants import Grant, offer, short_path
-from server.grants import options as grant_options
-from server.models import ApprovalRequest, Status
-from server.policy import Vote
-from server.sanitize import json_visible, visible
+from signoff.server.durations import humanize_delta
+from signoff.server.grants import Grant, offer, short_path
+from signoff.server.grants import options as grant_options
+from signoff.server.models import ApprovalRequest, Status
+from signoff.server.policy import Vote
+from signoff.server.sanitize import json_visible, visible
 
 from .callbacks import (
     APPROVE,

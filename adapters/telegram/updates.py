@@ -38,16 +38,16 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
-from server import grants, policy
-from server.config import Config
-from server.durations import humanize_delta
-from server.errors import NotAllowedError, NotFoundError
-from server.grants import Grant
-from server.models import Actor, ApprovalRequest, Status
-from server.routing import resolve
-from server.sanitize import visible
-from server.service import ApprovalService
-from server.store import Decision
+from signoff.server import grants, policy
+from signoff.server.config import Config
+from signoff.server.durations import humanize_delta
+from signoff.server.errors import NotAllowedError, NotFoundError
+from signoff.server.grants import Grant
+from signoff.server.models import Actor, ApprovalRequest, Status
+from signoff.server.routing import resolve
+from signoff.server.sanitize import visible
+from signoff.server.service import ApprovalService
+from signoff.server.store import Decision
 
 from .callbacks import (
     APPROVE,

@@ -23,8 +23,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from telegram import Bot, Update
 
-from server.config import TelegramConfig
-from server.http import bind
+from signoff.server.config import TelegramConfig
+from signoff.server.http import bind
 
 log = logging.getLogger("signoff.telegram")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"

@@ -12,10 +12,10 @@ import pytest
 from mcp import Client
 from mcp.types import Implementation
 
-from server.app import open_app
-from server.config import load_config
-from server.mcp_tools import build_mcp
-from server.models import Actor
+from signoff.server.app import open_app
+from signoff.server.config import load_config
+from signoff.server.mcp_tools import build_mcp
+from signoff.server.models import Actor
 
 from ..conftest import BASIC_CONFIG
 from ..procs import cli

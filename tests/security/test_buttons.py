@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.telegram.callbacks import APPROVE, CallbackSigner
-from adapters.telegram.render import DIGEST_LISTED
-from server.app import App, open_app
-from server.models import Actor, Status
+from signoff.adapters.telegram.callbacks import APPROVE, CallbackSigner
+from signoff.adapters.telegram.render import DIGEST_LISTED
+from signoff.server.app import App, open_app
+from signoff.server.models import Actor, Status
 from tests.fake_telegram import FakeTelegram, Message
 from tests.policies import ALICE, Clock, answer_to, example_config, file, prompt_for
 

@@ -32,14 +32,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import cli
-from server.app import App, open_app
-from server.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackDeliverer
-from server.config import Config, parse_config
-from server.errors import ConfigError, RequestError
-from server.mcp_tools import build_mcp
-from server.models import Actor
-from server.service import NewRequest
+from signoff.server import cli
+from signoff.server.app import App, open_app
+from signoff.server.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackDeliverer
+from signoff.server.config import Config, parse_config
+from signoff.server.errors import ConfigError, RequestError
+from signoff.server.mcp_tools import build_mcp
+from signoff.server.models import Actor
+from signoff.server.service import NewRequest
 
 from ..conftest import SIGNOFF, subprocess_env
 from ..policies import readme_example
@@ -260,7 +260,7 @@ def _certificate(name: str, folder: Path) -> tuple[Path, Path]:
 
 async def test_a_pinned_https_connection_checks_the_certificate_against_the_name(tmp_path: Path) -> None:
     """What delivery does for https: connect to the checked IP, send the name as SNI and Host."""
-    from server.callback_targets import parse_url, post_pinned
+    from signoff.server.callback_targets import parse_url, post_pinned
 
     cert_file, key_file = _certificate("hooks.example.com", tmp_path)
     hosts: list[str] = []

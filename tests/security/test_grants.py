@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.app import open_app
-from server.config import load_config, parse_config
-from server.errors import ConfigError
-from server.intake import NewRequest
-from server.models import Actor, Status
-from server.scopes import command_covered
+from signoff.server.app import open_app
+from signoff.server.config import load_config, parse_config
+from signoff.server.errors import ConfigError
+from signoff.server.intake import NewRequest
+from signoff.server.models import Actor, Status
+from signoff.server.scopes import command_covered
 
 from ..conftest import SIGNOFF, subprocess_env
 from ..fake_telegram import FakeTelegram

@@ -12,9 +12,9 @@ import pytest
 from mcp import Client
 from mcp.types import Implementation
 
-from server.app import open_app
-from server.config import load_config
-from server.mcp_tools import build_mcp
+from signoff.server.app import open_app
+from signoff.server.config import load_config
+from signoff.server.mcp_tools import build_mcp
 
 from ..conftest import BASIC_CONFIG, SIGNOFF, subprocess_env
 

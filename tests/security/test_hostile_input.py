@@ -25,13 +25,13 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
 
-from adapters.console import console_actor
-from server.app import App
-from server.errors import RequestError
-from server.intake import NewRequest
-from server.mcp_tools import build_mcp
-from server.models import Actor
-from server.sanitize import has_control
+from signoff.adapters.console import console_actor
+from signoff.server.app import App
+from signoff.server.errors import RequestError
+from signoff.server.intake import NewRequest
+from signoff.server.mcp_tools import build_mcp
+from signoff.server.models import Actor
+from signoff.server.sanitize import has_control
 
 from ..conftest import SIGNOFF, subprocess_env
 from ..procs import cli, serve

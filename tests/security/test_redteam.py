@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from adapters.telegram.render import prompt_text
-from server.app import open_app
-from server.callback_targets import address_problem
-from server.config import parse_config
-from server.errors import RequestError
-from server.intake import NewRequest
-from server.models import Actor, ApprovalRequest, Status
+from signoff.adapters.telegram.render import prompt_text
+from signoff.server.app import open_app
+from signoff.server.callback_targets import address_problem
+from signoff.server.config import parse_config
+from signoff.server.errors import RequestError
+from signoff.server.intake import NewRequest
+from signoff.server.models import Actor, ApprovalRequest, Status
 
 from ..fake_telegram import FakeTelegram
 from ..policies import AGENT, ALICE, answer_to, prompt_for

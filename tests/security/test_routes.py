@@ -8,10 +8,10 @@ import pytest
 from mcp import Client
 from mcp.types import Implementation
 
-from server.app import open_app
-from server.config import RouteConfig, parse_config
-from server.mcp_tools import build_mcp
-from server.routing import NOT_A_BAR, STRICTER
+from signoff.server.app import open_app
+from signoff.server.config import RouteConfig, parse_config
+from signoff.server.mcp_tools import build_mcp
+from signoff.server.routing import NOT_A_BAR, STRICTER
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from adapters.telegram.render import (
+from signoff.adapters.telegram.render import (
     DIGEST_LISTED,
     MAX_TEXT,
     already,
@@ -27,10 +27,10 @@ from adapters.telegram.render import (
     reminder_text,
     show_text,
 )
-from server.app import open_app
-from server.config import Config, parse_config
-from server.models import Actor, ApprovalRequest, Status
-from server.service import NewRequest
+from signoff.server.app import open_app
+from signoff.server.config import Config, parse_config
+from signoff.server.models import Actor, ApprovalRequest, Status
+from signoff.server.service import NewRequest
 from tests.fake_telegram import FakeTelegram, Message
 from tests.policies import ALICE, answer_to, prompt_for
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from server.app import App
-from server.intake import NewRequest
-from server.models import Actor
-from server.sanitize import has_control
+from signoff.server.app import App
+from signoff.server.intake import NewRequest
+from signoff.server.models import Actor
+from signoff.server.sanitize import has_control
 
 from ..procs import cli
 
