@@ -16,22 +16,24 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .errors import SignoffError
+from .setup_commands import cmd_init, cmd_schema
 
 if TYPE_CHECKING:
     from .config import Config
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_DECIDED = 0, 1, 2, 3
+CONFIG_HELP = (
+    "config file, before or after the command (default: $SIGNOFF_CONFIG, else "
+    "$XDG_CONFIG_HOME/signoff/signoff.toml if it exists, else the embedded default; never the current folder)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", metavar="PATH", help="config file (default: $SIGNOFF_CONFIG, else the embedded default)"
-    )
+    common.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p = argparse.ArgumentParser(prog="signoff", description="Let AI agents ask a human before they act.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
-    p.add_argument("--config", dest="config_before", metavar="PATH",
-                   help="config file, before or after the command (default: $SIGNOFF_CONFIG, else the embedded default)")  # fmt: skip
+    p.add_argument("--config", dest="config_before", metavar="PATH", help=CONFIG_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (what an MCP client starts)")
     s.add_argument("--identity", metavar="NAME", type=_identity,
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--since", metavar="DURATION", help="only events newer than this, e.g. 30m, 2d")
     s.add_argument("--request", metavar="ID", help="only this request's events")
     s.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    sub.add_parser("schema", help="print the configuration's JSON Schema (for TOML editors)")
     sub.add_parser("doctor", parents=[common], help="check the configuration, the database and Telegram")
     s = sub.add_parser(
         "hook", parents=[common], help="a Claude Code hook (PreToolUse, PermissionRequest): JSON on stdin"
@@ -86,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--identity", metavar="NAME", type=_identity,
                    help="file requests as NAME (default: [server] stdio_identity, else claude-code)")  # fmt: skip
     s = sub.add_parser("init", help="write a commented starter config")
-    s.add_argument("--path", default="signoff.toml", help="where to write it (default: ./signoff.toml)")
+    s.add_argument("--path", help="where to write it (default: $XDG_CONFIG_HOME/signoff/signoff.toml, "
+                                  "i.e. ~/.config/signoff/signoff.toml, where every command looks)")  # fmt: skip
     s.add_argument("--telegram-user-id", type=int, help="your Telegram user id (send /start to your bot to learn it)")
     s.add_argument("--approver", default="me", help="your approver name (default: me)")
     s.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -170,6 +174,11 @@ def _run(coro: Coroutine[Any, Any, int], *, cancel_on_signals: bool = True) -> i
     return asyncio.run(guarded())
 
 
+def where(config: Config) -> str:
+    """Which config (and why) and which database a command uses, for its first log line."""
+    return f"config {config.source} ({config.origin}), database {config.db_path}"
+
+
 # --- long-running servers ----------------------------------------------------------------
 
 
@@ -184,7 +193,7 @@ async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
     interrupted = False
     async with open_app(config) as app:
         identity = args.identity or config.server.stdio_identity
-        logging.getLogger("signoff").info("signoff mcp (stdio) on %s; requests filed as %s", config.db_path,
+        logging.getLogger("signoff").info("signoff mcp (stdio): %s; requests filed as %s", where(config),
                                           identity or "the client's own name")  # fmt: skip
         mcp = build_mcp(app.service, transport="stdio", identity=identity, cwd=os.getcwd())
         server = asyncio.create_task(mcp.run_stdio_async())
@@ -202,11 +211,14 @@ async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    import logging
+
     from .app import open_app
     from .http import http_token, serve
 
     _setup_logging()
     token = http_token(config)  # before opening anything: refuse an unprotected public address
+    logging.getLogger("signoff").info("signoff serve: %s", where(config))
     async with open_app(config) as app:
         await serve(app, token)
     return EXIT_OK
@@ -220,7 +232,7 @@ async def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
 
     from .durations import format_duration
 
-    print(f"{config.source}: OK")
+    print(f"{config.source}: OK (chosen by {config.origin})")
     print(f"database: {config.db_path}")
     rows = []
     for r in config.routes:
@@ -376,7 +388,8 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
     from .http import is_loopback
 
     problems = 0
-    print(f"config    {config.source}: OK ({len(config.routes)} routes, {len(config.approvers)} approvers)")
+    print(f"config    {config.source}: OK ({len(config.routes)} routes, {len(config.approvers)} approvers; "
+          f"chosen by {config.origin})")  # fmt: skip
 
     async def go(service: Any) -> int:
         pending = await service.store.list_requests(status=None, limit=1_000_000)
@@ -424,25 +437,6 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if problems == 0 else EXIT_ERROR
 
 
-def cmd_init(args: argparse.Namespace) -> int:
-    from .starter import starter_config
-
-    path = os.path.abspath(args.path)
-    if os.path.exists(path) and not args.force:
-        _err(f"{path} exists; use --force to overwrite it, or --path to write elsewhere")
-        return EXIT_ERROR
-    try:
-        text = starter_config(args.approver, args.telegram_user_id, path_hint=args.path)
-    except ValueError as exc:
-        _err(f"--approver: {exc}")
-        return EXIT_USAGE
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"wrote {path}")
-    print(f"next: signoff check-config --config {path}   then   signoff doctor --config {path}")
-    return EXIT_OK
-
-
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "mcp": cmd_mcp,
     "serve": cmd_serve,
@@ -460,6 +454,7 @@ WITHOUT_CONFIG: dict[str, Callable[[argparse.Namespace], int]] = {
     "show": cmd_show,
     "audit": cmd_audit,
     "init": cmd_init,
+    "schema": cmd_schema,
 }
 
 

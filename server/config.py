@@ -18,18 +18,26 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from .callback_targets import Target, allowed_target, legacy_prefix, parse_prefix
 from .config_messages import closest, describe
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
-from .paths import config_file, store_path
+from .paths import find_config, missing_config, store_path
 from .scopes import Kind, kind_for, pattern_problem
 
 log = logging.getLogger("signoff.config")
 
 Scalar = str | int | float | bool
-Duration = Annotated[float, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)]
+Duration = Annotated[
+    float,
+    BeforeValidator(
+        lambda v: parse_duration(v) if isinstance(v, str) else v,
+        # For editors (`signoff schema`): seconds, or text such as "30m" or "1h30m".
+        json_schema_input_type=float | Annotated[str, Field(pattern=r"^\s*(\d+(\.\d+)?\s*[smhdSMHD]\s*)+$")],
+    ),
+]
 Outcome = Literal["approve", "reject"]
 
 DEFAULT_CONFIG_TOML = """\
@@ -242,7 +250,9 @@ class Config(_Model):
     callbacks: CallbacksConfig = CallbacksConfig()
     routes: list[RouteConfig] = Field(min_length=1)
     # Where the configuration came from, for messages; not a key of the file.
-    source: str = Field(default="<embedded default>", exclude=True)
+    source: SkipJsonSchema[str] = Field(default="<embedded default>", exclude=True)
+    # Which lookup rule chose it (--config, $SIGNOFF_CONFIG, the user config file, embedded default).
+    origin: SkipJsonSchema[str] = Field(default="embedded default", exclude=True)
 
     @property
     def db_path(self) -> Path:
@@ -265,18 +275,21 @@ class Config(_Model):
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load and check the configuration; raise ``ConfigError`` listing every problem."""
-    file = config_file(path)
+    file, origin = find_config(path)
     if file is None:
-        return parse_config(DEFAULT_CONFIG_TOML, source="<embedded default>", base_dir=None)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(file), ["the file does not exist; create it (see config.example.toml)"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(file), [f"cannot read the file: {exc}"]) from None
-    return parse_config(text, source=str(file), base_dir=file.resolve().parent)
+        config = parse_config(DEFAULT_CONFIG_TOML, source="<embedded default>", base_dir=None)
+    else:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(str(file), [missing_config(file, origin)]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(file), [f"cannot read the file: {exc}"]) from None
+        config = parse_config(text, source=str(file), base_dir=file.resolve().parent)
+    return config.model_copy(update={"origin": origin})
 
 
+NOT_KEYS = frozenset({"source", "origin"})  # Config fields signoff fills in, not keys of the file
 MAX_CONFIG_DEPTH = 16  # the deepest setting (routes[].match.metadata.KEY.gt) sits 6 levels down
 _TOO_DEEP = (
     f"arrays or tables are nested more than {MAX_CONFIG_DEPTH} levels deep; no signoff setting needs more than a "
@@ -308,6 +321,8 @@ def parse_config(text: str, *, source: str, base_dir: Path | None) -> Config:
         raise ConfigError(source, [_TOO_DEEP]) from None
     if (deep := _too_deep(raw)) is not None:
         raise ConfigError(source, [f"{deep}: {_TOO_DEEP}"])
+    if internal := sorted(NOT_KEYS & raw.keys()):
+        raise ConfigError(source, [f"{key}: unknown key; remove it" for key in internal])
     try:
         config = Config.model_validate({**raw, "source": source})
     except ValidationError as exc:

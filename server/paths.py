@@ -21,17 +21,49 @@ def package_version() -> str:
 
 
 def default_state_dir() -> Path:
-    """``$SIGNOFF_STATE_DIR``, else ``$XDG_STATE_HOME/signoff``, else ``~/.local/state/signoff``."""
+    """``$SIGNOFF_STATE_DIR``, else systemd's ``$STATE_DIRECTORY`` (its first entry: ``StateDirectory=``
+    may list several, colon-separated), else ``$XDG_STATE_HOME/signoff``, else ``~/.local/state/signoff``."""
     if explicit := os.environ.get("SIGNOFF_STATE_DIR"):
         return Path(explicit).expanduser()
+    if systemd := os.environ.get("STATE_DIRECTORY", "").split(":")[0]:
+        return Path(systemd)  # already the service's own folder (e.g. ~/.local/state/signoff): no /signoff added
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base).expanduser() / "signoff"
 
 
+def user_config_file() -> Path:
+    """``$XDG_CONFIG_HOME/signoff/signoff.toml``, else ``~/.config/signoff/signoff.toml`` (what ``init`` writes)."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    # The XDG spec ignores a relative value; so do we (it would depend on the current folder).
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".config"
+    return root / "signoff" / "signoff.toml"
+
+
+def find_config(arg: str | os.PathLike[str] | None) -> tuple[Path | None, str]:
+    """The config file to read and the rule that chose it.
+
+    ``--config``, else ``$SIGNOFF_CONFIG``, else the user's config file when it exists, else
+    ``(None, "embedded default")``. Never the current folder: agents write files there, and a
+    config an agent wrote could lower the bar.
+    """
+    if arg is not None:
+        return Path(arg).expanduser(), "--config"
+    if env := os.environ.get("SIGNOFF_CONFIG"):
+        return Path(env).expanduser(), "$SIGNOFF_CONFIG"
+    user = user_config_file()
+    if user.is_file():
+        return user, "the user config file"
+    return None, "embedded default"
+
+
+def missing_config(file: Path, origin: str) -> str:
+    """What to say when the chosen config file does not exist."""
+    return f"the file does not exist (named by {origin}); create it with `signoff init --path {file}`"
+
+
 def config_file(arg: str | os.PathLike[str] | None) -> Path | None:
-    """The config file to read: ``--config``, else ``$SIGNOFF_CONFIG``, else none (the embedded default)."""
-    chosen = arg if arg is not None else (os.environ.get("SIGNOFF_CONFIG") or None)
-    return None if chosen is None else Path(chosen).expanduser()
+    """The config file to read (see ``find_config``), or None for the embedded default."""
+    return find_config(arg)[0]
 
 
 def store_path(configured: str | os.PathLike[str] | None, base_dir: Path | None) -> Path:

@@ -18,18 +18,18 @@ from typing import Any
 from . import queries
 from .errors import ConfigError, NotFoundError, StoreError
 from .models import ApprovalRequest, AuditEvent, iso
-from .paths import config_file, store_path
+from .paths import find_config, missing_config, store_path
 
 
 def db_path(config_arg: str | None) -> Path:
     """The database the configuration names, reading only ``[store] path``."""
-    file = config_file(config_arg)
+    file, origin = find_config(config_arg)
     if file is None:
         return store_path(None, None)
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(str(file), ["the file does not exist; create it (see config.example.toml)"]) from None
+        raise ConfigError(str(file), [missing_config(file, origin)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(file), [f"cannot read the file: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:

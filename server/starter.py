@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 _TEMPLATE = """\
+{schema_line}
 # signoff configuration, written by `signoff init`.
-# Check it:   signoff check-config --config {path_hint}
-# Then:       signoff doctor --config {path_hint}
+# Check it:   signoff check-config{config_flag}
+# Then:       signoff doctor{config_flag}
 # Secrets never live in this file: export SIGNOFF_TELEGRAM_TOKEN (the token @BotFather gave
 # you) and, for `signoff serve` on a network, SIGNOFF_HTTP_TOKEN.
-# Every key is explained in config.example.toml.
+# Every key: `signoff schema` (the first line lets TOML editors check keys) and docs/configuration.md.
 
 [store]
 # Where requests and the audit log live. Default: ~/.local/state/signoff/signoff.db
@@ -43,7 +44,8 @@ approvers = ["{name}"]
 """
 
 
-def starter_config(approver: str, telegram_user_id: int | None, path_hint: str = "signoff.toml") -> str:
+def starter_config(approver: str, telegram_user_id: int | None, config_flag: str = "", schema_line: str = "") -> str:
+    """The starter file; ``config_flag`` is what commands need to find it (empty at the default place)."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", approver):
         raise ValueError(f"approver name {approver!r}: use letters, digits, '-' or '_'")
     telegram_line = (
@@ -51,4 +53,7 @@ def starter_config(approver: str, telegram_user_id: int | None, path_hint: str =
         if telegram_user_id is not None
         else "# Send /start to your bot to learn your Telegram user id, then:\n# telegram_user_id = 123456789"
     )
-    return _TEMPLATE.format(name=approver, telegram_line=telegram_line, path_hint=path_hint)
+    text = _TEMPLATE.format(
+        name=approver, telegram_line=telegram_line, config_flag=config_flag, schema_line=schema_line
+    )
+    return text if schema_line else text.lstrip("\n")

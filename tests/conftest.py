@@ -72,6 +72,8 @@ def anyio_backend() -> str:
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Never touch the developer's real state directory or config.
     monkeypatch.setenv("SIGNOFF_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))  # no ~/.config/signoff/signoff.toml
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)  # systemd's, honoured by signoff
     monkeypatch.delenv("SIGNOFF_CONFIG", raising=False)
     monkeypatch.delenv("SIGNOFF_HTTP_TOKEN", raising=False)
     monkeypatch.delenv("SIGNOFF_TELEGRAM_TOKEN", raising=False)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from signoff.server.config import Config, load_config
+from signoff.server.config import NOT_KEYS, Config, load_config
 from signoff.server.durations import format_duration, parse_duration
 from signoff.server.errors import ConfigError
 
@@ -28,7 +28,7 @@ def test_example_config_loads_and_documents_every_key() -> None:
 
     def walk(model: type[BaseModel]) -> None:
         for name, field in model.model_fields.items():
-            if name == "source":
+            if name in NOT_KEYS:
                 continue
             keys.add(field.alias or name)
             for inner in _models(field.annotation):
