@@ -32,7 +32,8 @@ test: lint
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks
 
-# End to end with the real Claude Code and MCP Inspector CLIs from npm (not part of `make test`).
+# End to end with the real Claude Code (directly and through the plugin in plugin/) and the MCP Inspector CLI
+# from npm (not part of `make test`).
 # Node 20's npm picks Claude Code 2.1.197; Inspector 0.14.3 is the newest that runs on Node 20.
 E2E := .e2e
 e2e: $(VENV)/.installed-test

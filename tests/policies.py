@@ -1,4 +1,4 @@
-"""Shared by the policy tests: the README's examples, a clock the test moves, and the app on the fake Bot API."""
+"""Shared by the policy tests: the examples in docs/policies.md, a clock the test moves, and the app on the fake Bot API."""
 
 from __future__ import annotations
 
@@ -19,11 +19,15 @@ AGENT = Actor("agent", "claude-code", "mcp")
 ALICE, BOB, CAROL, LEAD, CTO, MALLORY = 111, 222, 333, 444, 555, 666
 
 
+POLICIES_DOC = ROOT / "docs" / "policies.md"
+
+
 def readme_example(name: str) -> str:
-    """The code block that follows ``<!-- policy-example: NAME -->`` in the README."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The code block that follows ``<!-- policy-example: NAME -->`` in docs/policies.md (the
+    README links there), so the documented examples are the ones the tests run."""
+    text = POLICIES_DOC.read_text(encoding="utf-8")
     found = re.search(rf"<!-- policy-example: {re.escape(name)} -->\n```\w+\n(.*?)```", text, re.S)
-    assert found is not None, f"README has no policy example {name!r}"
+    assert found is not None, f"docs/policies.md has no policy example {name!r}"
     return found.group(1)
 
 
@@ -41,13 +45,13 @@ class Clock:
 
 
 def example_config(name: str, fake: FakeTelegram, folder: Path, *, edit: dict[str, str] | None = None) -> Config:
-    """A README example, with the database in ``folder`` and the bot on the fake."""
+    """A docs/policies.md example, with the database in ``folder`` and the bot on the fake."""
     text = readme_example(name)
     for old, new in (edit or {}).items():
-        assert old in text, f"{old!r} is not in the README example {name!r}"
+        assert old in text, f"{old!r} is not in the policy example {name!r}"
         text = text.replace(old, new)
     text += f'\n[store]\npath = "signoff.db"\n[telegram]\napi_base_url = "{fake.api_base_url}"\nlease_ttl = "3s"\n'
-    return parse_config(text, source=f"README example {name}", base_dir=folder)
+    return parse_config(text, source=f"docs/policies.md example {name}", base_dir=folder)
 
 
 async def file(app: App, action: str, summary: str = "Please", *, requester: Actor = AGENT, **kw: Any) -> str:

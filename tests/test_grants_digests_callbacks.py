@@ -1,5 +1,5 @@
-"""Policies, part 2: grants, digests and decision callbacks — each the README's example, on the
-fake Bot API (and a real HTTP receiver for callbacks), with a clock the test moves."""
+"""Policies, part 2: grants, digests and decision callbacks — each the example in docs/policies.md,
+on the fake Bot API (and a real HTTP receiver for callbacks), with a clock the test moves."""
 
 from __future__ import annotations
 
@@ -286,7 +286,7 @@ async def test_a_callback_receiver_down_for_a_while_gets_it_once_back(
     secret = "s3cret-for-callbacks"
     monkeypatch.setenv("SIGNOFF_CALLBACK_SECRET", secret)
     namespace: dict[str, Any] = {}
-    exec(readme_example("verify"), namespace)  # the README's lines, as a receiver would use them
+    exec(readme_example("verify"), namespace)  # docs/policies.md's lines, as a receiver would use them
     clock = Clock()
     async with receiver() as hook:
         # The operator names the receiver's IP, port and path (an IP it wrote may be loopback).

@@ -1,5 +1,5 @@
 """Policies, part 1: groups, reminders, escalation, quorum, self-approval, quiet hours — each the
-README's example, on the fake Bot API, with a clock the test moves (no waiting through minutes)."""
+example in docs/policies.md, on the fake Bot API, with a clock the test moves (no waiting through minutes)."""
 
 from __future__ import annotations
 

@@ -8,93 +8,19 @@ signoff talks to the fake Telegram (tests/fake_telegram.py), and a test presses 
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import textwrap
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.conftest import SIGNOFF, subprocess_env
-from tests.fake_anthropic import FakeAnthropic, fake_anthropic
-from tests.fake_telegram import FakeTelegram, fake_telegram
+from tests.conftest import SIGNOFF
 from tests.procs import serve
 
-BIN = os.environ.get("SIGNOFF_E2E_BIN")
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.skipif(not BIN, reason="end-to-end: run `make e2e` (needs node and npm)"),
-]
-ALICE = 111
-BASH = {"command": "echo approved > e2e.txt", "description": "Write e2e.txt"}
+from .conftest import BIN, NEEDS_NPM, World, press, run_claude
 
-
-def claude() -> str:
-    return str(Path(BIN or "") / "claude")
-
-
-@dataclass
-class World:
-    home: Path
-    work: Path
-    config: Path
-    telegram: FakeTelegram
-    api: FakeAnthropic
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return subprocess_env(HOME=str(self.home), ANTHROPIC_BASE_URL=self.api.url, ANTHROPIC_API_KEY="sk-ant-e2e",
-                              DISABLE_AUTOUPDATER="1", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-                              SIGNOFF_TELEGRAM_TOKEN=self.telegram.token, **extra)  # fmt: skip
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with fake_telegram() as tg, fake_anthropic("Bash", BASH) as api:
-        config = tmp_path / "signoff.toml"
-        config.write_text(
-            textwrap.dedent(f"""
-            [store]
-            path = "signoff.db"
-            [server]
-            port = 0
-            [telegram]
-            api_base_url = "{tg.api_base_url}"
-            lease_ttl = "3s"
-            [approvers.alice]
-            telegram_user_id = {ALICE}
-            [[routes]]
-            name = "reads"
-            match = {{ action = ["Read", "Glob", "Grep"] }}
-            auto = "approve"
-            [[routes]]
-            name = "default"
-            approvers = ["alice"]
-        """)
-        )
-        (tmp_path / "home").mkdir()
-        (tmp_path / "work").mkdir()
-        yield World(tmp_path / "home", tmp_path / "work", config, tg, api)
-        assert tg.conflicts == 0
-
-
-async def run_claude(w: World, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return await anyio.run_process([claude(), *args], cwd=w.work, env=w.env(), check=False)
-
-
-async def press(w: World, button: str, reason: str | None = None) -> None:
-    msg = await w.telegram.wait_for(lambda: next((m for m in w.telegram.chat(ALICE) if m.buttons()), None), 90)
-    assert "Bash" in msg.text and "echo approved &gt; e2e.txt" in msg.text
-    await w.telegram.press(ALICE, msg, msg.button(button))
-    if reason is not None:
-        question = await w.telegram.wait_for(
-            lambda: next((m for m in w.telegram.chat(ALICE) if "Why reject" in m.text), None)
-        )
-        await w.telegram.say(ALICE, ALICE, reason, reply_to=question)
+pytestmark = [pytest.mark.anyio, NEEDS_NPM]
 
 
 async def test_claude_mcp_list_reports_signoff_connected_over_stdio_and_http(world: World) -> None:
@@ -111,7 +37,7 @@ async def test_claude_mcp_list_reports_signoff_connected_over_stdio_and_http(wor
 
 
 async def test_permission_prompt_approved_on_the_phone_runs_the_command(world: World) -> None:
-    # The README's lines: `claude mcp add signoff -e SIGNOFF_TELEGRAM_TOKEN=… -- …`, then `claude -p`.
+    # docs/claude-code.md's lines: `claude mcp add signoff -e SIGNOFF_TELEGRAM_TOKEN=… -- …`, then `claude -p`.
     add = await run_claude(world, "mcp", "add", "signoff", "-e", f"SIGNOFF_TELEGRAM_TOKEN={world.telegram.token}", "--",
                            SIGNOFF, "mcp", "--config", str(world.config))  # fmt: skip
     assert add.returncode == 0, add.stderr
@@ -125,7 +51,7 @@ async def test_permission_prompt_approved_on_the_phone_runs_the_command(world: W
 
 
 async def test_permission_prompt_rejected_does_not_run_and_the_model_sees_why(world: World) -> None:
-    # This time signoff comes from the project's .mcp.json, as the README shows it.
+    # This time signoff comes from the project's .mcp.json, as docs/claude-code.md shows it.
     (world.work / ".mcp.json").write_text(json.dumps({"mcpServers": {"signoff": {
         "type": "stdio", "command": SIGNOFF, "args": ["mcp", "--config", str(world.config)]}}}))  # fmt: skip
     async with anyio.create_task_group() as tg:
@@ -140,7 +66,7 @@ async def test_permission_prompt_rejected_does_not_run_and_the_model_sees_why(wo
 
 
 def write_hook_settings(w: World) -> None:
-    """The README's hooks block, in the project's .claude/settings.json."""
+    """docs/claude-code.md's hooks block, in the project's .claude/settings.json."""
     (w.work / ".claude").mkdir(exist_ok=True)
     (w.work / ".claude" / "settings.json").write_text(json.dumps({"hooks": {"PreToolUse": [{
         "matcher": "Bash|Edit|MultiEdit|Write|WebFetch",

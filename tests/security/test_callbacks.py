@@ -300,7 +300,7 @@ async def test_a_pinned_https_connection_checks_the_certificate_against_the_name
 async def test_the_signature_covers_the_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIGNOFF_CALLBACK_SECRET", SECRET)
     namespace: dict[str, Any] = {}
-    exec(readme_example("verify"), namespace)  # the README's receiver code, verbatim
+    exec(readme_example("verify"), namespace)  # docs/policies.md's receiver code, verbatim
     verify = namespace["verify"]
     async with receiver() as hook:
         cfg = config(tmp_path, f'allowed_urls = ["{hook.url()}"]')
