@@ -12,6 +12,8 @@
 (d) wall time of `signoff pending` against `python -c pass`   target: ratio <= 10x
 (e), (f) Telegram: see benchmarks/telegram.py
 (g) a burst of 1,000 requests to one approver, gathered into a digest: see benchmarks/digest.py
+(h), (i) start-up: `signoff hook` on an auto route, `signoff mcp` exec -> initialize answered, against
+    `python -c pass`: see benchmarks/startup.py      targets: <= 6x (150 ms), <= 15x (400 ms)
 (n), (o) the HTTP path as agents use it (round trip; 1,000 waiting agents): see benchmarks/http.py
 """
 
@@ -37,7 +39,7 @@ from signoff.server.models import Actor
 from signoff.server.service import NewRequest
 from signoff.server.views import RequestView
 
-from . import digest, http, telegram
+from . import digest, http, startup, telegram
 
 CONFIG = """
 [store]
@@ -206,6 +208,7 @@ def main() -> int:
         d = bench_cli_start(folder, 5 if quick else 20)
         telegram_rows = telegram.run(folder, quick)
         telegram_rows += digest.run(folder, quick)
+        telegram_rows += startup.run(folder, quick)
         telegram_rows += http.run(folder, quick)
     rows: list[tuple[str, str, str, bool]] = [
         ("(a) MCP round trip vs no-op", f"{a['ours_ms']:.2f} ms vs {a['noop_ms']:.2f} ms", f"{a['ratio']:.2f}x (<= 2x)", a["ratio"] <= 2),

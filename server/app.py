@@ -7,6 +7,7 @@ where ``server`` imports a channel adapter (Telegram, when a token is configured
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -31,46 +32,52 @@ class App:
     store: Store
     service: ApprovalService
 
+    @asynccontextmanager
+    async def background(self) -> AsyncIterator[None]:
+        """Sweep timers, watch for other processes' decisions, run the Telegram bot (when a token
+        is configured) and deliver decision callbacks until the block ends."""
+        service, config = self.service, self.config
+        tasks = [
+            asyncio.create_task(_keep_running("watcher", service.watch)),
+            asyncio.create_task(_keep_running("sweeper", service.sweep_forever)),
+        ]
+        token = _telegram_token(service)
+        if token is not None:
+            tasks.append(asyncio.create_task(_run_bot(service, token)))
+        secret = os.environ.get(config.callbacks.secret_env, "").strip()
+        if secret:
+            from .callbacks import CallbackDeliverer
+
+            tasks.append(asyncio.create_task(_keep_running("callbacks", CallbackDeliverer(service, secret).run)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            # Bounded: a process must exit promptly even if some task misbehaves.
+            done, stuck = await asyncio.wait(tasks, timeout=2)
+            for task in stuck:
+                log.error("background task %s did not stop when asked; leaving it", task.get_coro())
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("background task failed", exc_info=task.exception())
+
 
 @asynccontextmanager
 async def open_app(
     config: Config, *, background: bool = True, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[App]:
     """Open the database, apply deadlines (and escalations) that passed while nothing ran, and
-    (with ``background``) sweep timers, watch for other processes' decisions, run the Telegram
-    bot and deliver decision callbacks until closed. ``clock`` is for tests."""
+    (with ``background``, or later with ``App.background()``) run the background work until
+    closed. ``clock`` is for tests."""
     async with Store.open(config.db_path) as store:
         service = ApprovalService(config, store, clock=clock)
         expired = await service.sweep()
         if expired:
             log.info("applied %d deadline(s) that passed while signoff was not running", len(expired))
-        tasks: list[asyncio.Task[None]] = []
-        if background:
-            tasks = [
-                asyncio.create_task(_keep_running("watcher", service.watch)),
-                asyncio.create_task(_keep_running("sweeper", service.sweep_forever)),
-            ]
-            channel = _telegram(service)
-            if channel is not None:
-                tasks.append(asyncio.create_task(channel.run()))
-            secret = os.environ.get(config.callbacks.secret_env, "").strip()
-            if secret:
-                from .callbacks import CallbackDeliverer
-
-                tasks.append(asyncio.create_task(_keep_running("callbacks", CallbackDeliverer(service, secret).run)))
-        try:
-            yield App(config, store, service)
-        finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                # Bounded: a process must exit promptly even if some task misbehaves.
-                done, stuck = await asyncio.wait(tasks, timeout=2)
-                for task in stuck:
-                    log.error("background task %s did not stop when asked; leaving it", task.get_coro())
-                for task in done:
-                    if not task.cancelled() and task.exception() is not None:
-                        log.error("background task failed", exc_info=task.exception())
+        app = App(config, store, service)
+        async with app.background() if background else contextlib.nullcontext():
+            yield app
 
 
 async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:
@@ -89,13 +96,22 @@ async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(1)
 
 
-def _telegram(service: ApprovalService) -> TelegramChannel | None:
-    """The Telegram channel when a token is configured (the variable named by token_env)."""
-    from signoff.adapters.telegram import TelegramChannel, start_message
-
+def _telegram_token(service: ApprovalService) -> str | None:
+    """The bot token when one is configured (in the variable named by token_env)."""
     settings = service.config.telegram
     token = os.environ.get(settings.token_env, "").strip() or None
-    log.info(start_message(settings.token_env, token))
-    if token is None:
-        return None
-    return TelegramChannel(service, token, lease_ttl=settings.lease_ttl)
+    if token is None:  # as adapters.telegram.start_message says it, without importing Telegram for it
+        log.info("telegram: $%s is not set; running on the console channel alone", settings.token_env)
+    return token
+
+
+async def _run_bot(service: ApprovalService, token: str) -> None:
+    """Run the Telegram channel. python-telegram-bot and httpx are imported here, in a worker
+    thread, so a process that just started (``signoff mcp`` answering ``initialize``) is not held
+    up by them, and one that never runs the bot never imports them."""
+    import importlib
+
+    module = await asyncio.to_thread(importlib.import_module, "signoff.adapters.telegram")
+    log.info(module.start_message(service.config.telegram.token_env, token))
+    channel: TelegramChannel = module.TelegramChannel(service, token, lease_ttl=service.config.telegram.lease_ttl)
+    await channel.run()

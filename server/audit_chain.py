@@ -20,11 +20,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any
 
 from .models import AUDIT_HASHED
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 FIELDS = AUDIT_HASHED
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -7,14 +7,15 @@ is a deny (or, for hooks, the configured fallback, "ask" by default); never an a
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import RequestError
 from .intake import MAX_ACTION, MAX_SUMMARY, NewRequest
 from .models import Actor, ApprovalRequest, Status
-from .service import ApprovalService, ProgressCallback
+
+if TYPE_CHECKING:  # the hook's fast path answers without the service (and pydantic)
+    from .service import ApprovalService, ProgressCallback
 
 
 def summarize(tool_name: str, tool_input: dict[str, Any]) -> str:
@@ -67,6 +68,8 @@ async def wait_for_human(
     service: ApprovalService, req: ApprovalRequest, *, within: float | None, on_progress: ProgressCallback | None
 ) -> ApprovalRequest:
     """Wait until the request is final, or ``within`` seconds (None: until its own deadline)."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     stop = None if within is None else loop.time() + within
     while not req.status.final:
@@ -113,6 +116,8 @@ async def permission_prompt(
 ) -> str:
     """File, wait (until the request's own deadline), answer. Never raises (but for a
     cancellation); every error is a deny with a message, never an allow."""
+    import asyncio
+
     req: ApprovalRequest | None = None
     if not isinstance(tool_name, str) or not tool_name or not isinstance(tool_input, dict):
         return deny("signoff refused to file the request: tool_name must be a string and input an object; denied.")

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .errors import SignoffError
-from .setup_commands import cmd_init, cmd_schema
 
 if TYPE_CHECKING:
     from .config import Config
@@ -31,14 +30,22 @@ CONFIG_HELP = (
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument("-v", "--verbose", action="count", default=0,
+                           help="log more on stderr: -v INFO, -vv DEBUG ($SIGNOFF_LOG_LEVEL, when set, wins)")  # fmt: skip
     p = argparse.ArgumentParser(prog="signoff", description="Let AI agents ask a human before they act.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--config", dest="config_before", metavar="PATH", help=CONFIG_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    s = sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (what an MCP client starts)")
+    s = sub.add_parser("mcp", parents=[common, verbosity], help="serve MCP over stdio (what an MCP client starts)")
     s.add_argument("--identity", metavar="NAME", type=_identity,
                    help="file every request as NAME (default: [server] stdio_identity, else the client's own name)")  # fmt: skip
-    sub.add_parser("serve", parents=[common], help="serve MCP over streamable HTTP at /mcp, with /healthz")
+    s = sub.add_parser("serve", parents=[common, verbosity],
+                       help="serve MCP over streamable HTTP at /mcp, with /healthz and /metrics")  # fmt: skip
+    s.add_argument("--host", type=_host, help="listen on this address (overrides [server] host)")
+    s.add_argument("--port", type=_port, help="listen on this port, 0 for any free one (overrides [server] port)")
+    s.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text (default), or json: one JSON object per line, for log shippers")  # fmt: skip
     sub.add_parser("check-config", parents=[common], help="validate the configuration and print the routes")
     s = sub.add_parser("pending", parents=[common], help="list pending requests")
     s.add_argument("--json", action="store_true", help="machine-readable output")
@@ -68,10 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--since", metavar="DURATION", help="only events newer than this, e.g. 30m, 2d")
     s.add_argument("--request", metavar="ID", help="only this request's events")
     s.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    s = sub.add_parser("status", parents=[common], help="who holds the bot, outbox backlog, pending, failing callbacks")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("schema", help="print the configuration's JSON Schema (for TOML editors)")
     sub.add_parser("doctor", parents=[common], help="check the configuration, the database and Telegram")
     s = sub.add_parser(
-        "hook", parents=[common], help="a Claude Code hook (PreToolUse, PermissionRequest): JSON on stdin"
+        "hook", parents=[common, verbosity], help="a Claude Code hook (PreToolUse, PermissionRequest): JSON on stdin"
     )
     s.add_argument(
         "--timeout",
@@ -111,17 +120,27 @@ def _err(message: str) -> None:
     print(f"signoff: {visible(message)}", file=sys.stderr)  # messages may quote agent text
 
 
-def _setup_logging() -> None:
+def _host(value: str) -> str:
+    if not value.strip() or any(c.isspace() for c in value) or len(value) > 253:
+        raise argparse.ArgumentTypeError("a host is an address or name, e.g. 127.0.0.1, ::1 or 0.0.0.0")
+    return value.removeprefix("[").removesuffix("]")  # [::1] as in a URL
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError("a port is a number from 0 to 65535 (0: any free one)")
+    return int(value)
+
+
+def _setup_logging(args: argparse.Namespace, *, quiet: bool) -> None:
+    """Logs to stderr (stdout belongs to the MCP protocol under stdio): WARNING and up for the
+    commands an MCP client runs (``quiet``), INFO for ``serve``; see ``logs.py``."""
     import logging
 
-    # stdout belongs to the MCP protocol under stdio: logs go to stderr.
-    logging.basicConfig(
-        level=os.environ.get("SIGNOFF_LOG_LEVEL", "INFO").upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # request URLs may carry secrets
-    logging.getLogger("mcp").setLevel(logging.WARNING)  # the SDK logs every HTTP session at INFO
+    from . import logs
+
+    logs.setup(logging.WARNING if quiet else logging.INFO, verbose=getattr(args, "verbose", 0),
+               fmt=getattr(args, "log_format", "text"))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "hook":  # every failure of a hook is a decision: it handles its own errors
         from .hook import run
 
-        _setup_logging()
-        return run(args)
+        return run(args)  # sets up logging itself, on the path that can log
     try:
         if args.command in WITHOUT_CONFIG:
             return WITHOUT_CONFIG[args.command](args)
@@ -187,9 +205,11 @@ async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
     import logging
 
     from .app import open_app
+    from .logs import mask_env
     from .mcp_tools import build_mcp
 
-    _setup_logging()
+    _setup_logging(args, quiet=True)
+    mask_env(config.telegram.token_env, config.server.auth_token_env, config.callbacks.secret_env)
     interrupted = False
     async with open_app(config) as app:
         identity = args.identity or config.server.stdio_identity
@@ -215,8 +235,13 @@ async def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
     from .app import open_app
     from .http import http_token, serve
+    from .logs import mask_env
 
-    _setup_logging()
+    _setup_logging(args, quiet=False)
+    mask_env(config.telegram.token_env, config.server.auth_token_env, config.callbacks.secret_env)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:  # --host/--port over [server] host/port
+        config = config.model_copy(update={"server": config.server.model_copy(update=overrides)})
     token = http_token(config)  # before opening anything: refuse an unprotected public address
     logging.getLogger("signoff").info("signoff serve: %s", where(config))
     async with open_app(config) as app:
@@ -328,6 +353,33 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from .setup_commands import cmd_init as init
+
+    return init(args)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .setup_commands import cmd_schema as schema
+
+    return schema(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Exit 0 when prompts can flow, 1 naming each problem."""
+    from . import health, readonly
+
+    with readonly.connect(readonly.db_path(args.config)) as conn:
+        state = health.read(conn)
+    if args.json:
+        print(json.dumps(state.as_json(), indent=2))
+    else:
+        print("\n".join(f"{topic:<10}{text}" for topic, text in state.lines()))
+        for problem in state.problems():
+            print(f"problem   {problem}")
+    return EXIT_ERROR if state.problems() else EXIT_OK
+
+
 def _verify_audit(args: argparse.Namespace) -> int:
     """``signoff audit verify [--file EXPORT]``: exit 0 when the chain holds, 1 naming the first broken event."""
     from . import audit_chain
@@ -385,6 +437,7 @@ async def cmd_revoke(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
+    from . import health
     from .http import is_loopback
 
     problems = 0
@@ -395,9 +448,14 @@ async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
         pending = await service.store.list_requests(status=None, limit=1_000_000)
         open_ = sum(1 for r in pending if not r.status.final)
         print(f"database  {config.db_path}: OK ({len(pending)} requests, {open_} pending)")
-        return 0
+        state = await health.collect(service.store, service.clock())
+        for topic, text in state.lines():
+            print(f"{topic:<10}{text}")
+        for problem in state.problems():
+            print(f"problem   {problem}")
+        return len(state.problems())
 
-    await _with_service(config, go)
+    problems += await _with_service(config, go)
     mode = config.db_path.stat().st_mode & 0o777
     if mode & 0o077:
         problems += 1
@@ -455,6 +513,7 @@ WITHOUT_CONFIG: dict[str, Callable[[argparse.Namespace], int]] = {
     "audit": cmd_audit,
     "init": cmd_init,
     "schema": cmd_schema,
+    "status": cmd_status,
 }
 
 

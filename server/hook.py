@@ -11,19 +11,26 @@ on stderr.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import claude_code
 from .errors import RequestError, SignoffError
 from .intake import MAX_KEY
 from .models import Actor, ApprovalRequest, Status
+
+if TYPE_CHECKING:
+    import argparse
+
+    from .app import App
+
+# Imports are kept to what a call decided at once needs (``quick``): the full path below
+# imports the service, pydantic, aiosqlite and asyncio, and Telegram only while a request is
+# pending.
 
 HANDLED = ("PreToolUse", "PermissionRequest")
 DEFAULT_IDENTITY = "claude-code"
@@ -86,25 +93,66 @@ def _event_name(event: Any) -> str:
     return name if name in HANDLED else "PreToolUse"
 
 
+def decide_at_once(event: HookEvent, args: argparse.Namespace) -> ApprovalRequest | None:
+    """The fast path (``quick``): the request when its route decided it at once, else None."""
+    from .quick import file_at_once
+
+    new = claude_code.tool_request(event.tool_name, event.tool_input, event.tool_use_id, event.cwd)
+    return file_at_once(args.config, new, args.identity, DEFAULT_IDENTITY, event.session)
+
+
 async def decide(event: HookEvent, args: argparse.Namespace) -> tuple[ApprovalRequest | None, str]:
     """File the tool call, wait for a human; (the request, a note for when there is no decision)."""
-    from .app import open_app
-    from .config import load_config
+    import asyncio
+    import logging
 
-    config = load_config(args.config)
+    from .app import open_app
+    from .config_cache import load_and_save
+
+    config = load_and_save(args.config)  # validated in full; the next call can take the fast path
     identity = args.identity or config.server.stdio_identity or DEFAULT_IDENTITY
     requester = Actor("agent", identity, "hook")
     new = claude_code.tool_request(event.tool_name, event.tool_input, event.tool_use_id, event.cwd)
-    async with open_app(config) as app:
+    async with open_app(config, background=False) as app:
         req = await app.service.request_approval(new, requester, session=event.session)
-        try:
-            async with asyncio.timeout(max(1.0, args.timeout)):
-                req = await claude_code.wait_for_human(app.service, req, within=None, on_progress=None)
-        except TimeoutError:
-            req = await app.service.cancel(req.id, requester, "the hook timed out")
-            if req.status is Status.CANCELLED:
-                return None, f"No decision within {args.timeout:.0f} s."  # withdrawn by us: the fallback answers
+        if req.status.final:  # decided at once (a route, a grant): no bot, no Telegram connection
+            return req, ""
+        async with app.background():  # pending: watch for decisions, and run the bot if it is free
+            if not os.environ.get(config.telegram.token_env, "").strip() and (lost := await _no_bot(app, req.id)):
+                logging.getLogger("signoff.hook").warning(
+                    "%s: %s", req.id, lost
+                )  # this process cannot hold it either: say so at once
+            try:
+                async with asyncio.timeout(max(1.0, args.timeout)):
+                    req = await claude_code.wait_for_human(app.service, req, within=None, on_progress=None)
+            except TimeoutError:
+                req = await app.service.cancel(req.id, requester, "the hook timed out")
+                if req.status is Status.CANCELLED:  # withdrawn by us: the fallback answers
+                    lost = await _no_bot(app, req.id)
+                    return None, f"No decision within {args.timeout:.0f} s." + (f" {lost}" if lost else "")
     return req, ""
+
+
+async def _no_bot(app: App, request_id: str) -> str | None:
+    """Why no prompt can have reached a phone: it has Telegram prompts, and no process holds the bot."""
+    from . import health
+
+    if not await app.store.read("SELECT 1 FROM outbox WHERE request_id = ? AND kind = 'prompt'", (request_id,)):
+        return None  # nobody to prompt in a chat (console-only approvers)
+    state = await health.collect(app.store, app.service.clock())
+    if state.bot_live:
+        return None
+    return ("No signoff process holds the Telegram bot, so no prompt reached a phone; run `signoff serve` with "
+            "SIGNOFF_TELEGRAM_TOKEN set (docs/operations.md), and `signoff status` to check.")  # fmt: skip
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    """Warnings and errors on stderr (``-v``: more); only on the full path, the fast one logs nothing."""
+    import logging
+
+    from . import logs
+
+    logs.setup(logging.WARNING, verbose=getattr(args, "verbose", 0), fmt="text")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,7 +171,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"signoff: hook: {parsed[:50]!r} is not handled; use signoff for PreToolUse or PermissionRequest "
                   "hooks", file=sys.stderr)  # fmt: skip
             return 0  # not a tool call: nothing to decide
-        req, note = asyncio.run(decide(parsed, args))
+        req, note = decide_at_once(parsed, args), ""
+        if req is None:
+            import asyncio
+
+            _setup_logging(args)
+            req, note = asyncio.run(decide(parsed, args))
         out = claude_code.hook_output(name, req, args.fallback, note)
     except (Exception, KeyboardInterrupt) as exc:  # every failure is the fallback decision
         out = claude_code.hook_output(name, None, args.fallback, _why(exc))

@@ -1,4 +1,4 @@
-"""``signoff serve``: the streamable-HTTP MCP endpoint at ``/mcp`` and ``/healthz``.
+"""``signoff serve``: the streamable-HTTP MCP endpoint at ``/mcp``, ``/healthz`` and ``/metrics``.
 
 With a bearer token configured (``[server] auth_token_env`` names the variable that holds
 it) every request but ``/healthz`` must carry ``Authorization: Bearer <token>``; without
@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -23,11 +24,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import health
 from .app import App
 from .config import Config
 from .errors import ConfigError
 from .mcp_guard import answer_unreadable_http
 from .mcp_tools import build_mcp
+from .metrics import Exporter
+from .paths import package_version
 
 
 def is_loopback(host: str) -> bool:
@@ -95,16 +99,24 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp:
     mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
 
     async def healthz(_: Request) -> Response:
-        await app.store.data_version()  # the database answers
-        return JSONResponse({"status": "ok", "waiting": app.service.waiting})  # calls waiting for a decision
+        # The database answers (or this raises: 500). "waiting": calls here waiting for a decision.
+        state = await health.collect(app.store, app.service.clock())
+        return JSONResponse({"status": "ok", "waiting": app.service.waiting, **state.as_json()})
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with mcp.session_manager.run():  # a mounted sub-app's lifespan never runs
             yield
 
+    exporter = Exporter(app.config.db_path, package_version(), clock=app.service.clock)
+
+    async def metrics(request: Request) -> Response:
+        # Prometheus text (or OpenMetrics, when asked); read from the database in a worker thread.
+        body, content_type = await anyio.to_thread.run_sync(exporter.render, request.headers.get("accept"))
+        return Response(body, headers={"Content-Type": content_type})
+
     # answer_unreadable_http: a POST the SDK cannot parse (nested too deep) gets its error under the request's id.
-    routes = [Route("/healthz", healthz), Mount("/", app=answer_unreadable_http(mcp_app))]
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics), Mount("/", app=answer_unreadable_http(mcp_app))]
     starlette = Starlette(routes=routes, lifespan=lifespan)
     return BearerAuth(starlette, token) if token else starlette
 
@@ -159,6 +171,7 @@ async def serve(app: App, token: str | None) -> None:
     config = uvicorn.Config(
         build_http_app(app, token, port=port),
         log_level="warning",
+        log_config=None,  # uvicorn's records go through signoff's handler (and its format: text or json)
         timeout_graceful_shutdown=1,
         lifespan="on",
     )

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import RequestError
+from .rows import dumps
 from .sanitize import has_control
-from .store import dumps
 
 # Input bounds, documented in the README and in the tool schemas.
 MAX_ACTION = 200

@@ -15,10 +15,15 @@ from collections.abc import Callable
 
 from .store import Store
 
+BOT_LEASE = "telegram-bot"  # whoever holds it talks to Telegram (polling, the outbox)
+
 _CLAIM = (
-    "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at "
-    "WHERE leases.owner = excluded.owner OR leases.expires_at < ? "
+    "INSERT INTO leases (name, owner, expires_at, since) VALUES (:name, :owner, :until, :now) "
+    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at, "
+    # A renewal in time keeps `since`; a take-over, or a return after a gap, starts it again.
+    "since = CASE WHEN leases.owner = excluded.owner AND leases.expires_at >= :now THEN leases.since "
+    "ELSE excluded.since END "
+    "WHERE leases.owner = excluded.owner OR leases.expires_at < :now "
     "RETURNING owner"
 )
 
@@ -42,7 +47,9 @@ class Lease:
     async def claim(self) -> bool:
         """Take or renew the lease; True while this process holds it."""
         now = self.clock()
-        rows = await self.store.write(_CLAIM, (self.name, self.owner, now + self.ttl, now))
+        rows = await self.store.write(
+            _CLAIM, {"name": self.name, "owner": self.owner, "until": now + self.ttl, "now": now}
+        )
         held = bool(rows) and rows[0][0] == self.owner
         self.valid_until = now + self.ttl if held else 0.0
         return held
@@ -54,4 +61,7 @@ class Lease:
     async def release(self) -> None:
         """Give the lease up at once, so another process can take over without waiting."""
         self.valid_until = 0.0
-        await self.store.write("DELETE FROM leases WHERE name = ? AND owner = ?", (self.name, self.owner))
+        # Expired now, not deleted: `signoff status` can still say who held it last, and since when not.
+        await self.store.write(
+            "UPDATE leases SET expires_at = ? WHERE name = ? AND owner = ?", (self.clock(), self.name, self.owner)
+        )

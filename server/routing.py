@@ -13,10 +13,12 @@ import fnmatch
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import Comparison, Config, Match, RouteConfig
 from .errors import RequestError
+
+if TYPE_CHECKING:  # not at run time: the hook's fast path matches routes without pydantic (see quick.py)
+    from .config import Comparison, Config, Match, RouteConfig
 
 
 @dataclass(frozen=True, slots=True)

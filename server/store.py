@@ -13,7 +13,6 @@ never run inside another coroutine's open transaction.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -26,19 +25,10 @@ import aiosqlite
 from . import db as dbmod
 from . import queries
 from .models import Actor, ApprovalRequest, AuditEvent, Status
+from .rows import INSERT, dumps, request_row
 
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+__all__ = ["AUDIT_EVENT", "DECIDE", "INSERT", "QUEUE", "Decision", "Store", "dumps", "request_row"]
 
-
-def dumps(value: Any) -> str:
-    """Canonical JSON: sorted keys, no NaN, compact."""
-    return _ENCODER.encode(value)
-
-
-INSERT = (
-    f"INSERT INTO requests ({queries.REQUEST_COLUMNS}) VALUES ({','.join('?' * queries.N_REQUEST_COLUMNS)}) "
-    "ON CONFLICT (requested_by, idempotency_key) DO NOTHING"
-)
 DECIDE = (
     "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, decided_kind = ?, decided_via = ?, reason = ? "
     f"WHERE id = ? AND status = 'pending' RETURNING {queries.REQUEST_COLUMNS}"
@@ -48,21 +38,6 @@ _EXPIRE = (
     "decided_at = ?, decided_by = 'timeout', decided_kind = 'system', decided_via = 'scheduler' "
     f"WHERE status = 'pending' AND expires_at <= ? RETURNING {queries.REQUEST_COLUMNS}"
 )
-
-
-def request_row(
-    req: ApprovalRequest, details_json: str | None, metadata_json: str, route_snapshot_json: str
-) -> tuple[Any, ...]:
-    """The values of ``INSERT`` for ``req``, whose JSON columns come serialized."""
-    return (
-        req.id, req.action, req.summary, details_json, metadata_json,
-        req.route, route_snapshot_json, dumps(req.approvers), req.requested_by, req.requested_via,
-        req.claimed_requester, req.idempotency_key, req.content_hash, req.status.value, req.on_timeout,
-        req.created_at, req.expires_at, req.decided_at, req.decided_by, req.decided_kind, req.decided_via, req.reason,
-        req.level, req.next_escalation_at, req.next_reminder_at, req.session, req.callback_url,
-        req.cwd, req.action_digest, req.client_name,
-    )  # fmt: skip
-
 
 # An audit event that is not a change of status, on one request:
 # (at, event, actor_kind, actor, channel, data JSON, request_id).

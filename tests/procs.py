@@ -66,7 +66,7 @@ async def _read_until(stream: TextReceiveStream, seen: list[str], pattern: str) 
 async def serve(config: Path, **env: str) -> AsyncIterator[Served]:
     """Start ``signoff serve`` and wait (bounded) until it says where it listens."""
     proc = await anyio.open_process([SIGNOFF, "serve", "--config", str(config)],
-                                    env=subprocess_env(SIGNOFF_LOG_LEVEL="INFO", **env), stdin=subprocess.DEVNULL)  # fmt: skip
+                                    env=subprocess_env(**{"SIGNOFF_LOG_LEVEL": "INFO", **env}), stdin=subprocess.DEVNULL)  # fmt: skip
     seen: list[str] = []
     try:
         assert proc.stderr is not None

@@ -131,7 +131,8 @@ async def test_http_requires_the_bearer_token(config_path: Path) -> None:
     async with serve(config_path, SIGNOFF_HTTP_TOKEN=token) as server:
         base = server.url.removesuffix("/mcp")
         async with httpx.AsyncClient() as h:
-            assert (await h.get(f"{base}/healthz")).json() == {"status": "ok", "waiting": 0}
+            healthz = (await h.get(f"{base}/healthz")).json()
+            assert (healthz["status"], healthz["waiting"], healthz["pending"], healthz["problems"]) == ("ok", 0, 0, [])
             denied = await h.post(server.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
             assert denied.status_code == 401
             wrong = await h.post(server.url, json={}, headers={"Authorization": "Bearer nope"})

@@ -19,11 +19,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Update
-from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
+from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError, TimedOut
 from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
-from signoff.server.lease import Lease
+from signoff.server.lease import BOT_LEASE, Lease
+from signoff.server.metrics import count_telegram_error
 from signoff.server.service import ApprovalService
 
 from .callbacks import CallbackSigner, new_key
@@ -34,7 +35,7 @@ from .webhook import serve_webhook
 os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta, without a warning
 
 log = logging.getLogger("signoff.telegram")
-LEASE_NAME = "telegram-bot"
+LEASE_NAME = BOT_LEASE
 ALLOWED_UPDATES = ["message", "callback_query"]
 
 
@@ -54,6 +55,24 @@ class RedactToken(logging.Filter):
         if self.token in message:
             record.msg, record.args = message.replace(self.token, "<telegram-token>"), None
         return True
+
+
+class CountingRequest(HTTPXRequest):
+    """Every Bot API call goes through ``do_request``: count its failures for ``/metrics`` (by HTTP
+    status, e.g. 409 when another poller holds the token, 429 when rate-limited; or timeout/network)."""
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        try:
+            code, payload = await super().do_request(*args, **kwargs)
+        except TimedOut:
+            count_telegram_error("timeout")
+            raise
+        except NetworkError:
+            count_telegram_error("network")
+            raise
+        if code >= 400:
+            count_telegram_error(str(code))
+        return code, payload
 
 
 class TelegramChannel:
@@ -102,7 +121,7 @@ class TelegramChannel:
                 await asyncio.shield(self.lease.release())
 
     def _request(self, read_timeout: float) -> HTTPXRequest:
-        return HTTPXRequest(connect_timeout=5, read_timeout=read_timeout, write_timeout=10, pool_timeout=5)
+        return CountingRequest(connect_timeout=5, read_timeout=read_timeout, write_timeout=10, pool_timeout=5)
 
     async def _serve(self) -> None:
         bot = ExtBot(

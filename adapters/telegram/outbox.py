@@ -46,10 +46,15 @@ GROUP_GAP = 3.0  # 20 a minute in a group
 MAX_BACKOFF = 60.0
 UNREACHABLE_BACKOFF = 300.0
 NEW_MESSAGES = ("prompt", "reminder")  # what quiet hours hold ("show" was asked for: never held)
+# What a human needs to decide: sent before anything else due in its chat (edits of earlier
+# messages, notes), and paced only by the prompts before it, never by those edits, so a new
+# request reaches a phone at once even in a chat whose messages were just edited.
+PROMPTS = ("prompt", "show")
 
 _DUE = (
     "SELECT id, request_id, kind, approver, chat_id, attempts FROM outbox "
-    "WHERE done_at IS NULL AND next_attempt_at <= ? AND kind <> 'callback' ORDER BY id LIMIT 200"
+    "WHERE done_at IS NULL AND next_attempt_at <= ? AND kind <> 'callback' "
+    f"ORDER BY CASE WHEN kind IN {PROMPTS!r} THEN 0 ELSE 1 END, id LIMIT 200"
 )
 
 
@@ -76,7 +81,8 @@ class Outbox:
         self.config = config
         self.clock = clock
         self.digests = Digests(store, bot, signer, config, clock)
-        self._chat_free_at: dict[int, float] = {}
+        self._chat_free_at: dict[int, float] = {}  # after any call to the chat (what edits and notes wait for)
+        self._prompt_free_at: dict[int, float] = {}  # after a prompt or a 429 (what prompts wait for)
         self._warned: set[int] = set()
 
     async def drain(self) -> float:
@@ -89,12 +95,17 @@ class Outbox:
                     continue  # into the digest: no call of its own
             except Exception:  # never let one row stop the others; it is then sent as a prompt of its own
                 log.exception("telegram: gathering outbox row %d into a digest failed", int(row["id"]))
-            free_at = self._chat_free_at.get(chat_id, 0.0)
+            prompt = row["kind"] in PROMPTS
+            free_at = (self._prompt_free_at if prompt else self._chat_free_at).get(chat_id, 0.0)
             if free_at > time.monotonic():
                 wait = min(wait, free_at - time.monotonic())
                 continue  # this chat is paced; others go on
             if await self._deliver(row):
-                self._chat_free_at[chat_id] = time.monotonic() + (PRIVATE_GAP if chat_id > 0 else GROUP_GAP)
+                free_at = max(self._chat_free_at.get(chat_id, 0.0),
+                              time.monotonic() + (PRIVATE_GAP if chat_id > 0 else GROUP_GAP))  # fmt: skip
+                self._chat_free_at[chat_id] = free_at
+                if prompt:
+                    self._prompt_free_at[chat_id] = free_at
         return max(0.0, wait)
 
     async def _deliver(self, row: Any) -> bool:
@@ -120,7 +131,7 @@ class Outbox:
             return False
         except RetryAfter as exc:
             delay = _seconds(exc.retry_after)
-            self._chat_free_at[chat_id] = time.monotonic() + delay
+            self._chat_free_at[chat_id] = self._prompt_free_at[chat_id] = time.monotonic() + delay
             await self._retry(outbox_id, attempts, delay, f"429: retry after {delay:.0f} s", count=False)
         except Forbidden as exc:
             self._warn_unreachable(chat_id, row["approver"], str(exc))
