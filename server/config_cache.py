@@ -171,7 +171,8 @@ def _code_stamp() -> str:
 def _key(file: Path | None, text: str) -> str:
     h = hashlib.sha256()
     where = "<embedded default>" if file is None else str(file.resolve())
-    for part in (FORMAT, where, str(default_state_dir()), _code_stamp(), text):
+    # $HOME too: a `~` in [store] path was expanded when the copy was compiled.
+    for part in (FORMAT, where, str(default_state_dir()), os.path.expanduser("~"), _code_stamp(), text):
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
     return h.hexdigest()
@@ -181,7 +182,10 @@ def cache_file(file: Path | None) -> Path:
     """Where the compiled form of ``file`` is kept (one per config file)."""
     where = "<embedded default>" if file is None else str(file.resolve())
     name = hashlib.sha256(where.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return default_state_dir() / CACHE_DIR / f"{name}.json"
+    state = default_state_dir()
+    if not state.is_absolute():  # it would follow the current folder, which the agent controls
+        raise ValueError(f"the state folder {state} is relative: no config cache")
+    return state / CACHE_DIR / f"{name}.json"
 
 
 def _checksum(payload: str) -> str:
@@ -274,12 +278,18 @@ def load_and_save(arg: str | os.PathLike[str] | None) -> Config:
     from .config import load_config, parse_config
 
     file, origin = find_config(arg)
-    text = _read_config_text(file)
-    if file is None or text is None:
-        config = load_config(arg)  # the embedded default, or the error the usual way
-        if file is None:
-            save(None, "", config)
+    if file is None:
+        # Parsed here, not through load_config: a user config file appearing meanwhile must not
+        # be cached under the embedded default's key.
+        from .config import DEFAULT_CONFIG_TOML
+
+        config = parse_config(DEFAULT_CONFIG_TOML, source="<embedded default>", base_dir=None)
+        config = config.model_copy(update={"origin": origin})
+        save(None, "", config)
         return config
+    text = _read_config_text(file)
+    if text is None:
+        return load_config(arg)  # the error, the usual way; nothing cached
     config = parse_config(text, source=str(file), base_dir=file.resolve().parent)
     config = config.model_copy(update={"origin": origin})
     save(file, text, config)

@@ -27,8 +27,10 @@ def default_state_dir() -> Path:
         return Path(explicit).expanduser()
     if systemd := os.environ.get("STATE_DIRECTORY", "").split(":")[0]:
         return Path(systemd)  # already the service's own folder (e.g. ~/.local/state/signoff): no /signoff added
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base).expanduser() / "signoff"
+    base = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec ignores a relative value; so do we (it would follow the current folder).
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
+    return root / "signoff"
 
 
 def user_config_file() -> Path:
