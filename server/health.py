@@ -24,9 +24,10 @@ STALE_PROMPT = 60.0  # a prompt due this long without being sent means delivery 
 
 _LEASE = "SELECT owner, expires_at, since FROM leases WHERE name = ?"
 _PENDING = "SELECT count(*) FROM requests WHERE status = 'pending'"
-_OUTBOX = (
-    "SELECT count(*), min(CASE WHEN kind = 'prompt' AND next_attempt_at <= ? THEN created_at END) "
-    "FROM outbox WHERE done_at IS NULL AND kind != 'callback'"
+_OUTBOX = (  # the oldest prompt someone still has to see: due, unsent, for a request still pending
+    "SELECT (SELECT count(*) FROM outbox WHERE done_at IS NULL AND kind != 'callback'), "
+    "(SELECT min(o.created_at) FROM outbox AS o JOIN requests AS r ON r.id = o.request_id "
+    "WHERE o.kind = 'prompt' AND o.done_at IS NULL AND o.next_attempt_at <= ? AND r.status = 'pending')"
 )
 _CALLBACKS = (  # each on a partial index: undelivered rows, and finished rows that failed
     "SELECT (SELECT count(*) FROM outbox WHERE kind = 'callback' AND done_at IS NULL AND attempts > 0), "

@@ -130,5 +130,9 @@ def test_a_hook_says_when_no_process_holds_the_bot(tmp_path: Path) -> None:
     assert "No decision within 1 s. No signoff process holds the Telegram bot" in reason
     assert "run `signoff serve`" in reason
     assert "WARNING" in stderr and "No signoff process holds the Telegram bot" in stderr
+    # The withdrawn request's prompt is still queued, but nobody has to see it: not "stuck".
+    with sqlite3.connect(load_config(config_path).db_path) as conn:
+        later = health.read(conn, now=time.time() + 600)
+    assert later.outbox_backlog >= 1 and later.oldest_prompt_due is None and later.pending == 0
     reason, stderr = hook("Edit", {"file_path": "x", "old_string": "a", "new_string": "b"})
     assert "Telegram" not in reason + stderr  # console-only approvers: no phone was ever involved
