@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from signoff.server.http import bind
+from signoff.server.listen import bind
 
 from .procs import http_client, serve, stdio_client
 

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from telegram import Bot, Update
 
 from signoff.server.config import TelegramConfig
-from signoff.server.http import bind
+from signoff.server.listen import bind
 
 log = logging.getLogger("signoff.telegram")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
