@@ -27,18 +27,19 @@ def default_state_dir() -> Path:
         return Path(explicit).expanduser()
     if systemd := os.environ.get("STATE_DIRECTORY", "").split(":")[0]:
         return Path(systemd)  # already the service's own folder (e.g. ~/.local/state/signoff): no /signoff added
-    base = os.environ.get("XDG_STATE_HOME", "")
-    # The XDG spec ignores a relative value; so do we (it would follow the current folder).
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
-    return root / "signoff"
+    return _xdg("XDG_STATE_HOME", ".local/state") / "signoff"
 
 
 def user_config_file() -> Path:
     """``$XDG_CONFIG_HOME/signoff/signoff.toml``, else ``~/.config/signoff/signoff.toml`` (what ``init`` writes)."""
-    base = os.environ.get("XDG_CONFIG_HOME", "")
-    # The XDG spec ignores a relative value; so do we (it would depend on the current folder).
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".config"
-    return root / "signoff" / "signoff.toml"
+    return _xdg("XDG_CONFIG_HOME", ".config") / "signoff" / "signoff.toml"
+
+
+def _xdg(variable: str, default_under_home: str) -> Path:
+    """An XDG base folder. The spec ignores a relative value; so do we (it would follow the
+    current folder, which agents control)."""
+    base = os.environ.get(variable, "")
+    return Path(base) if base and os.path.isabs(base) else Path.home() / default_under_home
 
 
 def find_config(arg: str | os.PathLike[str] | None) -> tuple[Path | None, str]:
