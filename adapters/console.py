@@ -26,7 +26,7 @@ from signoff.server.models import Actor, ApprovalRequest, AuditEvent, Status, is
 from signoff.server.sanitize import json_visible, visible
 
 if TYPE_CHECKING:  # the read-only commands never load the service and its dependencies
-    from signoff.server.grants import Grant
+    from signoff.server.grant_models import Grant
     from signoff.server.service import ApprovalService
 
 CHANNEL = "console"

@@ -46,7 +46,7 @@ class App:
             tasks.append(asyncio.create_task(_run_bot(service, token)))
         secret = os.environ.get(config.callbacks.secret_env, "").strip()
         if secret:
-            from .callbacks import CallbackDeliverer
+            from .decision_callbacks import CallbackDeliverer
 
             tasks.append(asyncio.create_task(_keep_running("callbacks", CallbackDeliverer(service, secret).run)))
         try:
@@ -113,5 +113,8 @@ async def _run_bot(service: ApprovalService, token: str) -> None:
 
     module = await asyncio.to_thread(importlib.import_module, "signoff.adapters.telegram")
     log.info(module.start_message(service.config.telegram.token_env, token))
-    channel: TelegramChannel = module.TelegramChannel(service, token, lease_ttl=service.config.telegram.lease_ttl)
+    from .channels import ChannelService
+
+    core = ChannelService(service, "telegram")
+    channel: TelegramChannel = module.TelegramChannel(core, token, lease_ttl=service.config.telegram.lease_ttl)
     await channel.run()

@@ -91,9 +91,39 @@ class TelegramConfig(_Model):
     webhook_listen: str = Field(default="127.0.0.1:8443", pattern=r"^\[?[^\]]*\]?:\d{1,5}$")
 
 
+class SlackConfig(_Model):
+    mode: Literal["socket", "http"] = Field(
+        default="socket",
+        description="socket: Socket Mode (an app-level token, no public URL); http: Slack POSTs to `signoff serve`",
+    )
+    bot_token_env: str = Field(default="SIGNOFF_SLACK_BOT_TOKEN", description="the variable holding the xoxb- token")
+    app_token_env: str = Field(
+        default="SIGNOFF_SLACK_APP_TOKEN", description="the variable holding the xapp- token (Socket Mode)"
+    )
+    signing_secret_env: str = Field(
+        default="SIGNOFF_SLACK_SIGNING_SECRET", description="the variable holding the signing secret (HTTP mode)"
+    )
+    api_base_url: str = "https://slack.com/api/"
+    lease_ttl: Duration = Field(
+        default=15.0, ge=3, le=300, description="how soon another process takes Slack over when its holder dies"
+    )
+    request_timeout: Duration = Field(default=10.0, ge=1, le=120, description="how long one Web API call may take")
+    path: str = Field(
+        default="/slack/events", pattern=r"^/[A-Za-z0-9/_-]*$", description="HTTP mode: where `signoff serve` listens"
+    )
+
+
+_SLACK_USER = r"^[UW][A-Z0-9]{2,20}$"
+_SLACK_CHANNEL = r"^[CGD][A-Z0-9]{2,20}$"
+
+
 class ApproverConfig(_Model):
     telegram_user_id: int | None = None
     telegram_chat_id: int | None = None
+    slack_user_id: str | None = Field(default=None, pattern=_SLACK_USER, description="the approver's Slack member id")
+    slack_channel: str | None = Field(
+        default=None, pattern=_SLACK_CHANNEL, description="post their prompts in this channel instead of a DM"
+    )
     identities: list[str] = Field(
         default_factory=list,
         description="requested_by values (globs) that are this person: they cannot approve their own requests",
@@ -244,6 +274,7 @@ class Config(_Model):
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
     telegram: TelegramConfig = TelegramConfig()
+    slack: SlackConfig = SlackConfig()
     approvers: dict[str, ApproverConfig] = Field(default_factory=dict)
     groups: dict[str, list[str]] = Field(default_factory=dict)
     defaults: DefaultsConfig = DefaultsConfig()
@@ -368,6 +399,8 @@ def _cross_check(config: Config) -> list[str]:
     for name, approver in config.approvers.items():
         if approver.telegram_user_id is None and approver.telegram_chat_id is not None:
             problems.append(f"approvers.{name}: telegram_chat_id needs telegram_user_id (who may press the buttons)")
+        if approver.slack_user_id is None and approver.slack_channel is not None:
+            problems.append(f"approvers.{name}: slack_channel needs slack_user_id (who may press the buttons)")
         if approver.timezone != "UTC" or approver.quiet_hours:
             try:
                 zoneinfo.ZoneInfo(approver.timezone)

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 
 class Status(StrEnum):
@@ -30,6 +30,71 @@ class Actor:
     channel: str
 
 
+class TelegramEntry(TypedDict):
+    """Where one approver's Telegram prompts go, and who may press their buttons."""
+
+    approver: str
+    user_id: int
+    chat_id: int
+
+
+class SlackEntry(TypedDict):
+    """Where one approver's Slack prompts go (``address``: their user id for a DM, or a channel
+    id), and whose presses count (``user_id``)."""
+
+    approver: str
+    user_id: str
+    address: str
+
+
+class EscalationStep(TypedDict):
+    after: float  # seconds after filing
+    approvers: list[str]  # the approvers it adds
+    telegram: list[TelegramEntry]
+    slack: NotRequired[list[SlackEntry]]
+
+
+class RouteSnapshot(TypedDict, total=False):
+    """The route as it was when a request was filed (``requests.route_snapshot``, JSON). Rows
+    written by older versions may lack later keys: read them with ``.get``."""
+
+    name: str
+    approvers: list[str]
+    timeout: float
+    on_timeout: str
+    auto: str | None
+    telegram: list[TelegramEntry]
+    slack: list[SlackEntry]
+    match: dict[str, Any] | None
+    escalation: list[EscalationStep]
+    reminder: float | None
+    quorum: int
+    reject_quorum: int
+    allow_self_approval: bool
+    grant_options: list[str]
+    grant_scope: dict[str, Any] | None
+    grant_max_uses: int | None
+    allow_bulk: bool
+    urgent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """One place an approver is asked in: ``channel`` (telegram, slack), the channel's id of the
+    person whose presses count (``user``), and where the messages go (``address``)."""
+
+    channel: str
+    approver: str
+    user: str
+    address: str
+
+
+def _reach(snapshot: RouteSnapshot | EscalationStep) -> list[Reach]:
+    found = [Reach("telegram", e["approver"], str(e["user_id"]), str(e["chat_id"])) for e in snapshot.get("telegram", [])]
+    found += [Reach("slack", e["approver"], e["user_id"], e["address"]) for e in snapshot.get("slack", [])]
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class ApprovalRequest:
     """One row of the ``requests`` table."""
@@ -40,7 +105,7 @@ class ApprovalRequest:
     details: Any
     metadata: dict[str, Any]
     route: str
-    route_snapshot: dict[str, Any]
+    route_snapshot: RouteSnapshot
     approvers: list[str]
     requested_by: str
     requested_via: str
@@ -74,7 +139,7 @@ class ApprovalRequest:
             details=None if row["details"] is None else json.loads(row["details"]),
             metadata=json.loads(row["metadata"]),
             route=row["route"],
-            route_snapshot=json.loads(row["route_snapshot"]),
+            route_snapshot=cast(RouteSnapshot, json.loads(row["route_snapshot"])),
             approvers=json.loads(row["approvers"]),
             requested_by=row["requested_by"],
             requested_via=row["requested_via"],
@@ -108,13 +173,14 @@ class ApprovalRequest:
     def reject_quorum(self) -> int:
         return int(self.route_snapshot.get("reject_quorum") or 1)
 
-    def telegram_entries(self, level: int | None = None) -> list[dict[str, Any]]:
-        """Where the prompts of every approver who may decide now (at escalation ``level``) go."""
+    def reach(self, level: int | None = None, channel: str | None = None) -> list[Reach]:
+        """Where the prompts of every approver who may decide now (at escalation ``level``) go, on
+        every channel (or on ``channel``)."""
         level = self.level if level is None else level
-        entries = list(self.route_snapshot.get("telegram", []))
+        entries = _reach(self.route_snapshot)
         for step in self.route_snapshot.get("escalation", [])[:level]:
-            entries += step.get("telegram", [])
-        return entries
+            entries += _reach(step)
+        return [e for e in entries if channel is None or e.channel == channel]
 
     def eligible(self, level: int | None = None) -> list[str]:
         """The approvers who may decide now: the route's and those of the levels fired so far."""
@@ -127,6 +193,26 @@ class ApprovalRequest:
     def everyone(self) -> list[str]:
         """Every approver who may ever decide, escalation levels still to come included."""
         return self.eligible(len(self.route_snapshot.get("escalation", [])))
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """One approver's vote on a request."""
+
+    approver: str
+    vote: str  # "approve" or "reject"
+    at: float
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a decision attempt did: ``changed`` is True when it made the request final."""
+
+    changed: bool
+    request: ApprovalRequest
+    voted: bool = False  # the vote counted, but the route needs more votes: still pending
+    already_voted: str | None = None  # this approver voted before ("approve" or "reject")
 
 
 def iso(ts: float | None) -> str | None:

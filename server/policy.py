@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 from . import queries
 from .config import Config
-from .models import Actor, ApprovalRequest, Status
-from .store import AUDIT_EVENT, DECIDE, QUEUE, Decision, Store, dumps
+from .models import Actor, ApprovalRequest, Decision, RouteSnapshot, Status, Vote
+from .outbox import QUEUE, QUEUE_ONCE, Kind
+from .store import AUDIT_EVENT, DECIDE, Store, dumps
+
+_PROMPTED = "SELECT DISTINCT channel, address FROM prompts WHERE request_id = ?"
 
 _VOTES = "SELECT approver, vote, at, reason FROM votes WHERE request_id = ? ORDER BY at, approver"
 
@@ -35,14 +36,6 @@ def is_self(config: Config, approver: str, requested_by: str) -> bool:
 
 def may_approve(config: Config, req: ApprovalRequest, approver: str) -> bool:
     return bool(req.route_snapshot.get("allow_self_approval")) or not is_self(config, approver, req.requested_by)
-
-
-@dataclass(frozen=True, slots=True)
-class Vote:
-    approver: str
-    vote: str
-    at: float
-    reason: str | None
 
 
 def unreachable(config: Config, req: ApprovalRequest, votes: Iterable[Vote]) -> str | None:
@@ -104,10 +97,8 @@ async def cast(
             await conn.execute(
                 AUDIT_EVENT, (at, "voted", actor.kind, actor.name, actor.channel, dumps(data), request_id)
             )
-            for (chat_id,) in await conn.execute_fetchall(
-                "SELECT DISTINCT chat_id FROM prompts WHERE request_id = ?", (request_id,)
-            ):
-                await conn.execute(QUEUE, (request_id, "progress", "", chat_id, at, at))
+            for channel, address in await conn.execute_fetchall(_PROMPTED, (request_id,)):
+                await conn.execute(QUEUE, (request_id, Kind.PROGRESS, channel, address, "", at, at))
             return Decision(False, req, voted=True)
         status, by, kind, why_final = final
         row = list(
@@ -119,7 +110,7 @@ async def cast(
 # --- timers ------------------------------------------------------------------------------
 
 
-def first_timers(snapshot: dict[str, Any], created_at: float) -> tuple[float | None, float | None]:
+def first_timers(snapshot: RouteSnapshot, created_at: float) -> tuple[float | None, float | None]:
     """(next_escalation_at, next_reminder_at) of a request filed at ``created_at``."""
     levels = snapshot.get("escalation") or []
     reminder = snapshot.get("reminder")
@@ -165,15 +156,12 @@ async def escalate_due(store: Store, now: float) -> list[ApprovalRequest]:
             await conn.execute(
                 AUDIT_EVENT, (now, "escalated", "system", "escalation", "scheduler", dumps(data), req.id)
             )
-            for (chat_id,) in await conn.execute_fetchall(
-                "SELECT DISTINCT chat_id FROM prompts WHERE request_id = ?", (req.id,)
-            ):
-                await conn.execute(QUEUE, (req.id, "escalated", "", chat_id, now, now))
-            for step in levels[req.level : level]:
-                for entry in step.get("telegram", []):
-                    await conn.execute(
-                        "INSERT OR IGNORE INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) "
-                        "VALUES (?, 'prompt', ?, ?, ?, ?)", (req.id, entry["approver"], entry["chat_id"], now, now))  # fmt: skip
+            for channel, address in await conn.execute_fetchall(_PROMPTED, (req.id,)):
+                await conn.execute(QUEUE, (req.id, Kind.ESCALATED, channel, address, "", now, now))
+            for place in req.reach(level):
+                if place not in req.reach():  # the levels just fired: their approvers' first prompts
+                    await conn.execute(QUEUE_ONCE, (req.id, Kind.PROMPT, place.channel, place.address,
+                                                    place.approver, now, now))  # fmt: skip
             fired.append(ApprovalRequest.from_row(rows[0]))
     return fired
 
@@ -200,10 +188,12 @@ async def remind_due(store: Store, now: float) -> list[ApprovalRequest]:
             voted = {
                 r[0] for r in await conn.execute_fetchall("SELECT approver FROM votes WHERE request_id = ?", (req.id,))
             }
-            waiting = [e for e in req.telegram_entries() if e["approver"] not in voted]
+            waiting = [e for e in req.reach() if e.approver not in voted]
             for entry in waiting:
-                await conn.execute(QUEUE, (req.id, "reminder", entry["approver"], entry["chat_id"], now, now))
+                await conn.execute(QUEUE, (req.id, Kind.REMINDER, entry.channel, entry.address, entry.approver,
+                                           now, now))  # fmt: skip
+            names = list(dict.fromkeys(e.approver for e in waiting))
             await conn.execute(AUDIT_EVENT, (now, "reminded", "system", "reminder", "scheduler",
-                                        dumps({"approvers": [e["approver"] for e in waiting]}), req.id))  # fmt: skip
+                                        dumps({"approvers": names}), req.id))  # fmt: skip
             reminded.append(req)
     return reminded

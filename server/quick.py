@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, cast
 from . import config_cache, queries
 from .audit_chain import FIELDS, event_hash
 from .intake import check_new_request
-from .models import Actor, ApprovalRequest, Status
+from .models import Actor, ApprovalRequest, RouteSnapshot, Status
 from .routing import matches
 from .rows import INSERT, dumps, request_row
 
@@ -70,7 +70,7 @@ def file_at_once(
             details=new.details,
             metadata=dict(new.metadata),
             route=route.name,
-            route_snapshot=route.snapshot,
+            route_snapshot=cast(RouteSnapshot, route.snapshot),
             approvers=list(route.approvers),
             requested_by=requester.name,
             requested_via=requester.channel,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import RequestError
+from .models import EscalationStep, RouteSnapshot, SlackEntry, TelegramEntry
 
 if TYPE_CHECKING:  # not at run time: the hook's fast path matches routes without pydantic (see quick.py)
     from .config import Comparison, Config, Match, RouteConfig
@@ -30,16 +31,17 @@ class Choice:
     timeout: float
     on_timeout: str
     # Where each approver's prompts go, as configured when the request was filed.
-    telegram: list[dict[str, Any]]
+    telegram: list[TelegramEntry]
+    slack: list[SlackEntry]
     # Each escalation level: after (seconds), the approvers it adds, and their chats.
-    escalation: list[dict[str, Any]]
+    escalation: list[EscalationStep]
 
     @property
     def everyone(self) -> list[str]:
         """Every approver who may ever decide: the route's and every escalation level's."""
         return self.approvers + [a for level in self.escalation for a in level["approvers"]]
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> RouteSnapshot:
         """The route as it is now, stored with the request so later config edits don't change it."""
         r = self.route
         return {
@@ -49,6 +51,7 @@ class Choice:
             "on_timeout": self.on_timeout,
             "auto": r.auto,
             "telegram": self.telegram,
+            "slack": self.slack,
             "match": None if r.match is None else r.match.model_dump(by_alias=True, exclude_defaults=True),
             "escalation": self.escalation,
             "reminder": r.reminder,
@@ -122,7 +125,7 @@ def matches(match: Match | None, action: str, requested_by: str, metadata: Mappi
     return all(_fits(cond, key in metadata, metadata.get(key)) for key, cond in match.metadata.items())
 
 
-def _chats(config: Config, names: list[str]) -> list[dict[str, Any]]:
+def _chats(config: Config, names: list[str]) -> list[TelegramEntry]:
     return [
         {"approver": name, "user_id": a.telegram_user_id, "chat_id": a.telegram_chat_id or a.telegram_user_id}
         for name in names
@@ -130,20 +133,30 @@ def _chats(config: Config, names: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def _slack(config: Config, names: list[str]) -> list[SlackEntry]:
+    return [
+        {"approver": name, "user_id": a.slack_user_id, "address": a.slack_channel or a.slack_user_id}
+        for name in names
+        if (a := config.approvers[name]).slack_user_id is not None
+    ]
+
+
 def resolve(config: Config, route: RouteConfig) -> Choice:
     approvers = config.expand(route.approvers)
     seen = list(approvers)
-    levels = []
+    levels: list[EscalationStep] = []
     for level in route.escalation:
         added = [a for a in config.expand(level.approvers) if a not in seen]
         seen += added
-        levels.append({"after": level.after, "approvers": added, "telegram": _chats(config, added)})
+        levels.append({"after": level.after, "approvers": added, "telegram": _chats(config, added),
+                       "slack": _slack(config, added)})  # fmt: skip
     return Choice(
         route=route,
         approvers=approvers,
         timeout=route.timeout or config.defaults.timeout,
         on_timeout=route.on_timeout or config.defaults.on_timeout,
         telegram=_chats(config, approvers),
+        slack=_slack(config, approvers),
         escalation=levels,
     )
 

@@ -19,12 +19,14 @@ from typing import Any
 from . import grants, policy
 from .config import Config, callback_url_problems
 from .errors import NotAllowedError, NotFoundError, RequestError
-from .grants import Grant
+from .grant_models import Grant
+from .grant_models import options as grant_options
 from .intake import Encoded, NewRequest, check_new_request, check_reason
-from .models import Actor, ApprovalRequest, Status, iso
+from .models import Actor, ApprovalRequest, Decision, RouteSnapshot, Status, iso
+from .outbox import QUEUE_ONCE, Kind
 from .quiet import expected_after
 from .routing import Choice, choose_route
-from .store import INSERT, Decision, Store, dumps, request_row
+from .store import INSERT, Store, dumps, request_row
 
 
 class _Raced(Exception):
@@ -60,7 +62,7 @@ class ApprovalService:
         self.clock = clock
         self.progress_interval = PROGRESS_INTERVAL
         self._snapshots: dict[str, str] = {}
-        self._snapshots_parsed: dict[str, dict[str, Any]] = {}
+        self._snapshots_parsed: dict[str, RouteSnapshot] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._watching = asyncio.Event()
         self._closing = False
@@ -176,10 +178,9 @@ class ApprovalService:
                 )
                 if cur.rowcount == 0:
                     raise _Raced()
-                if grant.chat_id is not None:  # the granter's quiet count
-                    await conn.execute(
-                        "INSERT OR IGNORE INTO outbox (request_id, kind, chat_id, created_at, next_attempt_at) "
-                        "VALUES (?, 'grant_used', ?, ?, ?)", (approved.id, grant.chat_id, now, now))  # fmt: skip
+                if grant.notice_channel is not None and grant.notice_address is not None:  # the granter's quiet count
+                    await conn.execute(QUEUE_ONCE, (approved.id, Kind.GRANT_USED, grant.notice_channel,
+                                                    grant.notice_address, "", now, now))  # fmt: skip
         except _Raced:
             return None
         self._wake([approved.id])
@@ -248,19 +249,19 @@ class ApprovalService:
         return decision
 
     async def approve_and_grant(
-        self, request_id: str, option: str, actor: Actor, *, chat_id: int | None = None
+        self, request_id: str, option: str, actor: Actor, *, notice: tuple[str, str] | None = None
     ) -> tuple[Decision, Grant | None]:
         """Approve a request and grant its route's ``option`` ("30m", "session") for requests like it.
-        The grant is made only when this approval decided the request; ``chat_id`` is where its
-        notice goes."""
+        The grant is made only when this approval decided the request; ``notice`` is the
+        (channel, address) its notice goes to."""
         req = await self.get(request_id)
-        if not req.status.final and option not in grants.options(req):
+        if not req.status.final and option not in grant_options(req):
             raise NotAllowedError(f"request {req.id} does not offer a grant of {option!r}")
         decision = await self.decide(request_id, True, actor)
         if not decision.changed:
             return decision, None
         grant = await grants.create(
-            self.store, decision.request, option, actor.name, self.clock(), chat_id, actor.channel
+            self.store, decision.request, option, actor.name, self.clock(), notice, actor.channel
         )
         return decision, grant
 

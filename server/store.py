@@ -16,7 +16,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,10 @@ import aiosqlite
 
 from . import db as dbmod
 from . import queries
-from .models import Actor, ApprovalRequest, AuditEvent, Status
+from .models import Actor, ApprovalRequest, AuditEvent, Decision, Status
 from .rows import INSERT, dumps, request_row
 
-__all__ = ["AUDIT_EVENT", "DECIDE", "INSERT", "QUEUE", "Decision", "Store", "dumps", "request_row"]
+__all__ = ["AUDIT_EVENT", "DECIDE", "INSERT", "Decision", "Store", "dumps", "request_row"]
 
 DECIDE = (
     "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, decided_kind = ?, decided_via = ?, reason = ? "
@@ -46,25 +45,6 @@ AUDIT_EVENT = (
     "action_digest, data) SELECT ?, ?, id, ?, ?, ?, route_snapshot, content_hash, action_digest, ? "
     "FROM requests WHERE id = ?"
 )
-# Deliver (again) something about a request to one chat through the outbox:
-# (request_id, kind, approver, chat_id, created_at, next_attempt_at).
-QUEUE = (
-    "INSERT INTO outbox (request_id, kind, approver, chat_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (request_id, kind, chat_id) DO UPDATE SET done_at = NULL, attempts = 0, "
-    "next_attempt_at = excluded.next_attempt_at"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What a decision attempt did: ``changed`` is True when it made the request final."""
-
-    changed: bool
-    request: ApprovalRequest
-    voted: bool = False  # the vote counted, but the route needs more votes: still pending
-    already_voted: str | None = None  # this approver voted before ("approve" or "reject")
-
-
 class Store:
     """The requests, the audit log and the settings in one SQLite file."""
 
@@ -180,6 +160,12 @@ class Store:
                 None if data is None else dumps(data),
                 request_id,
             ),
+        )
+
+    async def save_setting(self, key: str, value: str) -> None:
+        await self.write(
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
         )
 
     async def setting(self, key: str, make: Callable[[], str]) -> str:

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from signoff.server import cli
 from signoff.server.app import open_app
-from signoff.server.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from signoff.server.decision_callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from signoff.server.errors import RequestError
 from signoff.server.models import Actor, Status
 from signoff.server.service import NewRequest
@@ -372,7 +372,7 @@ async def test_callback_delivery_is_audited_and_follows_no_redirect(
 ) -> None:
     import httpx
 
-    from signoff.server.callbacks import CallbackDeliverer
+    from signoff.server.decision_callbacks import CallbackDeliverer
     from signoff.server.config import parse_config
 
     monkeypatch.setenv("SIGNOFF_CALLBACK_SECRET", "k")

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from telegram.ext import ExtBot
 
-from signoff.adapters.telegram.callbacks import CallbackSigner, new_key
+from signoff.adapters.telegram.buttons import ButtonSigner, new_key
 from signoff.adapters.telegram.outbox import Outbox
 from signoff.server.app import App, open_app
+from signoff.server.channels import ChannelService
 from signoff.server.config import load_config
 from signoff.server.models import Actor
 from signoff.server.service import NewRequest
@@ -61,8 +62,8 @@ async def holder(app: App, fake: FakeTelegram) -> AsyncIterator[Outbox]:
     bot = ExtBot(fake.token, base_url=fake.api_base_url)
     await bot.initialize()
     try:
-        signer = CallbackSigner(await app.store.setting("telegram_callback_key", new_key))
-        yield Outbox(app.store, bot, signer, app.config, app.service.clock)
+        signer = ButtonSigner(await app.store.setting("telegram_callback_key", new_key))
+        yield Outbox(ChannelService(app.service, "telegram"), bot, signer)
     finally:
         await bot.shutdown()
 

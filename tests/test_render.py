@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from signoff.adapters.telegram.callbacks import CallbackSigner, new_key
+from signoff.adapters.telegram.buttons import ButtonSigner, new_key
 from signoff.adapters.telegram.render import MAX_TEXT, keyboard, prompt_text
 from signoff.server.models import ApprovalRequest, Status
 
@@ -48,7 +48,7 @@ def test_outcome_and_buttons() -> None:
                    decided_via="telegram", reason="<not> now")  # fmt: skip
     text = prompt_text(done, time.time())
     assert "❌ <b>Rejected</b> by <b>alice</b>" in text and "Reason: &lt;not&gt; now" in text
-    signer = CallbackSigner(new_key())
+    signer = ButtonSigner(new_key())
     req = request("Bash", {}, action_digest="ab" * 32)
     rows = keyboard(req, signer).inline_keyboard
     datas = [str(b.callback_data) for row in rows for b in row]
@@ -56,7 +56,7 @@ def test_outcome_and_buttons() -> None:
     assert [signer.verify_request(d, req.action_digest) is not None for d in datas] == [True, True, True]
     assert signer.verify_request(datas[0], "cd" * 32) is None  # made for other content
     assert signer.verify(datas[0]) is None  # request data verifies only against its request's digest
-    assert CallbackSigner(new_key()).verify_request(datas[0], req.action_digest) is None  # another database's key
+    assert ButtonSigner(new_key()).verify_request(datas[0], req.action_digest) is None  # another database's key
 
 
 def test_the_header_shows_where_and_exactly_what() -> None:

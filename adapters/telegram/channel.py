@@ -23,11 +23,11 @@ from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError, 
 from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
-from signoff.server.lease import BOT_LEASE, Lease
+from signoff.server.channels import ChannelService
+from signoff.server.lease import BOT_LEASE
 from signoff.server.metrics import count_telegram_error
-from signoff.server.service import ApprovalService
 
-from .callbacks import CallbackSigner, new_key
+from .buttons import ButtonSigner, new_key
 from .outbox import Outbox
 from .updates import UpdateHandler
 from .webhook import serve_webhook
@@ -76,14 +76,13 @@ class CountingRequest(HTTPXRequest):
 
 
 class TelegramChannel:
-    def __init__(self, service: ApprovalService, token: str, *, lease_ttl: float) -> None:
-        self.service = service
-        self.store = service.store
-        self.config = service.config
+    def __init__(self, core: ChannelService, token: str, *, lease_ttl: float) -> None:
+        self.core = core
+        self.config = core.config
         self.token = token
         self.ttl = lease_ttl
         self.poll_timeout = max(1, int(lease_ttl / 3))
-        self.lease = Lease(self.store, LEASE_NAME, lease_ttl)
+        self.lease = core.lease(LEASE_NAME, lease_ttl)
         self._wake = asyncio.Event()
         self._one_at_a_time = asyncio.Lock()
         self._last = 0  # the id of the last update handled
@@ -133,17 +132,17 @@ class TelegramChannel:
         )
         await self._retrying(bot.initialize)  # getMe: InvalidToken stops us; network errors are retried
         try:
-            signer = CallbackSigner(await self.store.setting("telegram_callback_key", new_key))
-            outbox = Outbox(self.store, bot, signer, self.config, self.service.clock)
-            handler = UpdateHandler(self.service, bot, signer, outbox, self._wake.set)
-            self._last = int(await self.store.setting("telegram_last_update_id", lambda: "0"))
+            signer = ButtonSigner(await self.core.setting("telegram_callback_key", new_key))
+            outbox = Outbox(self.core, bot, signer)
+            handler = UpdateHandler(self.core, bot, signer, outbox, self._wake.set)
+            self._last = int(await self.core.setting("telegram_last_update_id", lambda: "0"))
             self.holding.set()
             try:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._renew())
                     tasks.create_task(self._drain(outbox))
                     if self.config.telegram.mode == "webhook":
-                        secret = await self.store.setting("telegram_webhook_secret", lambda: secrets.token_urlsafe(32))
+                        secret = await self.core.setting("telegram_webhook_secret", lambda: secrets.token_urlsafe(32))
                         tasks.create_task(serve_webhook(bot, self.config.telegram, secret,
                                                         lambda u: self._process(handler, u), self._retrying))  # fmt: skip
                     else:
@@ -212,10 +211,7 @@ class TelegramChannel:
                 return  # handled before; Telegram had not been told yet
             await self._handle(handler, update)
             self._last = update.update_id
-            await self.store.write(
-                "INSERT INTO settings (key, value) VALUES ('telegram_last_update_id', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(self._last),),
-            )  # fmt: skip
+            await self.core.save_setting("telegram_last_update_id", str(self._last))
 
     async def _handle(self, handler: UpdateHandler, update: Update) -> None:
         for attempt in range(3):

@@ -1,7 +1,8 @@
 """Draining the outbox into Telegram: prompts out, outcomes edited in, nothing lost.
 
-Rows are written in the same transaction that files, decides, escalates or reminds about a
-request, so whatever process did that, the bot-lease holder finds them here. Kinds:
+The core writes the rows (server/outbox.py) in the same transaction that files, decides,
+escalates or reminds about a request, so whatever process did that, the bot-lease holder
+finds them here; this module delivers them and reports back. Kinds:
 ``prompt`` (a new request; gathered into the chat's digest when the chat already has more
 than ``digest_threshold`` pending prompts), ``show`` (a prompt someone asked for: /pending,
 "Review each"), ``outcome`` and ``progress`` (edit the prompts), ``reminder`` (a reply to
@@ -21,20 +22,16 @@ from __future__ import annotations
 import datetime as dtm
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 from telegram import Bot, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from signoff.server import grants, policy
-from signoff.server.config import Config
+from signoff.server.channels import ChannelService
 from signoff.server.models import ApprovalRequest, Status
-from signoff.server.quiet import held_until
-from signoff.server.store import QUEUE, Store
+from signoff.server.outbox import PROMPTS, Delivery, Kind
 
-from .callbacks import CallbackSigner
+from .buttons import ButtonSigner
 from .digest import Digests
 from .edits import edit_message
 from .render import escalated_text, grant_notice, keyboard, prompt_text, reminder_text, revoke_keyboard
@@ -45,17 +42,7 @@ PRIVATE_GAP = 1.0  # seconds between calls to one private chat
 GROUP_GAP = 3.0  # 20 a minute in a group
 MAX_BACKOFF = 60.0
 UNREACHABLE_BACKOFF = 300.0
-NEW_MESSAGES = ("prompt", "reminder")  # what quiet hours hold ("show" was asked for: never held)
-# What a human needs to decide: sent before anything else due in its chat (edits of earlier
-# messages, notes), and paced only by the prompts before it, never by those edits, so a new
-# request reaches a phone at once even in a chat whose messages were just edited.
-PROMPTS = ("prompt", "show")
-
-_DUE = (
-    "SELECT id, request_id, kind, approver, chat_id, attempts FROM outbox "
-    "WHERE done_at IS NULL AND next_attempt_at <= ? AND kind <> 'callback' "
-    f"ORDER BY CASE WHEN kind IN {PROMPTS!r} THEN 0 ELSE 1 END, id LIMIT 200"
-)
+NEW_MESSAGES = (Kind.PROMPT, Kind.REMINDER)  # what quiet hours hold ("show" was asked for: never held)
 
 
 class NotYet(Exception):
@@ -69,18 +56,17 @@ def _seconds(value: int | float | dtm.timedelta) -> float:
 class Outbox:
     """Delivers due outbox rows through ``bot``; one instance per lease holder.
 
-    ``clock`` is the service's (what deadlines and quiet hours are measured against); the
-    pacing between calls is real time.
+    The clock of ``core`` is the service's (what deadlines and quiet hours are measured
+    against); the pacing between calls is real time.
     """
 
-    def __init__(self, store: Store, bot: Bot, signer: CallbackSigner, config: Config,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
-        self.store = store
+    def __init__(self, core: ChannelService, bot: Bot, signer: ButtonSigner) -> None:
+        self.core = core
+        self.rows = core.outbox
         self.bot = bot
         self.signer = signer
-        self.config = config
-        self.clock = clock
-        self.digests = Digests(store, bot, signer, config, clock)
+        self.clock = core.clock
+        self.digests = Digests(core.digests, core.outbox, bot, signer)
         self._chat_free_at: dict[int, float] = {}  # after any call to the chat (what edits and notes wait for)
         self._prompt_free_at: dict[int, float] = {}  # after a prompt or a 429 (what prompts wait for)
         self._warned: set[int] = set()
@@ -88,14 +74,14 @@ class Outbox:
     async def drain(self) -> float:
         """Deliver what is due now; return how long until something may be due again."""
         wait = 0.25
-        for row in await self.store.read(_DUE, (self.clock(),)):
-            chat_id = int(row["chat_id"])
+        for row in await self.rows.due():
+            chat_id = int(row.address)
             try:
-                if row["kind"] == "prompt" and await self.digests.gather(row):
+                if row.kind == Kind.PROMPT and await self.core.digests.gather(row):
                     continue  # into the digest: no call of its own
             except Exception:  # never let one row stop the others; it is then sent as a prompt of its own
-                log.exception("telegram: gathering outbox row %d into a digest failed", int(row["id"]))
-            prompt = row["kind"] in PROMPTS
+                log.exception("telegram: gathering outbox row %d into a digest failed", row.id)
+            prompt = row.kind in PROMPTS
             free_at = (self._prompt_free_at if prompt else self._chat_free_at).get(chat_id, 0.0)
             if free_at > time.monotonic():
                 wait = min(wait, free_at - time.monotonic())
@@ -108,102 +94,92 @@ class Outbox:
                     self._prompt_free_at[chat_id] = free_at
         return max(0.0, wait)
 
-    async def _deliver(self, row: Any) -> bool:
+    async def _deliver(self, row: Delivery) -> bool:
         """Deliver one row; return whether Telegram was called (and the chat's pace used)."""
-        outbox_id, chat_id, attempts, kind = int(row["id"]), int(row["chat_id"]), int(row["attempts"]), row["kind"]
-        req = await self.store.get(row["request_id"])
+        chat_id, attempts, kind = int(row.address), row.attempts, row.kind
+        req = await self.core.get(row.request_id)
         if req is None:  # pragma: no cover - rows reference requests by foreign key
-            await self._done(outbox_id)
+            await self.rows.done(row.id)
             return False
         try:
             if kind in NEW_MESSAGES and req.status is Status.PENDING:
-                held = held_until(self.config, req, row["approver"], self.clock())
+                held = self.core.held_until(req, row.approver)
                 if held is not None:
-                    await self._hold(outbox_id, held)
+                    await self.rows.hold(row.id, held)
                     return False
-            called = await self._send(kind, outbox_id, req, chat_id, row["approver"])
-            await self._done(outbox_id)
-            if kind in ("prompt", "show"):
+            called = await self._send(row, req, chat_id)
+            await self.rows.done(row.id)
+            if kind in PROMPTS:
                 self._warned.discard(chat_id)
             return called
         except NotYet as exc:
-            await self._retry(outbox_id, 0, 1.0, str(exc), count=False)
+            await self.rows.retry(row.id, 1.0, str(exc), count=False)
             return False
         except RetryAfter as exc:
             delay = _seconds(exc.retry_after)
             self._chat_free_at[chat_id] = self._prompt_free_at[chat_id] = time.monotonic() + delay
-            await self._retry(outbox_id, attempts, delay, f"429: retry after {delay:.0f} s", count=False)
+            await self._retry(row.id, delay, f"429: retry after {delay:.0f} s", count=False)
         except Forbidden as exc:
-            self._warn_unreachable(chat_id, row["approver"], str(exc))
-            await self._retry(outbox_id, attempts, min(UNREACHABLE_BACKOFF, 2.0 ** (attempts + 2)), str(exc))
+            self._warn_unreachable(chat_id, row.approver, str(exc))
+            await self._retry(row.id, min(UNREACHABLE_BACKOFF, 2.0 ** (attempts + 2)), str(exc))
         except (NetworkError, BadRequest, TelegramError) as exc:  # NetworkError covers timeouts and 5xx
-            await self._retry(outbox_id, attempts, min(MAX_BACKOFF, 2.0**attempts), f"{type(exc).__name__}: {exc}")
+            await self._retry(row.id, min(MAX_BACKOFF, 2.0**attempts), f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug with one row must never hold up every other prompt
-            log.exception("telegram: delivering outbox row %d (%s) failed; backing it off", outbox_id, kind)
-            await self._retry(outbox_id, attempts, min(UNREACHABLE_BACKOFF, 2.0 ** (attempts + 2)),
+            log.exception("telegram: delivering outbox row %d (%s) failed; backing it off", row.id, kind)
+            await self._retry(row.id, min(UNREACHABLE_BACKOFF, 2.0 ** (attempts + 2)),
                               f"internal error: {type(exc).__name__}")  # fmt: skip
         return True
 
-    async def _send(self, kind: str, outbox_id: int, req: ApprovalRequest, chat_id: int, approver: str) -> bool:
-        if kind in ("prompt", "show"):
-            return await self._send_prompt(outbox_id, req, chat_id, kind)
-        if kind in ("outcome", "progress"):
+    async def _send(self, row: Delivery, req: ApprovalRequest, chat_id: int) -> bool:
+        kind = row.kind
+        if kind in PROMPTS:
+            return await self._send_prompt(row.id, req, chat_id, kind)
+        if kind in (Kind.OUTCOME, Kind.PROGRESS):
             return await self._edit_prompts(req, chat_id)
-        if kind == "reminder":
-            return await self._remind(req, chat_id, approver)
-        if kind == "escalated":
+        if kind == Kind.REMINDER:
+            return await self._remind(req, chat_id, row.approver)
+        if kind == Kind.ESCALATED:
             if req.status is not Status.PENDING:
                 return False
             # One call per slot: the prompt's own header catches up at its next edit.
             await self.bot.send_message(chat_id, escalated_text(req), parse_mode=ParseMode.HTML,
                                         disable_notification=True)  # fmt: skip
             return True
-        if kind in ("grant_used", "grant_notice"):
+        if kind in (Kind.GRANT_USED, Kind.GRANT_NOTICE):
             return await self._grant_count(req, chat_id, kind)
-        if kind == "digest":
-            return await self.digests.refresh(chat_id, outbox_id)
+        if kind == Kind.DIGEST:
+            return await self.digests.refresh(chat_id, row.id)
         log.warning("telegram: unknown outbox kind %r; skipped", kind)
         return False
 
-    async def _send_prompt(self, outbox_id: int, req: ApprovalRequest, chat_id: int, kind: str = "prompt") -> bool:
+    async def _send_prompt(self, outbox_id: int, req: ApprovalRequest, chat_id: int, kind: str = Kind.PROMPT) -> bool:
         if req.status is not Status.PENDING:
             return False  # decided before it was delivered: nothing to ask
-        if kind == "prompt" and await self._prompt_ids(req.id, chat_id):
+        if kind == Kind.PROMPT and await self.rows.prompts(req.id, str(chat_id)):
             return False  # the chat has it already (asked for with /pending while this one was held)
-        votes = await policy.votes(self.store, req.id)
+        votes = await self.core.votes(req.id)
         message = await self.bot.send_message(chat_id, prompt_text(req, self.clock(), votes),
                                               parse_mode=ParseMode.HTML, reply_markup=keyboard(req, self.signer))  # fmt: skip
-        async with self.store.transaction() as conn:
-            await conn.execute(
-                "INSERT OR IGNORE INTO prompts (request_id, chat_id, message_id, sent_at) VALUES (?, ?, ?, ?)",
-                (req.id, chat_id, message.message_id, time.time()),
-            )
-            await conn.execute(
-                "UPDATE outbox SET done_at = ?, last_error = NULL WHERE id = ?", (time.time(), outbox_id)
-            )
+        await self.rows.sent(outbox_id, req.id, str(chat_id), str(message.message_id))
         # Changed while we were sending? Then what it queued may have missed this chat.
-        current = await self.store.get(req.id)
+        current = await self.core.get(req.id)
         if current is not None and current.status is not Status.PENDING:
-            await self.queue(req.id, "outcome", chat_id)
+            await self.queue(req.id, Kind.OUTCOME, chat_id)
         elif current is not None and current.level != req.level:
-            await self.queue(req.id, "escalated", chat_id)
-        elif len(await policy.votes(self.store, req.id)) != len(votes):
-            await self.queue(req.id, "progress", chat_id)
+            await self.queue(req.id, Kind.ESCALATED, chat_id)
+        elif len(await self.core.votes(req.id)) != len(votes):
+            await self.queue(req.id, Kind.PROGRESS, chat_id)
         return True
 
     async def _prompt_ids(self, request_id: str, chat_id: int) -> list[int]:
-        rows = await self.store.read(
-            "SELECT message_id FROM prompts WHERE request_id = ? AND chat_id = ? ORDER BY message_id",
-            (request_id, chat_id),
-        )
-        return [int(r[0]) for r in rows]
+        return sorted(int(m) for m in await self.rows.prompts(request_id, str(chat_id)))
 
     async def _edit_prompts(self, req: ApprovalRequest, chat_id: int) -> bool:
         """Show the request as it is now on each of its prompts in the chat (buttons while pending)."""
         ids = await self._prompt_ids(req.id, chat_id)
         if not ids:
             return False
-        text = prompt_text(req, self.clock(), await policy.votes(self.store, req.id))
+        text = prompt_text(req, self.clock(), await self.core.votes(req.id))
         markup = keyboard(req, self.signer) if req.status is Status.PENDING else None
         for message_id in ids:
             await edit_message(self.bot, chat_id, message_id, text, markup)
@@ -212,7 +188,7 @@ class Outbox:
     async def _remind(self, req: ApprovalRequest, chat_id: int, approver: str) -> bool:
         if req.status is not Status.PENDING:
             return False
-        if any(v.approver == approver for v in await policy.votes(self.store, req.id)):
+        if any(v.approver == approver for v in await self.core.votes(req.id)):
             return False  # voted since the reminder was queued
         ids = await self._prompt_ids(req.id, chat_id)
         reply = ReplyParameters(message_id=ids[-1], allow_sending_without_reply=True) if ids else None
@@ -223,57 +199,31 @@ class Outbox:
     async def _grant_count(self, req: ApprovalRequest, chat_id: int, kind: str) -> bool:
         """Edit a grant's notice: its count after a use (``grant_used``, for the request the grant
         approved), or its end (``grant_notice``, for the request it came from)."""
-        if kind == "grant_notice":
-            rows = await self.store.read("SELECT id FROM grants WHERE from_request = ?", (req.id,))
-            if not rows:
-                return False
-            grant = await grants.get(self.store, rows[0][0])
+        if kind == Kind.GRANT_NOTICE:
+            grant = await self.core.grant_from(req.id)
         elif (req.decided_by or "").startswith("grant:"):
-            grant = await grants.get(self.store, (req.decided_by or "").removeprefix("grant:"))
+            grant = await self.core.grant((req.decided_by or "").removeprefix("grant:"))
         else:
             return False
-        if grant.chat_id != chat_id:
+        if grant is None or grant.notice_channel != "telegram" or grant.notice_address != str(chat_id):
             return False
-        if grant.message_id is None:
+        if grant.notice_message is None:
             raise NotYet("the grant's notice is being sent")
-        # Every use waiting to be shown is shown by this one edit: a quiet count, not a message each.
-        await self.store.write(
-            "UPDATE outbox SET done_at = ? WHERE kind = 'grant_used' AND chat_id = ? AND done_at IS NULL "
-            "AND request_id IN (SELECT id FROM requests WHERE decided_by = ?)",
-            (time.time(), chat_id, f"grant:{grant.id}"),
-        )
+        await self.rows.done_grant_uses(str(chat_id), grant.id)
         markup = revoke_keyboard(grant, self.signer) if grant.live(self.clock()) else None
-        await edit_message(self.bot, chat_id, grant.message_id, grant_notice(grant, self.clock()), markup)
+        await edit_message(self.bot, chat_id, int(grant.notice_message), grant_notice(grant, self.clock()), markup)
         return True
 
-    async def queue(self, request_id: str, kind: str, chat_id: int, approver: str = "") -> None:
+    async def queue(self, request_id: str, kind: Kind, chat_id: int, approver: str = "") -> None:
         """Deliver (again) a prompt, an outcome, … to one chat, through the outbox's pacing and retries."""
-        now = self.clock()
-        await self.store.write(QUEUE, (request_id, kind, approver, chat_id, now, now))
+        await self.rows.queue(request_id, kind, str(chat_id), approver)
 
     async def track(self, request_id: str, chat_id: int, message_id: int) -> None:
         """Remember a message with buttons for a request, so its outcome is shown there too."""
-        await self.store.write(
-            "INSERT OR IGNORE INTO prompts (request_id, chat_id, message_id, sent_at) VALUES (?, ?, ?, ?)",
-            (request_id, chat_id, message_id, time.time()),
-        )
+        await self.rows.track(request_id, str(chat_id), str(message_id))
 
-    async def _done(self, outbox_id: int) -> None:
-        await self.store.write(
-            "UPDATE outbox SET done_at = ?, last_error = NULL WHERE id = ? AND done_at IS NULL",
-            (time.time(), outbox_id),
-        )
-
-    async def _hold(self, outbox_id: int, until: float) -> None:
-        await self.store.write(
-            "UPDATE outbox SET next_attempt_at = ?, last_error = 'quiet hours' WHERE id = ?", (until, outbox_id)
-        )
-
-    async def _retry(self, outbox_id: int, attempts: int, delay: float, error: str, *, count: bool = True) -> None:
-        await self.store.write(
-            "UPDATE outbox SET attempts = attempts + ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-            (1 if count else 0, self.clock() + delay, error[:500], outbox_id),
-        )
+    async def _retry(self, outbox_id: int, delay: float, error: str, *, count: bool = True) -> None:
+        await self.rows.retry(outbox_id, delay, error, count=count)
         log.info("telegram: will retry delivery %d in %.0f s (%s)", outbox_id, delay, error)
 
     def _warn_unreachable(self, chat_id: int, approver: str, error: str) -> None:
@@ -285,8 +235,4 @@ class Outbox:
 
     async def retry_chat_now(self, chat_id: int) -> None:
         """A user just talked to the bot: what waited for their chat goes out now (quiet hours aside)."""
-        await self.store.write(
-            "UPDATE outbox SET next_attempt_at = ? WHERE chat_id = ? AND done_at IS NULL "
-            "AND last_error IS NOT NULL AND last_error <> 'quiet hours'",
-            (self.clock(), chat_id),
-        )
+        await self.rows.retry_now(str(chat_id))

@@ -26,13 +26,12 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from signoff.server.durations import humanize_delta
-from signoff.server.grants import Grant, offer, short_path
-from signoff.server.grants import options as grant_options
-from signoff.server.models import ApprovalRequest, Status
-from signoff.server.policy import Vote
+from signoff.server.grant_models import Grant, offer, short_path
+from signoff.server.grant_models import options as grant_options
+from signoff.server.models import ApprovalRequest, Status, Vote
 from signoff.server.sanitize import json_visible, visible
 
-from .callbacks import (
+from .buttons import (
     APPROVE,
     APPROVE_ALL,
     REJECT,
@@ -40,7 +39,7 @@ from .callbacks import (
     REJECT_WITH_REASON,
     REVIEW_EACH,
     REVOKE,
-    CallbackSigner,
+    ButtonSigner,
 )
 
 MAX_TEXT = 4096
@@ -306,7 +305,7 @@ def grant_label(req: ApprovalRequest, option: str) -> str:
     return "✅ " + visible(offer(req, option), one_line=True)
 
 
-def keyboard(req: ApprovalRequest, signer: CallbackSigner) -> InlineKeyboardMarkup:
+def keyboard(req: ApprovalRequest, signer: ButtonSigner) -> InlineKeyboardMarkup:
     """The prompt's buttons, each signed for this request *and* its action digest."""
 
     def data(action: str) -> str:
@@ -348,7 +347,7 @@ def grant_notice(grant: Grant, now: float) -> str:
             f"{escape(grant.route)} is approved automatically, {state}.\nUsed: {uses}. /grants to list or revoke.")  # fmt: skip
 
 
-def revoke_keyboard(grant: Grant, signer: CallbackSigner) -> InlineKeyboardMarkup:
+def revoke_keyboard(grant: Grant, signer: ButtonSigner) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[InlineKeyboardButton("🛑 Revoke", callback_data=signer.sign(REVOKE, grant.id))]])
 
 
@@ -383,7 +382,7 @@ def digest_view(items: Sequence[ApprovalRequest], decided: int, now: float) -> t
 
 
 def digest_keyboard(
-    listed: Sequence[ApprovalRequest], render_id: int, chat_id: int, signer: CallbackSigner
+    listed: Sequence[ApprovalRequest], render_id: int, chat_id: int, signer: ButtonSigner
 ) -> InlineKeyboardMarkup | None:
     """The digest's buttons, signed for this very render of it (and its chat): they decide only ``listed``."""
     if not listed:

@@ -38,18 +38,15 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
-from signoff.server import grants, policy
-from signoff.server.config import Config
+from signoff.server.channels import ChannelService
 from signoff.server.durations import humanize_delta
 from signoff.server.errors import NotAllowedError, NotFoundError
-from signoff.server.grants import Grant
-from signoff.server.models import Actor, ApprovalRequest, Status
-from signoff.server.routing import resolve
+from signoff.server.grant_models import Grant
+from signoff.server.models import ApprovalRequest, Decision, Status
+from signoff.server.outbox import Kind
 from signoff.server.sanitize import visible
-from signoff.server.service import ApprovalService
-from signoff.server.store import Decision
 
-from .callbacks import (
+from .buttons import (
     APPROVE,
     APPROVE_ALL,
     DIGEST_ACTIONS,
@@ -58,7 +55,7 @@ from .callbacks import (
     REQUEST_ACTIONS,
     REVIEW_EACH,
     REVOKE,
-    CallbackSigner,
+    ButtonSigner,
     Press,
 )
 from .outbox import Outbox
@@ -80,29 +77,12 @@ HELP = (
 )
 
 
-def approver_for(config: Config, req: ApprovalRequest, user_id: int) -> str | None:
-    """The approver of ``req`` whom ``user_id`` is, as the request's route snapshot *and* the
-    current configuration both say; None for anyone else."""
-    for entry in req.telegram_entries():
-        name = entry.get("approver")
-        current = config.approvers.get(name) if isinstance(name, str) else None
-        if entry.get("user_id") == user_id and current is not None and current.telegram_user_id == user_id:
-            return str(name)
-    return None
-
-
-def configured_name(config: Config, user_id: int) -> str | None:
-    return next((n for n, a in config.approvers.items() if a.telegram_user_id == user_id), None)
-
-
 class UpdateHandler:
     """Handles one update at a time; ``on_decided`` wakes the outbox so outcomes show at once."""
 
-    def __init__(self, service: ApprovalService, bot: Bot, signer: CallbackSigner, outbox: Outbox,
+    def __init__(self, core: ChannelService, bot: Bot, signer: ButtonSigner, outbox: Outbox,
                  on_decided: Callable[[], None]) -> None:  # fmt: skip
-        self.service = service
-        self.config = service.config
-        self.store = service.store
+        self.core = core
         self.bot = bot
         self.signer = signer
         self.outbox = outbox
@@ -140,10 +120,7 @@ class UpdateHandler:
     async def _request_press(self, query: CallbackQuery, request_id: str) -> None:
         """A button on a prompt: it counts only when its data was signed for this request's very
         content (its action digest) and it is on a message that shows this request."""
-        try:
-            req: ApprovalRequest | None = await self.service.get(request_id)
-        except NotFoundError:
-            req = None
+        req = await self.core.get(request_id)
         press = None if req is None else self.signer.verify_request(query.data, req.action_digest)
         if req is None or press is None:
             log.warning("telegram: refused a button press with data that is not ours, or made for other content "
@@ -151,18 +128,16 @@ class UpdateHandler:
             await self._answer(query, NOT_VALID)
             return
         user_id = query.from_user.id
-        approver = approver_for(self.config, req, user_id)
-        actor = Actor("human", approver or f"telegram:{user_id}", CHANNEL)
+        user = str(user_id)
         place = await self._where(query, req)
         if place is None:
-            await self.store.record(req.id, "refused", actor, {"why": "the button is not on a prompt of this request",
-                                                                "action": press.action})  # fmt: skip
+            await self.core.refuse(req, user, "the button is not on a prompt of this request", press.action)
             await self._answer(query, NOT_HERE, alert=True)
             return
-        if approver is None:
-            await self.store.record(req.id, "refused", actor, {"why": "not an approver of this request",
-                                                                "action": press.action})  # fmt: skip
-            await self._answer(query, "You are not an approver of this request.", alert=True)
+        try:
+            await self.core.check_approver(req, user, press.action)
+        except NotAllowedError as exc:
+            await self._answer(query, str(exc), alert=True)
             return
         if req.status is not Status.PENDING:
             await self._answer(query, already(req))
@@ -178,25 +153,23 @@ class UpdateHandler:
             await self._ask_reason(query, req, user_id)
             return
         grant: Grant | None = None
+        if press.grant_option is not None and press.grant_option >= len(req.route_snapshot.get("grant_options") or []):
+            await self._answer(query, NOT_VALID)
+            return
         try:
             if press.grant_option is not None:
-                offered = req.route_snapshot.get("grant_options") or []
-                if press.grant_option >= len(offered):
-                    await self._answer(query, NOT_VALID)
-                    return
-                decision, grant = await self.service.approve_and_grant(req.id, offered[press.grant_option], actor,
-                                                                        chat_id=chat_id)  # fmt: skip
+                decision, grant = await self.core.approve_and_grant(req, press.grant_option, user, press.action,
+                                                                     str(chat_id))  # fmt: skip
             else:
-                decision = await self.service.decide(req.id, press.action == APPROVE, actor)
+                decision = await self.core.decide(req, press.action == APPROVE, user, press.action)
         except NotAllowedError as exc:
-            await self.store.record(req.id, "refused", actor, {"why": str(exc), "action": press.action})
             await self._answer(query, str(exc), alert=True)
             return
         await self._answer(query, await self._result(decision, press.action != REJECT))
         if grant is not None:
-            sent = await self.bot.send_message(chat_id, grant_notice(grant, self.service.clock()),
+            sent = await self.bot.send_message(chat_id, grant_notice(grant, self.core.clock()),
                                                parse_mode=ParseMode.HTML, reply_markup=revoke_keyboard(grant, self.signer))  # fmt: skip
-            await grants.set_notice(self.store, grant.id, chat_id, sent.message_id)
+            await self.core.grant_notice_sent(grant, str(sent.message_id))
 
     async def _where(self, query: CallbackQuery, req: ApprovalRequest) -> tuple[int, int | None] | None:
         """Whether the pressed message shows ``req``: ``(chat, None)`` for one of its known prompts,
@@ -207,11 +180,9 @@ class UpdateHandler:
         if message is None:
             return None
         chat_id, message_id = message.chat.id, message.message_id
-        rows = await self.store.read(
-            "SELECT request_id FROM prompts WHERE chat_id = ? AND message_id = ?", (chat_id, message_id)
-        )
-        if rows:
-            return (chat_id, None) if rows[0][0] == req.id else None
+        shown = await self.core.outbox.request_on(str(message_id), str(chat_id))
+        if shown is not None:
+            return (chat_id, None) if shown == req.id else None
         text = message.text if isinstance(message, Message) else None
         if text and req.id in text and req.action_digest and short_digest(req) in text:
             return chat_id, message_id
@@ -224,7 +195,7 @@ class UpdateHandler:
             return "Approved ✅" if decision.request.status is Status.APPROVED else "Rejected ❌"
         if decision.voted:
             self.on_decided()  # the prompts show the progress
-            votes = await policy.votes(self.store, decision.request.id)
+            votes = await self.core.votes(decision.request.id)
             n = sum(v.vote == ("approve" if approve else "reject") for v in votes)
             need = decision.request.quorum if approve else decision.request.reject_quorum
             return f"Your {'approval' if approve else 'rejection'} counts: {n} of {need}. Waiting for the others."
@@ -233,76 +204,56 @@ class UpdateHandler:
         return already(decision.request)
 
     async def _digest_press(self, query: CallbackQuery, press: Press, chat_id: int) -> None:
-        digests = self.outbox.digests
+        book = self.core.digests
         assert query.message is not None  # digest data only verifies with its chat
-        render = await digests.current(chat_id, press.render_id, query.message.message_id)
+        render = await book.current(str(chat_id), press.render_id, str(query.message.message_id))
         if render is None:  # an older render, another message, or a digest since ended
             await self._answer(query, OUT_OF_DATE)
             return
-        items = await digests.listed(render)  # what this very message lists, still pending
+        items = await book.listed(render)  # what this very message lists, still pending
         if not items:
             await self._answer(query, "Nothing in this digest is pending any more.")
             return
-        user_id = query.from_user.id
-        names = {r.id: approver_for(self.config, r, user_id) for r in items}
+        user = str(query.from_user.id)
         if press.action == REVIEW_EACH:
+            names = {r.id: self.core.approver_of(r, user) for r in items}
             mine = {rid for rid, name in names.items() if name}
             if not mine:
                 await self._answer(query, "None of these requests is yours to decide.", alert=True)
                 return
-            taken = await digests.take_for_review(chat_id, items, only=mine)
+            taken = await book.take_for_review(str(chat_id), items, only=mine,
+                                               prompted=await self.core.outbox.prompted(str(chat_id)))  # fmt: skip
             for req in taken:
-                await self.outbox.queue(req.id, "show", chat_id, names[req.id] or "")
-            await self.outbox.queue(items[0].id, "digest", chat_id)
+                await self.outbox.queue(req.id, Kind.SHOW, chat_id, names[req.id] or "")
+            await book.queue_refresh(items[0].id, str(chat_id))
             self.on_decided()
             await self._answer(query, f"Sending the {len(taken)} oldest one by one.")
             return
         approve = press.action == APPROVE_ALL
-        refused = [r for r in items if names[r.id] is None]
-        why = None
-        if refused:
-            why = "You are not an approver of every request in this digest."
-        elif approve and not all(r.route_snapshot.get("allow_bulk") for r in items):
-            why = "Some of these routes do not allow approving in bulk; use Review each."
-        if why is not None:
-            for req in refused or items:
-                await self.store.record(req.id, "refused", Actor("human", names[req.id] or f"telegram:{user_id}",
-                                        CHANNEL), {"why": why, "action": press.action})  # fmt: skip
-            await self._answer(query, why, alert=True)
+        try:
+            bulk = await self.core.decide_bulk(items, approve, user, press.action)
+        except NotAllowedError as exc:
+            await self._answer(query, str(exc), alert=True)
             return
-        done = skipped = 0
-        for req in items:
-            try:
-                decision = await self.service.decide(req.id, approve, Actor("human", names[req.id] or "", CHANNEL))
-            except NotAllowedError:
-                skipped += 1
-                continue
-            done += decision.changed or decision.voted
-            skipped += not (decision.changed or decision.voted)
         self.on_decided()
         verb = "Approved" if approve else "Rejected"
-        text = f"{verb} {done} of {len(items)}."
-        if skipped:
-            text += f" {skipped} skipped (your own requests, already decided, or already voted)."
-        await self._answer(query, text, alert=bool(skipped))
+        text = f"{verb} {bulk.done} of {len(items)}."
+        if bulk.skipped:
+            text += f" {bulk.skipped} skipped (your own requests, already decided, or already voted)."
+        await self._answer(query, text, alert=bool(bulk.skipped))
 
     async def _revoke(self, query: CallbackQuery, grant_id: str) -> None:
-        try:
-            grant = await grants.get(self.store, grant_id)
-        except NotFoundError:
+        grant = await self.core.grant(grant_id)
+        if grant is None:
             await self._answer(query, "This grant no longer exists.")
             return
-        name = configured_name(self.config, query.from_user.id)
-        route = self.config.route(grant.route)
-        may = name is not None and (
-            name == grant.created_by or (route is not None and name in resolve(self.config, route).everyone)
-        )
-        if not may or name is None:
-            await self._answer(query, "Only the approver who made it or an approver of its route can revoke it.",
-                               alert=True)  # fmt: skip
+        try:
+            revoked = await self.core.revoke(grant, str(query.from_user.id))
+        except NotAllowedError as exc:
+            await self._answer(query, str(exc), alert=True)
             return
-        revoked = await self.service.revoke_grant(grant_id, Actor("human", name, CHANNEL))
-        await self.outbox.queue(grant.from_request, "grant_notice", grant.chat_id or query.from_user.id)
+        notice_chat = int(grant.notice_address) if grant.notice_channel == CHANNEL and grant.notice_address else None
+        await self.outbox.queue(grant.from_request, Kind.GRANT_NOTICE, notice_chat or query.from_user.id)
         self.on_decided()
         await self._answer(query, f"Revoked {grant_id}." if revoked else f"{grant_id} had already ended.")
 
@@ -320,25 +271,19 @@ class UpdateHandler:
             parse_mode=ParseMode.HTML,
             reply_markup=ForceReply(selective=True, input_field_placeholder="The reason for rejecting"),
         )
-        await self.store.write(
-            "INSERT OR REPLACE INTO reason_prompts (chat_id, message_id, request_id, user_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            (chat_id, sent.message_id, req.id, user_id, time.time()),
-        )
+        await self.core.outbox.ask_reason(str(chat_id), str(sent.message_id), req.id, str(user_id))
 
     async def _reason(self, message: Message) -> None:
         assert message.reply_to_message is not None and message.from_user is not None
-        rows = await self.store.read(
-            "SELECT request_id, user_id FROM reason_prompts WHERE chat_id = ? AND message_id = ?",
-            (message.chat.id, message.reply_to_message.message_id),
-        )
-        if not rows or int(rows[0]["user_id"]) != message.from_user.id:
+        asked = await self.core.outbox.reason_asked(str(message.chat.id), str(message.reply_to_message.message_id))
+        user = str(message.from_user.id)
+        if asked is None or asked[1] != user:
             return  # not an answer to our question, or not from the approver we asked
-        req = await self.service.get(rows[0]["request_id"])
-        approver = approver_for(self.config, req, message.from_user.id)
-        if approver is None:
+        req = await self.core.get(asked[0])
+        if req is None or self.core.approver_of(req, user) is None:
             return
         try:
-            decision = await self.service.decide(req.id, False, Actor("human", approver, CHANNEL), message.text or "")
+            decision = await self.core.decide(req, False, user, REJECT_WITH_REASON, message.text or "")
         except NotAllowedError as exc:
             await self._reply(message, safe(str(exc), one_line=False))
             return
@@ -358,7 +303,7 @@ class UpdateHandler:
         if user is None:
             return
         if command == "/start":
-            name = configured_name(self.config, user.id)
+            name = self.core.configured(str(user.id))
             role = (f"You are approver <b>{escape(name)}</b>." if name else
                     "You are not an approver. To become one, add to the config:\n"
                     f"<pre>[approvers.yourname]\ntelegram_user_id = {user.id}</pre>")  # fmt: skip
@@ -374,28 +319,28 @@ class UpdateHandler:
             await self._reply(message, escape(HELP))
 
     async def _pending(self, message: Message, user_id: int) -> None:
-        mine = [r for r in await self.service.pending() if approver_for(self.config, r, user_id)]
+        mine = await self.core.pending_for(str(user_id))
         if not mine:
             await self._reply(message, "Nothing is waiting for you.")
             return
         await self._reply(
             message, f"{len(mine)} request(s) waiting for you" + (" (the 10 oldest):" if len(mine) > 10 else ":")
         )
-        for req in mine[:10]:
+        for req, approver in mine[:10]:
             # Through the outbox, so the per-chat pacing holds and the prompt is tracked like any other.
-            await self.outbox.queue(req.id, "show", message.chat.id, approver_for(self.config, req, user_id) or "")
+            await self.outbox.queue(req.id, Kind.SHOW, message.chat.id, approver)
         self.on_decided()  # wake the outbox
 
     async def _grants(self, message: Message, user_id: int) -> None:
-        name = configured_name(self.config, user_id)
-        if name is None:
-            await self._reply(message, "You are not an approver.")
+        try:
+            live = await self.core.grants_for(str(user_id))
+        except NotAllowedError as exc:
+            await self._reply(message, escape(str(exc)))
             return
-        live = await self.service.list_grants()
         if not live:
             await self._reply(message, "No grants are live. Approve a request with “Approve for …” to make one.")
             return
-        now = self.service.clock()
+        now = self.core.clock()
         lines = [f"{len(live)} live grant(s):"] + [
             f"• <code>{escape(g.id)}</code> {clip(g.scope(), 300)} — by {escape(g.created_by)}, "
             f"{humanize_delta(g.expires_at - now)}, used {g.uses}×" for g in live[:20]
@@ -407,10 +352,8 @@ class UpdateHandler:
 
     async def _show(self, message: Message, user_id: int, request_id: str) -> None:
         try:
-            req = await self.service.get(request_id)
+            req = await self.core.show(request_id, str(user_id))
         except NotFoundError:
-            req = None
-        if req is None or approver_for(self.config, req, user_id) is None:
             await self._reply(message, "No such request among yours. /pending lists them.")
             return
         await self._reply(message, show_text(req, time.time()))

@@ -40,7 +40,7 @@ HOOK_INPUT = {
 
 async def _render(hook_input: dict[str, object]) -> tuple[str, list[list[str]]]:
     """The prompt's HTML and its buttons' labels, row by row, as the bot would send them."""
-    from signoff.adapters.telegram.callbacks import CallbackSigner, new_key
+    from signoff.adapters.telegram.buttons import ButtonSigner, new_key
     from signoff.adapters.telegram.render import keyboard, prompt_text
     from signoff.server.app import open_app
     from signoff.server.claude_code import tool_request
@@ -67,7 +67,7 @@ async def _render(hook_input: dict[str, object]) -> tuple[str, list[list[str]]]:
             else:
                 os.environ["SIGNOFF_STATE_DIR"] = saved
     req = dataclasses.replace(req, id=REQUEST_ID)
-    rows = keyboard(req, CallbackSigner(new_key())).inline_keyboard
+    rows = keyboard(req, ButtonSigner(new_key())).inline_keyboard
     return prompt_text(req, AT), [[button.text for button in row] for row in rows]
 
 

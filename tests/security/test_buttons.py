@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from signoff.adapters.telegram.callbacks import APPROVE, CallbackSigner
+from signoff.adapters.telegram.buttons import APPROVE, ButtonSigner
 from signoff.adapters.telegram.render import DIGEST_LISTED
 from signoff.server.app import App, open_app
 from signoff.server.models import Actor, Status
@@ -124,7 +124,7 @@ async def test_prompt_data_decides_only_its_own_request_with_its_own_content(
         assert await statuses(app, [x, y]) == [Status.PENDING] * 2
 
         # Data signed (with the right key) for other content than X's.
-        signer = CallbackSigner(await app.store.setting("telegram_callback_key", lambda: "unused"))
+        signer = ButtonSigner(await app.store.setting("telegram_callback_key", lambda: "unused"))
         forged = signer.sign(APPROVE, x, digest="0" * 64)
         assert len(forged.encode()) <= 64
         cq = await fake.press(ALICE, px, forged)

@@ -56,7 +56,7 @@ class Press:
         return int(self.action[1]) if self.action.startswith(GRANT_PREFIX) else None
 
 
-class CallbackSigner:
+class ButtonSigner:
     def __init__(self, key: str) -> None:
         self._key = bytes.fromhex(key)
 
