@@ -15,16 +15,15 @@ A prompt is never replaced by a placeholder under its buttons.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from signoff.server.details_text import details_text
 from signoff.server.durations import humanize_delta
 from signoff.server.grant_models import Grant, offer, short_path
 from signoff.server.grant_models import options as grant_options
@@ -100,83 +99,6 @@ def _fitting_prefix(text: str, budget: int, *, one_line: bool) -> int:
         else:
             hi = mid - 1
     return lo
-
-
-def _details_text(req: ApprovalRequest) -> str:
-    """The details as the approver should read them: Claude Code's common tools in their own
-    terms (the command, a diff, the file, the URL), anything else as pretty JSON."""
-    d = req.details
-    if isinstance(d, dict):
-        text = _claude_code_tool(req.action, d)
-        if text is not None:
-            return text
-    return d if isinstance(d, str) else json.dumps(d, indent=2, ensure_ascii=False)
-
-
-# The arguments each Claude Code tool's own rendering shows; any other argument is shown
-# first, as JSON, so an approver always sees e.g. `dangerouslyDisableSandbox` or `replace_all`.
-_SHOWN = {
-    "Bash": {"command", "description"},
-    "Edit": {"file_path", "old_string", "new_string"},
-    "MultiEdit": {"file_path", "edits"},
-    "Write": {"file_path", "content"},
-    "WebFetch": {"url", "prompt"},
-}
-_EDIT_KEYS = {"old_string", "new_string"}
-DIFF_LIMIT = (
-    20_000  # characters of old + new text above which an edit is shown whole, not diffed (difflib is quadratic)
-)
-
-
-def _claude_code_tool(tool: str, d: dict[str, Any]) -> str | None:
-    """Claude Code's common tools in their own terms; None (plain JSON instead) for anything
-    else, or for input that does not have the shape the tool's rendering expects."""
-    if tool not in _SHOWN:
-        return None
-    try:
-        text = _tool_text(tool, d)
-    except (TypeError, ValueError, AttributeError, KeyError):
-        return None
-    if text is None:
-        return None
-    rest = {k: v for k, v in d.items() if k not in _SHOWN[tool]}
-    if rest:
-        text = f"⚠ also: {json.dumps(rest, ensure_ascii=False, sort_keys=True)}\n{text}"
-    return text
-
-
-def _edit_lines(old: str, new: str) -> list[str]:
-    if len(old) + len(new) > DIFF_LIMIT:
-        return [f"-{line}" for line in old.splitlines()] + [f"+{line}" for line in new.splitlines()]
-    return list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1))[2:]
-
-
-def _tool_text(tool: str, d: dict[str, Any]) -> str | None:
-    def s(key: str) -> str | None:
-        value = d.get(key)
-        return value if isinstance(value, str) else None
-
-    if tool == "Bash" and (command := s("command")):
-        return f"$ {command}"
-    if tool in ("Edit", "MultiEdit") and (path := s("file_path")):
-        edits = d.get("edits") if tool == "MultiEdit" else [{k: d.get(k) for k in _EDIT_KEYS}]
-        if not isinstance(edits, list) or not all(isinstance(e, dict) for e in edits):
-            return None
-        lines = [f"--- {path}"]
-        for i, edit in enumerate(edits):
-            old, new = edit.get("old_string"), edit.get("new_string")
-            if not isinstance(old, str) or not isinstance(new, str):
-                return None
-            extra = {k: v for k, v in edit.items() if k not in _EDIT_KEYS}
-            if extra:
-                lines.append(f"⚠ edit {i + 1} also: {json.dumps(extra, ensure_ascii=False, sort_keys=True)}")
-            lines += _edit_lines(old, new)
-        return "\n".join(lines)
-    if tool == "Write" and (path := s("file_path")) and (content := s("content")) is not None:
-        return f"{path}\n\n{content}"
-    if tool == "WebFetch" and (url := s("url")):
-        return url + (f"\n\n{prompt}" if (prompt := s("prompt")) else "")
-    return None
 
 
 def short_digest(req: ApprovalRequest) -> str:
@@ -280,7 +202,7 @@ def _request_text(req: ApprovalRequest, now: float, votes: Sequence[Vote], *, wi
     if extra:
         text += "\n" + extra
     if with_details and req.details is not None:
-        full = _details_text(req)
+        full = details_text(req)
         shown = full[: _fitting_prefix(full, budget - len("\n\n<pre></pre>"), one_line=False)]
         text += f"\n\n<pre>{safe(shown, one_line=False)}</pre>" if shown else ""
         if len(shown) < len(full):
