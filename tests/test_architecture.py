@@ -77,3 +77,74 @@ def test_no_import_cycles() -> None:
 
 def test_the_detector_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+
+
+# The core's public API and models: all an adapter may import of it (DESIGN.md's dependency rule).
+# Notably not the store, the SQL, policy, grants or routing: a channel delivers outbox rows and
+# turns a person's input into calls on the service (``channels.ChannelService``), nothing more.
+_PUBLIC = "models errors config service channels outbox digests grant_models details_text sanitize durations lease listen metrics"
+ADAPTER_MAY_IMPORT = {f"signoff.server.{m}" for m in _PUBLIC.split()}
+# Where the application is put together from the configuration: the only server modules that
+# may import an adapter.
+COMPOSITION_ROOT = {"signoff.server.app", "signoff.server.cli"}
+
+
+def _adapter_breaches(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Each adapter module's imports of the core beyond its public API and models."""
+    found = {}
+    for name, targets in graph.items():
+        if name.startswith("signoff.adapters."):
+            # `from signoff.server import x` names the package and the module: count the module only.
+            core = {t for t in targets if t.startswith("signoff.server.")}
+            if extra := sorted(core - ADAPTER_MAY_IMPORT):
+                found[name] = extra
+    return found
+
+
+def _crossings(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Imports of one channel's package by another's."""
+    return sorted(
+        (name, t)
+        for name, targets in graph.items()
+        if name.startswith("signoff.adapters.")
+        for t in targets
+        if t.startswith("signoff.adapters.") and t.split(".")[2] != name.split(".")[2]
+    )
+
+
+def _root_breaches(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Imports of an adapter by a server module outside the composition root."""
+    return sorted(
+        (name, t)
+        for name, targets in graph.items()
+        if name.startswith("signoff.server.") and name not in COMPOSITION_ROOT
+        for t in targets
+        if t.startswith("signoff.adapters")
+    )
+
+
+def test_adapters_import_only_the_core_public_api() -> None:
+    breaches = _adapter_breaches(_graph())
+    assert not breaches, f"adapters import the core beyond its public API and models: {breaches}"
+
+
+def test_adapters_do_not_import_each_other() -> None:
+    crossing = _crossings(_graph())
+    assert not crossing, f"one channel imports another: {crossing}"
+
+
+def test_the_core_imports_adapters_only_in_the_composition_root() -> None:
+    wrong = _root_breaches(_graph())
+    assert not wrong, f"server modules outside {sorted(COMPOSITION_ROOT)} import adapters: {wrong}"
+
+
+def test_the_rules_catch_each_breach() -> None:
+    graph = {
+        "signoff.adapters.slack.x": {"signoff.server.store", "signoff.server.models", "signoff.adapters.telegram.render",
+                                     "signoff.adapters.slack.y"},
+        "signoff.server.policy": {"signoff.adapters.console"},
+        "signoff.server.app": {"signoff.adapters.telegram"},
+    }  # fmt: skip
+    assert _adapter_breaches(graph) == {"signoff.adapters.slack.x": ["signoff.server.store"]}
+    assert _crossings(graph) == [("signoff.adapters.slack.x", "signoff.adapters.telegram.render")]
+    assert _root_breaches(graph) == [("signoff.server.policy", "signoff.adapters.console")]
