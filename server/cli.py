@@ -1,26 +1,27 @@
-"""The ``signoff`` command line.
+"""The ``signoff`` command line: its arguments, and which code (with which adapters) runs each command.
 
-Heavy libraries (the MCP SDK, uvicorn) are imported only by the commands that need them,
-so the console commands start fast. This module and ``app.py`` are where the application is
-wired together, so it is the one place in ``server`` that imports ``adapters``.
+The commands themselves live beside what they use: ``hook`` (Claude Code's hook),
+``serve_commands`` (``mcp``, ``serve``), ``console_commands`` (``pending``, ``show``, ``audit``,
+``status``, ``approve``, ``reject``, ``grants``, ``revoke``), ``doctor`` (``check-config``,
+``doctor``) and ``setup_commands`` (``init``, ``schema``). Heavy libraries (the MCP SDK,
+uvicorn) are imported only by the commands that need them, so the console commands start fast.
+This module and ``app.py`` are where the application is wired together, so it is the one place
+in ``server`` that imports ``adapters``: it hands them to the commands.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .errors import SignoffError
 
 if TYPE_CHECKING:
     from .config import Config
+    from .console_commands import Console
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_DECIDED = 0, 1, 2, 3
 CONFIG_HELP = (
     "config file, before or after the command (default: $SIGNOFF_CONFIG, else "
     "$XDG_CONFIG_HOME/signoff/signoff.toml if it exists, else the embedded default; never the current folder)"
@@ -114,12 +115,6 @@ def _identity(value: str) -> str:
     return value
 
 
-def _err(message: str) -> None:
-    from .sanitize import visible
-
-    print(f"signoff: {visible(message)}", file=sys.stderr)  # messages may quote agent text
-
-
 def _host(value: str) -> str:
     if not value.strip() or any(c.isspace() for c in value) or len(value) > 253:
         raise argparse.ArgumentTypeError("a host is an address or name, e.g. 127.0.0.1, ::1 or 0.0.0.0")
@@ -132,24 +127,13 @@ def _port(value: str) -> int:
     return int(value)
 
 
-def _setup_logging(args: argparse.Namespace, *, quiet: bool) -> None:
-    """Logs to stderr (stdout belongs to the MCP protocol under stdio): WARNING and up for the
-    commands an MCP client runs (``quiet``), INFO for ``serve``; see ``logs.py``."""
-    import logging
-
-    from . import logs
-
-    logs.setup(logging.WARNING if quiet else logging.INFO, verbose=getattr(args, "verbose", 0),
-               fmt=getattr(args, "log_format", "text"))  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--version"]:  # before parsing: no command is needed
         from .paths import package_version
 
         print(f"signoff {package_version()}")
-        return EXIT_OK
+        return 0
     args = _parser().parse_args(argv)
     if getattr(args, "config", None) is None and args.config_before is not None:
         args.config = args.config_before  # `signoff --config PATH COMMAND`
@@ -157,16 +141,18 @@ def main(argv: list[str] | None = None) -> int:
         from .hook import run
 
         return run(args)  # sets up logging itself, on the path that can log
+    from .console_commands import EXIT_ERROR, print_error
+
     try:
-        if args.command in WITHOUT_CONFIG:
-            return WITHOUT_CONFIG[args.command](args)
+        if (without_config := _without_config().get(args.command)) is not None:
+            return without_config(args)
         from .config import load_config
 
         config = load_config(args.config)
         # uvicorn catches SIGINT/SIGTERM for `serve` itself; every other command is cancelled by them.
-        return _run(COMMANDS[args.command](config, args), cancel_on_signals=args.command != "serve")
+        return _run(_with_config()[args.command](config, args), cancel_on_signals=args.command != "serve")
     except SignoffError as exc:
-        _err(str(exc))
+        print_error(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
@@ -192,165 +178,20 @@ def _run(coro: Coroutine[Any, Any, int], *, cancel_on_signals: bool = True) -> i
     return asyncio.run(guarded())
 
 
-def where(config: Config) -> str:
-    """Which config (and why) and which database a command uses, for its first log line."""
-    return f"config {config.source} ({config.origin}), database {config.db_path}"
+# --- wiring: each command with the adapters it needs -------------------------------------
 
 
-# --- long-running servers ----------------------------------------------------------------
+def _console() -> Console:
+    """The console adapter: how requests, grants, the audit log and the routes look on a terminal."""
+    from signoff.adapters import console
+
+    return console
 
 
-async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
-    import asyncio
-    import logging
+async def _telegram_check(config: Config, token: str) -> list[tuple[bool, str]]:
+    from signoff.adapters.telegram.doctor import check  # python-telegram-bot, only when a token is set
 
-    from .app import open_app
-    from .logs import mask_env
-    from .mcp_tools import build_mcp
-
-    _setup_logging(args, quiet=True)
-    mask_env(config.telegram.token_env, config.server.auth_token_env, config.callbacks.secret_env)
-    interrupted = False
-    async with open_app(config) as app:
-        identity = args.identity or config.server.stdio_identity
-        logging.getLogger("signoff").info("signoff mcp (stdio): %s; requests filed as %s", where(config),
-                                          identity or "the client's own name")  # fmt: skip
-        mcp = build_mcp(app.service, transport="stdio", identity=identity, cwd=os.getcwd())
-        server = asyncio.create_task(mcp.run_stdio_async())
-        try:
-            await asyncio.shield(server)  # returns at the end of stdin
-        except asyncio.CancelledError:
-            interrupted = True  # SIGINT/SIGTERM: _run cancelled us
-            server.cancel()
-    if interrupted:
-        # The database is closed. The SDK's stdin reader sits in read() in a worker thread
-        # that nothing can interrupt, and waiting for it would keep the process alive.
-        sys.stderr.flush()
-        os._exit(0)
-    return EXIT_OK
-
-
-async def cmd_serve(config: Config, args: argparse.Namespace) -> int:
-    import logging
-
-    from .app import open_app
-    from .http import http_token, serve
-    from .logs import mask_env
-
-    _setup_logging(args, quiet=False)
-    mask_env(config.telegram.token_env, config.server.auth_token_env, config.callbacks.secret_env)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    if overrides:  # --host/--port over [server] host/port
-        config = config.model_copy(update={"server": config.server.model_copy(update=overrides)})
-    token = http_token(config)  # before opening anything: refuse an unprotected public address
-    logging.getLogger("signoff").info("signoff serve: %s", where(config))
-    async with open_app(config) as app:
-        await serve(app, token)
-    return EXIT_OK
-
-
-# --- console commands --------------------------------------------------------------------
-
-
-async def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
-    from signoff.adapters.console import table
-
-    from .durations import format_duration
-
-    print(f"{config.source}: OK (chosen by {config.origin})")
-    print(f"database: {config.db_path}")
-    rows = []
-    for r in config.routes:
-        m = r.match.model_dump(by_alias=True, exclude_defaults=True) if r.match else {}
-        decides = f"auto-{r.auto}" if r.auto else (", ".join(r.approvers) or "console")
-        timeout = "-" if r.auto else format_duration(r.timeout or config.defaults.timeout)
-        on_timeout = "-" if r.auto else (r.on_timeout or config.defaults.on_timeout)
-        rows.append((r.name, json.dumps(m) if m else "(everything)", decides, timeout, on_timeout, _policy(r)))
-    print(table(rows, ("ROUTE", "MATCH", "DECIDED BY", "TIMEOUT", "ON TIMEOUT", "POLICY")))
-    from .config import identity_warnings
-
-    for warning in identity_warnings(config):
-        print(f"warning: {warning}")
-    return EXIT_OK
-
-
-def _policy(r: Any) -> str:
-    """A route's policies in a few words, for check-config."""
-    from .durations import format_duration
-
-    parts = []
-    if r.quorum > 1:
-        parts.append(f"quorum {r.quorum}")
-    if r.reject_quorum > 1:
-        parts.append(f"reject_quorum {r.reject_quorum}")
-    if r.reminder:
-        parts.append(f"remind every {format_duration(r.reminder)}")
-    parts += [f"+{'/'.join(lv.approvers)} at {format_duration(lv.after)}" for lv in r.escalation]
-    if r.grant_options:
-        parts.append(f"grants {'/'.join(r.grant_options)}")
-    parts += [word for word, on in (("bulk", r.allow_bulk), ("urgent", r.urgent), ("self-approval", r.allow_self_approval),
-                                    ("callback", r.callback_url)) if on]  # fmt: skip
-    return ", ".join(parts) or "-"
-
-
-async def _with_service(config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
-    from .app import open_app
-
-    async with open_app(config, background=False) as app:
-        return await fn(app.service)
-
-
-# Commands that do not load the configuration: the read-only ones (plain sqlite3, no event
-# loop: they must start fast) and init.
-
-
-def cmd_pending(args: argparse.Namespace) -> int:
-    from signoff.adapters.console import format_pending, request_json
-
-    from . import readonly
-
-    with readonly.connect(readonly.db_path(args.config)) as conn:
-        reqs = readonly.pending(conn)
-    print(json.dumps([request_json(r) for r in reqs], indent=2) if args.json else format_pending(reqs, time.time()))
-    return EXIT_OK
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    from signoff.adapters.console import audit_rows, format_request, request_json, safe_json
-
-    from . import readonly
-
-    with readonly.connect(readonly.db_path(args.config)) as conn:
-        req = readonly.get(conn, args.id)
-        events = readonly.audit(conn, request_id=req.id)
-        votes = readonly.votes(conn, req.id)
-        callback = readonly.callback_state(conn, req.id)
-    if args.json:
-        extra = {"votes": votes, "callback": callback, "audit": audit_rows(events)}
-        print(safe_json({**request_json(req), **extra}, indent=2))
-    else:
-        print(format_request(req, events, time.time(), votes, callback))
-    return EXIT_OK
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    from signoff.adapters.console import format_audit
-
-    from . import readonly
-    from .durations import parse_duration
-
-    if args.verify:
-        return _verify_audit(args)
-    try:
-        since = None if args.since is None else time.time() - parse_duration(args.since)
-    except ValueError as exc:
-        _err(f"--since: {exc}")
-        return EXIT_USAGE
-    with readonly.connect(readonly.db_path(args.config)) as conn:
-        out = format_audit(readonly.audit(conn, since, args.request), args.format)
-    if out:
-        print(out)
-    return EXIT_OK
+    return await check(config, token)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -365,156 +206,36 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return schema(args)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Exit 0 when prompts can flow, 1 naming each problem."""
-    from . import health, readonly
+def _with_config() -> dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]]:
+    """The commands that load the configuration first (imported here: ``hook`` needs none of them)."""
+    from . import console_commands as commands
+    from . import doctor, serve_commands
 
-    with readonly.connect(readonly.db_path(args.config)) as conn:
-        state = health.read(conn)
-    if args.json:
-        print(json.dumps(state.as_json(), indent=2))
-    else:
-        print("\n".join(f"{topic:<10}{text}" for topic, text in state.lines()))
-        for problem in state.problems():
-            print(f"problem   {problem}")
-    return EXIT_ERROR if state.problems() else EXIT_OK
-
-
-def _verify_audit(args: argparse.Namespace) -> int:
-    """``signoff audit verify [--file EXPORT]``: exit 0 when the chain holds, 1 naming the first broken event."""
-    from . import audit_chain
-
-    ok, message = audit_chain.verify_source(args.config, args.file)
-    print(message)
-    return EXIT_OK if ok else EXIT_ERROR
+    return {
+        "mcp": serve_commands.cmd_mcp,
+        "serve": serve_commands.cmd_serve,
+        "check-config": lambda config, args: doctor.cmd_check_config(config, _console().table),
+        "approve": lambda config, args: commands.cmd_decide(config, args, _console(), approve=True),
+        "reject": lambda config, args: commands.cmd_decide(config, args, _console(), approve=False),
+        "doctor": lambda config, args: doctor.cmd_doctor(config, _telegram_check),
+        "grants": lambda config, args: commands.cmd_grants(config, args, _console()),
+        "revoke": lambda config, args: commands.cmd_revoke(config, args, _console()),
+    }
 
 
-async def _decide(config: Config, args: argparse.Namespace, approve: bool) -> int:
-    from signoff.adapters.console import decide, request_json
+def _without_config() -> dict[str, Callable[[argparse.Namespace], int]]:
+    """The commands that do not load the configuration: the read-only ones (plain sqlite3, no
+    event loop: they must start fast), init and schema."""
+    from . import console_commands as commands
 
-    async def go(service: Any) -> int:
-        changed, message = await decide(service, args.id, approve, args.reason, args.as_approver)
-        if args.json:
-            print(json.dumps({**request_json(await service.get(args.id)), "changed": changed}, indent=2))
-        else:
-            print(message)
-        return EXIT_OK if changed else EXIT_NOT_DECIDED
-
-    return await _with_service(config, go)
-
-
-async def cmd_approve(config: Config, args: argparse.Namespace) -> int:
-    return await _decide(config, args, True)
-
-
-async def cmd_reject(config: Config, args: argparse.Namespace) -> int:
-    return await _decide(config, args, False)
-
-
-async def cmd_grants(config: Config, args: argparse.Namespace) -> int:
-    from signoff.adapters.console import format_grants, grant_json
-
-    async def go(service: Any) -> int:
-        found = await service.list_grants(everything=args.all)
-        now = service.clock()
-        print(json.dumps([grant_json(g, now) for g in found], indent=2) if args.json else format_grants(found, now))
-        return EXIT_OK
-
-    return await _with_service(config, go)
-
-
-async def cmd_revoke(config: Config, args: argparse.Namespace) -> int:
-    from signoff.adapters.console import console_actor
-
-    async def go(service: Any) -> int:
-        if await service.revoke_grant(args.id, console_actor()):
-            print(f"{args.id} revoked.")
-            return EXIT_OK
-        print(f"{args.id} had already ended; nothing changed.")
-        return EXIT_NOT_DECIDED
-
-    return await _with_service(config, go)
-
-
-async def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
-    from . import health
-    from .http import is_loopback
-
-    problems = 0
-    print(f"config    {config.source}: OK ({len(config.routes)} routes, {len(config.approvers)} approvers; "
-          f"chosen by {config.origin})")  # fmt: skip
-
-    async def go(service: Any) -> int:
-        pending = await service.store.list_requests(status=None, limit=1_000_000)
-        open_ = sum(1 for r in pending if not r.status.final)
-        print(f"database  {config.db_path}: OK ({len(pending)} requests, {open_} pending)")
-        state = await health.collect(service.store, service.clock())
-        for topic, text in state.lines():
-            print(f"{topic:<10}{text}")
-        for problem in state.problems():
-            print(f"problem   {problem}")
-        return len(state.problems())
-
-    problems += await _with_service(config, go)
-    mode = config.db_path.stat().st_mode & 0o777
-    if mode & 0o077:
-        problems += 1
-        print(f"database  permissions are {mode:o}; run: chmod 600 {config.db_path}")
-    env = config.server.auth_token_env
-    has_token = bool(env and os.environ.get(env))
-    if not is_loopback(config.server.host) and not has_token:
-        problems += 1
-        print(
-            f"http      {config.server.host} is not loopback and ${env} is empty: `signoff serve` will refuse to start"
-        )
-    else:
-        print(
-            f"http      {config.server.host}:{config.server.port} ({'bearer token set' if has_token else 'no token, loopback only'})"
-        )
-    callbacks = config.callbacks
-    uses_callbacks = bool(callbacks.prefixes()) or any(r.callback_url for r in config.routes)
-    if uses_callbacks and not os.environ.get(callbacks.secret_env, "").strip():
-        problems += 1
-        print(f"callbacks ${callbacks.secret_env} is not set: requests with a callback_url are refused; set it to a "
-              "long random secret your receivers share")  # fmt: skip
-    elif uses_callbacks:
-        print(f"callbacks signed with ${callbacks.secret_env}; allowed: "
-              f"{', '.join(p.label for p in callbacks.prefixes()) or 'none'}")  # fmt: skip
-    for warning in callbacks.deprecations():
-        print(f"callbacks warning: {warning}")
-    tg = config.telegram.token_env
-    token = os.environ.get(tg, "").strip()
-    if not token:
-        print(f"telegram  ${tg} is not set: console channel only (set it to a token from @BotFather to use Telegram)")
-    else:
-        from signoff.adapters.telegram.doctor import check
-
-        for ok, line in await check(config, token):
-            problems += 0 if ok else 1
-            print(f"telegram  {line}")
-    return EXIT_OK if problems == 0 else EXIT_ERROR
-
-
-COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
-    "mcp": cmd_mcp,
-    "serve": cmd_serve,
-    "check-config": cmd_check_config,
-    "approve": cmd_approve,
-    "reject": cmd_reject,
-    "doctor": cmd_doctor,
-    "grants": cmd_grants,
-    "revoke": cmd_revoke,
-}
-
-
-WITHOUT_CONFIG: dict[str, Callable[[argparse.Namespace], int]] = {
-    "pending": cmd_pending,
-    "show": cmd_show,
-    "audit": cmd_audit,
-    "init": cmd_init,
-    "schema": cmd_schema,
-    "status": cmd_status,
-}
+    return {
+        "pending": lambda args: commands.cmd_pending(args, _console()),
+        "show": lambda args: commands.cmd_show(args, _console()),
+        "audit": lambda args: commands.cmd_audit(args, _console()),
+        "init": cmd_init,
+        "schema": cmd_schema,
+        "status": commands.cmd_status,
+    }
 
 
 if __name__ == "__main__":

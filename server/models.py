@@ -90,7 +90,9 @@ class Reach:
 
 
 def _reach(snapshot: RouteSnapshot | EscalationStep) -> list[Reach]:
-    found = [Reach("telegram", e["approver"], str(e["user_id"]), str(e["chat_id"])) for e in snapshot.get("telegram", [])]
+    found = [
+        Reach("telegram", e["approver"], str(e["user_id"]), str(e["chat_id"])) for e in snapshot.get("telegram", [])
+    ]
     found += [Reach("slack", e["approver"], e["user_id"], e["address"]) for e in snapshot.get("slack", [])]
     return found
 

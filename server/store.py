@@ -45,6 +45,8 @@ AUDIT_EVENT = (
     "action_digest, data) SELECT ?, ?, id, ?, ?, ?, route_snapshot, content_hash, action_digest, ? "
     "FROM requests WHERE id = ?"
 )
+
+
 class Store:
     """The requests, the audit log and the settings in one SQLite file."""
 

@@ -78,6 +78,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIGNOFF_HTTP_TOKEN", raising=False)
     monkeypatch.delenv("SIGNOFF_TELEGRAM_TOKEN", raising=False)
     monkeypatch.delenv("SIGNOFF_CALLBACK_SECRET", raising=False)
+    for name in ("SIGNOFF_SLACK_BOT_TOKEN", "SIGNOFF_SLACK_APP_TOKEN", "SIGNOFF_SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
