@@ -1,7 +1,7 @@
 """Wiring: open the store once, start the background work, and hand out the service.
 
 This is the one place that puts the application together from the configuration, so it is
-where ``server`` imports a channel adapter (Telegram, when a token is configured).
+where ``server`` imports a channel adapter (Telegram and Slack, when their tokens are set).
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .service import ApprovalService
 from .store import Store
 
 if TYPE_CHECKING:
+    from signoff.adapters.slack import SlackChannel
     from signoff.adapters.telegram import TelegramChannel
 
 log = logging.getLogger("signoff")
@@ -31,6 +32,9 @@ class App:
     config: Config
     store: Store
     service: ApprovalService
+    # HTTP endpoints of channels, served by `signoff serve` outside its bearer token (each checks
+    # its own signature): (path, endpoint). Slack's in HTTP mode.
+    routes: list[tuple[str, Any]] = field(default_factory=list)
 
     @asynccontextmanager
     async def background(self) -> AsyncIterator[None]:
@@ -44,6 +48,9 @@ class App:
         token = _telegram_token(service)
         if token is not None:
             tasks.append(asyncio.create_task(_run_bot(service, token)))
+        slack = slack_tokens(config)
+        if slack is not None:
+            tasks.append(asyncio.create_task(_run_slack(service, *slack)))
         secret = os.environ.get(config.callbacks.secret_env, "").strip()
         if secret:
             from .decision_callbacks import CallbackDeliverer
@@ -76,6 +83,13 @@ async def open_app(
         if expired:
             log.info("applied %d deadline(s) that passed while signoff was not running", len(expired))
         app = App(config, store, service)
+        slack = slack_tokens(config)
+        if slack is not None and config.slack.mode == "http" and slack[2]:
+            from signoff.adapters.slack import http_endpoint
+
+            from .channels import ChannelService
+
+            app.routes.append((config.slack.path, http_endpoint(ChannelService(service, "slack"), slack[0], slack[2])))
         async with app.background() if background else contextlib.nullcontext():
             yield app
 
@@ -117,4 +131,29 @@ async def _run_bot(service: ApprovalService, token: str) -> None:
 
     core = ChannelService(service, "telegram")
     channel: TelegramChannel = module.TelegramChannel(core, token, lease_ttl=service.config.telegram.lease_ttl)
+    await channel.run()
+
+
+def slack_tokens(config: Config) -> tuple[str, str | None, str | None] | None:
+    """(bot token, app-level token, signing secret) when a Slack bot token is set; None otherwise."""
+    settings = config.slack
+    bot = os.environ.get(settings.bot_token_env, "").strip()
+    if not bot:
+        return None
+    app_token = os.environ.get(settings.app_token_env, "").strip() or None
+    secret = os.environ.get(settings.signing_secret_env, "").strip() or None
+    return bot, app_token, secret
+
+
+async def _run_slack(service: ApprovalService, bot: str, app_token: str | None, secret: str | None) -> None:
+    """Run the Slack channel; slack_sdk and aiohttp are imported in a worker thread (see ``_run_bot``)."""
+    import importlib
+
+    from .channels import ChannelService
+
+    module = await asyncio.to_thread(importlib.import_module, "signoff.adapters.slack")
+    settings = service.config.slack
+    log.info(module.start_message(settings, app_token, secret))
+    channel: SlackChannel = module.SlackChannel(ChannelService(service, "slack"), bot, app_token,
+                                                lease_ttl=settings.lease_ttl)  # fmt: skip
     await channel.run()

@@ -194,6 +194,12 @@ async def _telegram_check(config: Config, token: str) -> list[tuple[bool, str]]:
     return await check(config, token)
 
 
+async def _slack_check(config: Config, token: str) -> list[tuple[bool, str]]:
+    from signoff.adapters.slack.doctor import check  # slack_sdk, only when a token is set
+
+    return await check(config, token)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from .setup_commands import cmd_init as init
 
@@ -217,7 +223,7 @@ def _with_config() -> dict[str, Callable[[Config, argparse.Namespace], Coroutine
         "check-config": lambda config, args: doctor.cmd_check_config(config, _console().table),
         "approve": lambda config, args: commands.cmd_decide(config, args, _console(), approve=True),
         "reject": lambda config, args: commands.cmd_decide(config, args, _console(), approve=False),
-        "doctor": lambda config, args: doctor.cmd_doctor(config, _telegram_check),
+        "doctor": lambda config, args: doctor.cmd_doctor(config, _telegram_check, _slack_check),
         "grants": lambda config, args: commands.cmd_grants(config, args, _console()),
         "revoke": lambda config, args: commands.cmd_revoke(config, args, _console()),
     }

@@ -169,6 +169,18 @@ class DigestBook:
             )
         return render_id
 
+    async def list_render(self, render_id: int, listed: list[str]) -> None:
+        """Set what a render lists, for a channel that learns it only while drawing the message
+        (its buttons name the render, so the render exists first)."""
+        await self.store.write("UPDATE digest_renders SET items = ? WHERE id = ?", (json.dumps(listed), render_id))
+
+    async def address_of(self, render_id: int) -> str | None:
+        """Where render ``render_id`` of this channel was sent (None: no such render any more)."""
+        rows = await self.store.read(
+            "SELECT address FROM digest_renders WHERE id = ? AND channel = ?", (render_id, self.channel)
+        )
+        return str(rows[0][0]) if rows else None
+
     async def rendered(self, address: str, render_id: int, message: str | None, *, pending: bool) -> None:
         """The render is on ``message``. Without ``pending`` items the digest ends: the next one in
         this place starts afresh, as a new message."""

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .config import Config, RouteConfig
 
     Table = Callable[[Sequence[Sequence[str]], Sequence[str]], str]  # the console adapter's table()
-    TelegramCheck = Callable[[Config, str], Awaitable[list[tuple[bool, str]]]]  # the Telegram adapter's check()
+    ChannelCheck = Callable[[Config, str], Awaitable[list[tuple[bool, str]]]]  # a channel adapter's doctor check()
 
 
 async def cmd_check_config(config: Config, table: Table) -> int:
@@ -61,8 +61,9 @@ def _policy(r: RouteConfig) -> str:
     return ", ".join(parts) or "-"
 
 
-async def cmd_doctor(config: Config, telegram_check: TelegramCheck) -> int:
-    """Print one line per check; 0 when nothing is wrong, else 1. ``telegram_check`` runs only when a token is set."""
+async def cmd_doctor(config: Config, telegram_check: ChannelCheck, slack_check: ChannelCheck) -> int:
+    """Print one line per check; 0 when nothing is wrong, else 1. ``telegram_check`` and
+    ``slack_check`` run only when their channel's token is set."""
     problems = 0
     print(f"config    {config.source}: OK ({len(config.routes)} routes, {len(config.approvers)} approvers; "
           f"chosen by {config.origin})")  # fmt: skip
@@ -76,6 +77,15 @@ async def cmd_doctor(config: Config, telegram_check: TelegramCheck) -> int:
         for ok, line in await telegram_check(config, token):
             problems += 0 if ok else 1
             print(f"telegram  {line}")
+    slack = os.environ.get(config.slack.bot_token_env, "").strip()
+    if slack:
+        for ok, line in await slack_check(config, slack):
+            problems += 0 if ok else 1
+            print(f"slack     {line}")
+    elif any(a.slack_user_id for a in config.approvers.values()):
+        problems += 1
+        print(f"slack     ${config.slack.bot_token_env} is not set but approvers have slack_user_id: their Slack "
+              "prompts wait until it is (see docs/slack.md)")  # fmt: skip
     return 0 if problems == 0 else 1
 
 

@@ -64,16 +64,18 @@ class BearerAuth:
     """Pure ASGI middleware (it must not buffer the MCP SSE streams). The scheme is matched
     case-insensitively (RFC 7235: ``bearer``, ``BEARER``); the token in constant time."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, *, open_paths: set[str] | None = None) -> None:
         self.app = app
         self.expected = token.encode()
+        # /healthz, and the channels' endpoints, which verify their own signatures (Slack's).
+        self.open_paths = {"/healthz", *(open_paths or ())}
 
     def _given(self, header: bytes) -> bytes:
         scheme, _, credentials = header.partition(b" ")
         return credentials.lstrip(b" ") if scheme.lower() == b"bearer" else b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/healthz":
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
             given = self._given(dict(scope["headers"]).get(b"authorization", b""))
             if not hmac.compare_digest(given, self.expected):
                 response = JSONResponse(
@@ -117,9 +119,11 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp:
         return Response(body, headers={"Content-Type": content_type})
 
     # answer_unreadable_http: a POST the SDK cannot parse (nested too deep) gets its error under the request's id.
-    routes = [Route("/healthz", healthz), Route("/metrics", metrics), Mount("/", app=answer_unreadable_http(mcp_app))]
+    channels = [Route(path, endpoint, methods=["POST"]) for path, endpoint in app.routes]
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics), *channels,
+              Mount("/", app=answer_unreadable_http(mcp_app))]  # fmt: skip
     starlette = Starlette(routes=routes, lifespan=lifespan)
-    return BearerAuth(starlette, token) if token else starlette
+    return BearerAuth(starlette, token, open_paths={path for path, _ in app.routes}) if token else starlette
 
 
 async def serve(app: App, token: str | None) -> None:

@@ -1,0 +1,355 @@
+"""What signoff does with what a person does in Slack: button presses, the reason modal, the
+``/signoff`` command. Socket Mode and HTTP mode hand their payloads to the same ``Interactions``.
+
+A press counts only when its value is ours (signed), made for this request's very content (its
+action digest), on a message that shows this request (one of its recorded prompts), by the
+Slack member who is an approver of it (never the channel, never a name), while it is pending.
+Everything else is answered with an ephemeral message only the presser sees, and a refusal by
+a bystander is audited. The rules themselves are the core's (``ChannelService``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from signoff.server.channels import ChannelService
+from signoff.server.errors import NotAllowedError, NotFoundError
+from signoff.server.models import ApprovalRequest, Decision, Status
+from signoff.server.outbox import Kind
+
+from .buttons import (
+    ACTION_PREFIX,
+    APPROVE,
+    APPROVE_ALL,
+    DETAILS,
+    REJECT,
+    REJECT_ALL,
+    REJECT_WITH_REASON,
+    REVIEW_EACH,
+    REVOKE,
+    SlackSigner,
+)
+from .render import (
+    REASON_CALLBACK,
+    already,
+    details_modal,
+    escape,
+    grant_notice,
+    grants_list,
+    prompt,
+    reason_modal,
+    short_digest,
+)
+
+log = logging.getLogger("signoff.slack")
+
+NOT_VALID = "This button is not valid."
+NOT_HERE = "This button is not valid here: it is not on a prompt of its request. `/signoff pending` sends a fresh one."
+OUT_OF_DATE = "This digest is out of date; use the newest one."
+HELP = (
+    "signoff puts approval requests from AI agents in front of their approvers.\n"
+    "`/signoff pending` — the requests waiting for you, with their buttons\n"
+    "`/signoff show ID` — one request in full\n"
+    "`/signoff grants` — the live grants, with a button to revoke each\n"
+    "`/signoff whoami` — your Slack member id, and whether you are an approver"
+)
+
+
+class Interactions:
+    """Turns Slack payloads into calls on the core. ``on_decided`` wakes the outbox so every
+    prompt shows an outcome at once."""
+
+    def __init__(self, core: ChannelService, client: AsyncWebClient, signer: SlackSigner,
+                 on_decided: Callable[[], None]) -> None:  # fmt: skip
+        self.core = core
+        self.client = client
+        self.signer = signer
+        self.on_decided = on_decided
+
+    # --- entry points ----------------------------------------------------------------------
+
+    async def block_actions(self, payload: dict[str, Any]) -> None:
+        """A button press (already acknowledged: Slack wants the ack within 3 s)."""
+        user = str((payload.get("user") or {}).get("id") or "")
+        for action in payload.get("actions") or []:
+            action_id = str(action.get("action_id") or "")
+            if not action_id.startswith(ACTION_PREFIX) or not user:
+                continue
+            await self._press(payload, user, action_id.removeprefix(ACTION_PREFIX), action.get("value"))
+
+    async def view_submission(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """The reason modal was submitted; return the ack's payload (errors keep it open)."""
+        view = payload.get("view") or {}
+        if view.get("callback_id") != REASON_CALLBACK:
+            return None
+        user = str((payload.get("user") or {}).get("id") or "")
+        metadata = view.get("private_metadata")
+        found = self.signer.verify_modal(metadata, user)
+        req = None if found is None else await self.core.get(found[0])
+        if found is None or req is None or not self.signer.verify_modal_digest(metadata, user, req.action_digest):
+            log.warning("slack: refused a reason modal with metadata that is not ours (user %s)", user)
+            return _errors(NOT_VALID)
+        if await self.core.outbox.request_on(found[1]) != req.id:
+            await self.core.refuse(req, user, "the modal is not from a prompt of this request", REJECT_WITH_REASON)
+            return _errors(NOT_HERE)
+        reason = _text_input(view, "reason")
+        if not reason.strip():
+            return _errors("Write the reason, or press Reject instead.")
+        try:
+            decision = await self.core.decide(req, False, user, REJECT_WITH_REASON, reason)
+        except NotAllowedError as exc:
+            return _errors(str(exc))
+        if decision.changed or decision.voted:
+            self.on_decided()
+        if not decision.changed:
+            await self._tell(found[1], user, await self._result(decision, False))
+        return None
+
+    async def slash(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``/signoff …``: the ack's payload is the answer, shown to the caller only."""
+        user = str(payload.get("user_id") or "")
+        word, _, rest = str(payload.get("text") or "").strip().partition(" ")
+        word = word.lower()
+        if word == "pending":
+            return _ephemeral(await self._pending(user))
+        if word == "show":
+            return await self._show(user, rest.strip())
+        if word == "grants":
+            return await self._grants(user)
+        if word in ("whoami", "start"):
+            name = self.core.configured(user)
+            role = (f"You are approver *{escape(name)}*." if name else
+                    f"You are not an approver. To become one, add to the config:\n```[approvers.yourname]\n"
+                    f"slack_user_id = \"{escape(user)}\"```")  # fmt: skip
+            return _ephemeral(f"Your Slack member id is `{escape(user)}`.\n{role}")
+        return _ephemeral(HELP)
+
+    # --- presses ---------------------------------------------------------------------------
+
+    async def _press(self, payload: dict[str, Any], user: str, action: str, value: Any) -> None:
+        value = value if isinstance(value, str) else None
+        where = _message_of(payload)
+        if action in (APPROVE_ALL, REJECT_ALL, REVIEW_EACH):
+            await self._digest_press(payload, user, action, value, where)
+        elif action == REVOKE:
+            await self._revoke(where, user, value)
+        else:
+            await self._request_press(payload, user, value, where)
+
+    async def _request_press(self, payload: dict[str, Any], user: str, value: str | None, where: str | None) -> None:
+        claimed = self.signer.claimed(value)
+        req = None if claimed is None else await self.core.get(claimed.request_id)
+        press = None if req is None else self.signer.verify_request(value, req.action_digest)
+        if req is None or press is None:
+            log.warning(
+                "slack: refused a press with a value that is not ours, or made for other content (user %s)", user
+            )
+            await self._tell(where, user, NOT_VALID)
+            return
+        if where is None or not await self._on_prompt(payload, req, where, user):
+            await self.core.refuse(req, user, "the button is not on a prompt of this request", press.action)
+            await self._tell(where, user, NOT_HERE)
+            return
+        try:
+            await self.core.check_approver(req, user, press.action)
+        except NotAllowedError as exc:
+            await self._tell(where, user, str(exc))
+            return
+        if press.action == DETAILS:  # an approver's own look: no decision, no pending check
+            await self._open(payload, details_modal(req), where, user)
+            return
+        if req.status is not Status.PENDING:
+            await self._tell(where, user, already(req))
+            return
+        if press.action == REJECT_WITH_REASON:
+            metadata = self.signer.modal(req.id, req.action_digest, user, where)
+            await self._open(payload, reason_modal(req, metadata), where, user)
+            return
+        try:
+            if press.grant_option is not None:
+                decision, grant = await self.core.approve_and_grant(req, press.grant_option, user, press.action,
+                                                                     where.partition(":")[0])  # fmt: skip
+            else:
+                decision, grant = await self.core.decide(req, press.action == APPROVE, user, press.action), None
+        except NotAllowedError as exc:
+            await self._tell(where, user, str(exc))
+            return
+        if decision.changed or decision.voted:
+            self.on_decided()
+        if not decision.changed:  # the edited prompt says it all when it decided
+            await self._tell(where, user, await self._result(decision, press.action != REJECT))
+        if grant is not None:
+            text, blocks = grant_notice(grant, self.core.clock(), self.signer)
+            channel = where.partition(":")[0]
+            sent = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+            await self.core.grant_notice_sent(grant, f"{sent['channel']}:{sent['ts']}")
+
+    async def _on_prompt(self, payload: dict[str, Any], req: ApprovalRequest, where: str, user: str) -> bool:
+        """Whether the pressed message shows ``req``: one of its recorded prompts, or — a prompt
+        pressed before its sender recorded it, or sent just before a crash — a message whose
+        blocks, as Slack hands them back, show the request's ID and shortened digest (it is then
+        recorded). Another request's prompt, a digest or any other message shows nothing."""
+        shown = await self.core.outbox.request_on(where)
+        if shown is not None:
+            return shown == req.id
+        text = json.dumps((payload.get("message") or {}).get("blocks") or [])
+        if not (req.action_digest and req.id in text and short_digest(req) in text):
+            return False
+        channel = where.partition(":")[0]
+        # Tracked under the place its outbox rows use: the approver's id for a DM, else the channel.
+        mine = [e.address for e in req.reach(channel="slack") if e.user == user and e.address in (user, channel)]
+        await self.core.outbox.track(req.id, mine[0] if mine else channel, where)
+        return True
+
+    async def _result(self, decision: Decision, approve: bool) -> str:
+        """What the presser is told about a vote, or a decision that changed nothing."""
+        if decision.voted:
+            votes = await self.core.votes(decision.request.id)
+            n = sum(v.vote == ("approve" if approve else "reject") for v in votes)
+            need = decision.request.quorum if approve else decision.request.reject_quorum
+            return f"Your {'approval' if approve else 'rejection'} counts: {n} of {need}. Waiting for the others."
+        if decision.already_voted:
+            return f"You already voted to {decision.already_voted} this request; waiting for the others."
+        if decision.changed:
+            return "Approved ✅" if decision.request.status is Status.APPROVED else "Rejected ❌"
+        return already(decision.request)
+
+    async def _digest_press(self, payload: dict[str, Any], user: str, action: str, value: str | None,
+                            where: str | None) -> None:  # fmt: skip
+        book = self.core.digests
+        claimed = self.signer.claimed(value)
+        address = None if claimed is None or not claimed.target.isdigit() else await book.address_of(claimed.render_id)
+        press = None if address is None else self.signer.verify_digest(value, address)
+        if press is None or address is None or press.action != action:
+            await self._tell(where, user, NOT_VALID if address is not None or claimed is None else OUT_OF_DATE)
+            return
+        rendering = None if where is None else await book.current(address, press.render_id, where)
+        if rendering is None:
+            await self._tell(where, user, OUT_OF_DATE)
+            return
+        items = await book.listed(rendering)
+        if not items:
+            await self._tell(where, user, "Nothing in this digest is pending any more.")
+            return
+        if action == REVIEW_EACH:
+            names = {r.id: self.core.approver_of(r, user) for r in items}
+            mine = {rid for rid, name in names.items() if name}
+            if not mine:
+                await self._tell(where, user, "None of these requests is yours to decide.")
+                return
+            taken = await book.take_for_review(address, items, only=mine,
+                                               prompted=await self.core.outbox.prompted(address))  # fmt: skip
+            for req in taken:
+                await self.core.outbox.queue(req.id, Kind.SHOW, address, names[req.id] or "")
+            await book.queue_refresh(items[0].id, address)
+            self.on_decided()
+            await self._tell(where, user, f"Sending the {len(taken)} oldest one by one.")
+            return
+        approve = action == APPROVE_ALL
+        try:
+            bulk = await self.core.decide_bulk(items, approve, user, action)
+        except NotAllowedError as exc:
+            await self._tell(where, user, str(exc))
+            return
+        self.on_decided()
+        text = f"{'Approved' if approve else 'Rejected'} {bulk.done} of {len(items)}."
+        if bulk.skipped:
+            text += f" {bulk.skipped} skipped (your own requests, already decided, or already voted)."
+        await self._tell(where, user, text)
+
+    async def _revoke(self, where: str | None, user: str, value: str | None) -> None:
+        press = self.signer.verify_grant(value)
+        grant = None if press is None else await self.core.grant(press.target)
+        if press is None or grant is None:
+            await self._tell(where, user, NOT_VALID if press is None else "This grant no longer exists.")
+            return
+        try:
+            revoked = await self.core.revoke(grant, user)
+        except NotAllowedError as exc:
+            await self._tell(where, user, str(exc))
+            return
+        if grant.notice_channel == "slack" and grant.notice_address:
+            await self.core.outbox.queue(grant.from_request, Kind.GRANT_NOTICE, grant.notice_address)
+        self.on_decided()
+        await self._tell(where, user, f"Revoked {grant.id}." if revoked else f"{grant.id} had already ended.")
+
+    # --- commands --------------------------------------------------------------------------
+
+    async def _pending(self, user: str) -> str:
+        mine = await self.core.pending_for(user)
+        if not mine:
+            return "Nothing is waiting for you."
+        for req, approver in mine[:10]:
+            # Through the outbox, to their DM: paced and tracked like any other prompt.
+            await self.core.outbox.queue(req.id, Kind.SHOW, user, approver)
+        self.on_decided()
+        more = " (the 10 oldest)" if len(mine) > 10 else ""
+        return f"{len(mine)} request(s) waiting for you{more}: sending them to our DM."
+
+    async def _show(self, user: str, request_id: str) -> dict[str, Any]:
+        try:
+            req = await self.core.show(request_id, user)
+        except NotFoundError:
+            return _ephemeral("No such request among yours. `/signoff pending` lists them.")
+        text, blocks = prompt(req, self.core.clock(), await self.core.votes(req.id), self.signer)
+        # Shown to the caller alone: a look, not a prompt (its buttons would not be on a prompt).
+        return {"response_type": "ephemeral", "text": text, "blocks": [b for b in blocks if b.get("type") != "actions"]}
+
+    async def _grants(self, user: str) -> dict[str, Any]:
+        try:
+            live = await self.core.grants_for(user)
+        except NotAllowedError as exc:
+            return _ephemeral(escape(str(exc)))
+        if not live:
+            return _ephemeral("No grants are live. Approve a request with “Approve for …” to make one.")
+        text, blocks = grants_list(live, self.core.clock(), self.signer)
+        return {"response_type": "ephemeral", "text": text, "blocks": blocks}
+
+    # --- answering -------------------------------------------------------------------------
+
+    async def _tell(self, where: str | None, user: str, text: str) -> None:
+        """An ephemeral message to ``user`` in the channel of ``where`` (else their DM)."""
+        channel = where.partition(":")[0] if where else user
+        try:
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=escape(text))
+        except SlackApiError as exc:  # the decision stands regardless
+            log.info("slack: could not answer a press: %s", exc.response.get("error"))
+
+    async def _open(self, payload: dict[str, Any], view: dict[str, Any], where: str | None, user: str) -> None:
+        try:
+            await self.client.views_open(trigger_id=str(payload.get("trigger_id") or ""), view=view)
+        except SlackApiError as exc:  # the trigger expired (3 s): say so rather than fail silently
+            log.info("slack: could not open a modal: %s", exc.response.get("error"))
+            await self._tell(where, user, "Slack took too long to open the form; press the button again.")
+
+
+def _message_of(payload: dict[str, Any]) -> str | None:
+    """The message a press was on, as ``<channel id>:<ts>``; None when not on a message."""
+    container = payload.get("container") or {}
+    channel = container.get("channel_id") or (payload.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or (payload.get("message") or {}).get("ts")
+    if container.get("type") not in (None, "message") or container.get("is_ephemeral"):
+        return None
+    return f"{channel}:{ts}" if isinstance(channel, str) and isinstance(ts, str) else None
+
+
+def _text_input(view: dict[str, Any], block_id: str) -> str:
+    values = ((view.get("state") or {}).get("values") or {}).get(block_id) or {}
+    for element in values.values():
+        if isinstance(element, dict) and isinstance(element.get("value"), str):
+            return str(element["value"])
+    return ""
+
+
+def _errors(text: str) -> dict[str, Any]:
+    return {"response_action": "errors", "errors": {"reason": text[:150]}}
+
+
+def _ephemeral(text: str) -> dict[str, Any]:
+    return {"response_type": "ephemeral", "text": text}

@@ -1,0 +1,227 @@
+"""The Slack channel: the real slack_sdk (Web API and Socket Mode) against the fake Slack in fake_slack."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from signoff.server.app import App, open_app
+from signoff.server.config import load_config
+from signoff.server.models import Actor, Status
+from signoff.server.service import NewRequest
+
+from .fake_slack import APP_TOKEN, BOT_TOKEN, C_TEAM, U_ALICE, U_BOB, U_MALLORY, FakeSlack, Message, dm_id, fake_slack
+
+pytestmark = pytest.mark.anyio
+
+AGENT = Actor("agent", "claude-code", "mcp")
+PREFIX = "signoff:"
+
+
+def slack_config(api: str, extra: str = "") -> str:
+    return textwrap.dedent(f"""
+        [store]
+        path = "signoff.db"
+        [server]
+        port = 0
+        [slack]
+        api_base_url = "{api}"
+        lease_ttl = "3s"
+        [approvers.alice]
+        slack_user_id = "{U_ALICE}"
+        [approvers.bob]
+        slack_user_id = "{U_BOB}"
+        slack_channel = "{C_TEAM}"
+        [[routes]]
+        name = "bob-only"
+        match = {{ action = "bob_*" }}
+        approvers = ["bob"]
+        [[routes]]
+        name = "bulk"
+        match = {{ action = "bulk_*" }}
+        approvers = ["alice"]
+        allow_bulk = true
+        [[routes]]
+        name = "default"
+        approvers = ["alice", "bob"]
+    """) + textwrap.dedent(extra)
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
+    async with fake_slack() as f:
+        monkeypatch.setenv("SIGNOFF_SLACK_BOT_TOKEN", BOT_TOKEN)
+        monkeypatch.setenv("SIGNOFF_SLACK_APP_TOKEN", APP_TOKEN)
+        yield f
+        assert not f.errors, f"signoff made calls Slack refuses: {f.errors}"
+        assert f.rate_violations() == 0
+
+
+@pytest.fixture
+def config_path(fake: FakeSlack, write_config: Callable[..., Path]) -> Path:
+    return write_config(slack_config(fake.api_url))
+
+
+@pytest.fixture
+async def app(config_path: Path, fake: FakeSlack) -> AsyncIterator[App]:
+    async with open_app(load_config(config_path)) as opened:
+        await fake.wait_for(lambda: fake.live_connections >= 1)
+        yield opened
+
+
+async def file(app: App, action: str = "deploy", summary: str = "Ship v2", **kw: Any) -> str:
+    return (await app.service.request_approval(NewRequest(action, summary, **kw), AGENT)).id
+
+
+def text_of(message: Message) -> str:
+    """Everything a person reads in the message: its blocks' texts."""
+    parts = [message.text]
+    for block in message.blocks:
+        for item in [block.get("text"), *(block.get("elements") or []), *(block.get("fields") or [])]:
+            if isinstance(item, dict) and isinstance(item.get("text"), str):
+                parts.append(item["text"])
+    return "\n".join(parts)
+
+
+async def prompt_in(fake: FakeSlack, channel: str, request_id: str) -> Message:
+    return await fake.wait_for(
+        lambda: next((m for m in fake.channel(channel) if request_id in text_of(m) and m.buttons()), None)
+    )
+
+
+async def decided(app: App, request_id: str) -> Any:
+    with anyio.fail_after(10):
+        return await app.service.wait(request_id, 10)
+
+
+async def test_approve_in_slack(fake: FakeSlack, app: App) -> None:
+    rid = await file(app, details={"command": "kubectl rollout restart"}, action="Bash")
+    a = await prompt_in(fake, dm_id(U_ALICE), rid)
+    b = await prompt_in(fake, C_TEAM, rid)
+    shown = text_of(a)
+    assert "Bash" in shown and "claude-code" in shown and "kubectl rollout restart" in shown
+    await fake.press(U_ALICE, a, PREFIX + "approve")
+    req = await decided(app, rid)
+    assert req.status is Status.APPROVED and req.decided_by == "alice" and req.decided_via == "slack"
+    for message in (a, b):  # both prompts show the outcome, without buttons
+        await fake.wait_for(lambda m=message: not m.buttons() and "Approved" in text_of(m))
+    events = await app.store.audit(request_id=rid)
+    assert [(e.event, e.actor, e.channel) for e in events][-1] == ("approved", "alice", "slack")
+
+
+async def test_reject_with_a_reason_from_a_modal(fake: FakeSlack, app: App) -> None:
+    rid = await file(app)
+    a = await prompt_in(fake, dm_id(U_ALICE), rid)
+    await fake.press(U_ALICE, a, PREFIX + "reason")
+    view = await fake.wait_for(lambda: next((v for v in fake.views.values() if v.user == U_ALICE), None))
+    ack = await fake.submit_view(U_ALICE, view.id, {"reason": "not on a Friday"})
+    assert ack.get("response_action") is None
+    req = await decided(app, rid)
+    assert req.status is Status.REJECTED and req.reason == "not on a Friday" and req.decided_by == "alice"
+
+
+async def test_a_modal_opened_by_one_approver_cannot_be_submitted_by_another(fake: FakeSlack, app: App) -> None:
+    rid = await file(app)
+    a = await prompt_in(fake, dm_id(U_ALICE), rid)
+    await fake.press(U_ALICE, a, PREFIX + "reason")
+    view = await fake.wait_for(lambda: next((v for v in fake.views.values() if v.user == U_ALICE), None))
+    ack = await fake.submit_view(U_BOB, view.id, {"reason": "bob speaks for alice"})
+    assert ack.get("response_action") == "errors"
+    assert (await app.service.get(rid)).status is Status.PENDING
+
+
+async def test_a_bystander_in_a_channel_is_refused_and_audited(fake: FakeSlack, app: App) -> None:
+    rid = await file(app, action="bob_deploy")  # only bob decides; his prompts go to the team channel
+    b = await prompt_in(fake, C_TEAM, rid)
+    await fake.press(U_ALICE, b, PREFIX + "approve")
+    note = await fake.wait_for(lambda: next(iter(fake.ephemerals_for(U_ALICE)), None))
+    assert note.text == "You are not an approver of this request."
+    assert (await app.service.get(rid)).status is Status.PENDING
+    refused = [e for e in await app.store.audit(request_id=rid) if e.event == "refused"]
+    assert refused and refused[0].actor == f"slack:{U_ALICE}" and refused[0].channel == "slack"
+    await fake.press(U_MALLORY, b, PREFIX + "approve")
+    await fake.wait_for(lambda: fake.ephemerals_for(U_MALLORY))
+    assert (await app.service.get(rid)).status is Status.PENDING
+
+
+async def test_a_button_decides_only_the_message_it_is_on(fake: FakeSlack, app: App) -> None:
+    first, second = await file(app, summary="first"), await file(app, summary="second")
+    m1, m2 = await prompt_in(fake, dm_id(U_ALICE), first), await prompt_in(fake, dm_id(U_ALICE), second)
+    # first's Approve value, replayed onto second's prompt: decides nothing.
+    replay = fake.block_actions_payload(U_ALICE, m2, PREFIX + "approve")
+    replay["actions"][0]["value"] = m1.find(PREFIX + "approve")["value"]
+    await fake.deliver("interactive", replay)
+    await fake.wait_for(lambda: fake.ephemerals_for(U_ALICE))
+    # A forged value (one character changed) decides nothing either.
+    forged = fake.block_actions_payload(U_ALICE, m1, PREFIX + "approve")
+    value = forged["actions"][0]["value"]
+    forged["actions"][0]["value"] = value[:-1] + ("A" if value[-1] != "A" else "B")
+    await fake.deliver("interactive", forged)
+    await fake.wait_for(lambda: len(fake.ephemerals_for(U_ALICE)) >= 2)
+    assert (await app.service.get(first)).status is Status.PENDING
+    assert (await app.service.get(second)).status is Status.PENDING
+
+
+async def test_two_approvers_pressing_at_once_make_one_decision(fake: FakeSlack, app: App) -> None:
+    rid = await file(app)
+    a, b = await prompt_in(fake, dm_id(U_ALICE), rid), await prompt_in(fake, C_TEAM, rid)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fake.press, U_ALICE, a, PREFIX + "approve")
+        tg.start_soon(fake.press, U_BOB, b, PREFIX + "reject")
+    req = await decided(app, rid)
+    assert req.status in (Status.APPROVED, Status.REJECTED)
+    finals = [e for e in await app.store.audit(request_id=rid) if e.event in ("approved", "rejected")]
+    assert len(finals) == 1
+
+
+async def test_a_console_decision_updates_the_slack_prompts(fake: FakeSlack, app: App) -> None:
+    rid = await file(app)
+    a = await prompt_in(fake, dm_id(U_ALICE), rid)
+    await app.service.decide(rid, False, Actor("human", "bob", "console"), "from the terminal")
+    await fake.wait_for(lambda: not a.buttons() and "Rejected" in text_of(a))
+    assert "from the terminal" in text_of(a)
+
+
+async def test_slack_5xx_then_recovery_delivers_the_prompt(fake: FakeSlack, app: App) -> None:
+    fake.fail("chat.postMessage", 503, times=2)
+    rid = await file(app, action="bulk_one")  # alice only
+    await prompt_in(fake, dm_id(U_ALICE), rid)
+    assert len([c for c in fake.sent("chat.postMessage")]) >= 1
+
+
+async def test_429_waits_retry_after_then_delivers(fake: FakeSlack, app: App) -> None:
+    fake.fail("chat.postMessage", 429, retry_after=1)
+    started = time.monotonic()
+    rid = await file(app, action="bulk_one")
+    await prompt_in(fake, dm_id(U_ALICE), rid)
+    assert time.monotonic() - started >= 1.0  # Retry-After was honoured, not hammered
+
+
+async def test_a_digest_burst_and_approve_all(fake: FakeSlack, app: App) -> None:
+    ids = [await file(app, action=f"bulk_{i}", summary=f"item {i}") for i in range(12)]
+    digest = await fake.wait_for(
+        lambda: next((m for m in fake.channel(dm_id(U_ALICE)) if "pending" in text_of(m) and any(
+            b["action_id"] == PREFIX + "approve_all" for b in m.buttons())), None)  # fmt: skip
+    )
+    await fake.wait_for(lambda: "12 pending" in text_of(digest))
+    prompts = [m for m in fake.channel(dm_id(U_ALICE)) if m is not digest]
+    assert len(prompts) <= 6, "a burst becomes one digest, not a message each"
+    await fake.press(U_ALICE, digest, PREFIX + "approve_all")
+    for rid in ids:
+        assert (await decided(app, rid)).status is Status.APPROVED
+
+
+async def test_slash_command_lists_pending_and_whoami(fake: FakeSlack, app: App) -> None:
+    await file(app)
+    ack = await fake.slash(U_MALLORY, dm_id(U_MALLORY), "/signoff", "whoami")
+    assert "not an approver" in ack["text"]
+    ack = await fake.slash(U_ALICE, dm_id(U_ALICE), "/signoff", "pending")
+    assert "1 request(s) waiting for you" in ack["text"]
+    ack = await fake.slash(U_MALLORY, dm_id(U_MALLORY), "/signoff", "grants")
+    assert "not an approver" in ack["text"]
