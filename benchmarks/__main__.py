@@ -15,6 +15,7 @@
 (h), (i) start-up: `signoff hook` on an auto route, `signoff mcp` exec -> initialize answered, against
     `python -c pass`: see benchmarks/startup.py      targets: <= 6x (150 ms), <= 15x (400 ms)
 (n), (o) the HTTP path as agents use it (round trip; 1,000 waiting agents): see benchmarks/http.py
+(p), (q) Slack: a press to a waiting check_decision, and the burst (g) in Slack: see benchmarks/slack.py
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from signoff.server.models import Actor
 from signoff.server.service import NewRequest
 from signoff.server.views import RequestView
 
-from . import digest, http, startup, telegram
+from . import digest, http, slack, startup, telegram
 
 CONFIG = """
 [store]
@@ -210,6 +211,7 @@ def main() -> int:
         telegram_rows += digest.run(folder, quick)
         telegram_rows += startup.run(folder, quick)
         telegram_rows += http.run(folder, quick)
+        telegram_rows += slack.run(folder, quick)
     rows: list[tuple[str, str, str, bool]] = [
         ("(a) MCP round trip vs no-op", f"{a['ours_ms']:.2f} ms vs {a['noop_ms']:.2f} ms", f"{a['ratio']:.2f}x (<= 2x)", a["ratio"] <= 2),
         ("(b) request_approval vs raw insert", f"{b['ours_per_s']:.0f}/s vs {b['raw_per_s']:.0f}/s", f"{b['ratio']:.2f}x (>= 0.5x)", b["ratio"] >= 0.5),

@@ -72,15 +72,17 @@ class DigestBook:
         return [ApprovalRequest.from_row(r) for r in await self.store.read(_ITEMS, (self.channel, address))]
 
     async def current(self, address: str, render_id: int, message: str) -> Render | None:
-        """The render a press names, if it is this place's newest and on the message pressed;
-        None when the press is out of date (or not on its message)."""
+        """The render a press names, if it is this place's newest and on the message pressed (or
+        still being sent); None when the press is out of date (or not on its message)."""
         rows = await self.store.read(
             "SELECT id, message, items FROM digest_renders WHERE id = ? AND channel = ? AND address = ? "
             "AND id = (SELECT max(id) FROM digest_renders WHERE channel = ? AND address = ?)",
             (render_id, self.channel, address, self.channel, address),
         )
-        if not rows or rows[0]["message"] is None or rows[0]["message"] != message:
+        if not rows or rows[0]["message"] not in (None, message):
             return None
+        # No message yet: the render is being sent, and the pressed message (its buttons signed
+        # for this render and place, which no other message carries) is the one.
         return Render(int(rows[0]["id"]), address, message, list(json.loads(rows[0]["items"])))
 
     async def listed(self, render: Render) -> list[ApprovalRequest]:
