@@ -1,8 +1,10 @@
-"""Is anyone delivering? Who holds the bot, the outbox backlog, pending requests, failing callbacks.
+"""Is anyone delivering? Who holds the Telegram bot and the Slack connection, the outbox
+backlog, pending requests, failing callbacks.
 
 ``signoff status``, ``signoff doctor`` and ``/healthz`` all show this. A hook or a
-``permission_prompt`` reaches a phone only while some signoff process holds the bot lease, so
-its absence is reported as a problem, with what to do about it. Read-only: a handful of
+``permission_prompt`` reaches a phone only while some signoff process holds the channel's lease
+(the bot lease for Telegram, ``slack-connection`` for Slack), so its absence is reported as a
+problem, with what to do about it. Read-only: a handful of
 indexed queries, the same on a plain ``sqlite3`` connection (the fast console path) and on the
 server's ``Store``.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .durations import humanize_delta
-from .lease import BOT_LEASE
+from .lease import BOT_LEASE, SLACK_LEASE
 
 if TYPE_CHECKING:
     from .store import Store
@@ -24,10 +26,14 @@ STALE_PROMPT = 60.0  # a prompt due this long without being sent means delivery 
 
 _LEASE = "SELECT owner, expires_at, since FROM leases WHERE name = ?"
 _PENDING = "SELECT count(*) FROM requests WHERE status = 'pending'"
-_OUTBOX = (  # the oldest prompt someone still has to see: due, unsent, for a request still pending
-    "SELECT (SELECT count(*) FROM outbox WHERE done_at IS NULL AND kind != 'callback'), "
+_DUE_PROMPT = (  # the oldest prompt someone still has to see on a channel: due, unsent, request pending
     "(SELECT min(o.created_at) FROM outbox AS o JOIN requests AS r ON r.id = o.request_id "
-    "WHERE o.kind = 'prompt' AND o.done_at IS NULL AND o.next_attempt_at <= ? AND r.status = 'pending')"
+    "WHERE o.kind = 'prompt' AND o.channel = '{}' AND o.done_at IS NULL AND o.next_attempt_at <= ? "
+    "AND r.status = 'pending')"
+)
+_OUTBOX = (
+    "SELECT (SELECT count(*) FROM outbox WHERE done_at IS NULL AND kind != 'callback'), "
+    f"{_DUE_PROMPT.format('telegram')}, {_DUE_PROMPT.format('slack')}"
 )
 _CALLBACKS = (  # each on a partial index: undelivered rows, and finished rows that failed
     "SELECT (SELECT count(*) FROM outbox WHERE kind = 'callback' AND done_at IS NULL AND attempts > 0), "
@@ -60,10 +66,17 @@ class Health:
     oldest_prompt_due: float | None  # when the oldest prompt that is due but unsent was filed
     callbacks_retrying: int
     callbacks_given_up_24h: int
+    slack: BotHolder | None = None  # who holds (or last held) the Slack connection
+    oldest_telegram_due: float | None = None  # the same as oldest_prompt_due, per channel
+    oldest_slack_due: float | None = None
 
     @property
     def bot_live(self) -> bool:
         return self.bot is not None and self.bot.expires_at >= self.now
+
+    @property
+    def slack_live(self) -> bool:
+        return self.slack is not None and self.slack.expires_at >= self.now
 
     def problems(self) -> list[str]:
         """What stops prompts reaching people, each with what to do."""
@@ -74,10 +87,21 @@ class Health:
                 f"{humanize_delta(self.bot.expires_at - self.now)}; prompts reach no phone until one runs "
                 "(start `signoff serve`, or see docs/operations.md to run it all the time)"
             )
-        elif self.bot is None and self.oldest_prompt_due is not None:
+        elif self.bot is None and self.oldest_telegram_due is not None:
             out.append(
                 "prompts are waiting and no signoff process has held the Telegram bot yet: start `signoff serve` "
                 "with SIGNOFF_TELEGRAM_TOKEN set"
+            )
+        if self.slack is not None and not self.slack_live:
+            out.append(
+                f"no signoff process holds the Slack connection: {self.slack.host} (pid {self.slack.pid}) let it go "
+                f"{humanize_delta(self.slack.expires_at - self.now)}; Slack prompts wait until one runs "
+                "(start `signoff serve`, see docs/slack.md)"
+            )
+        elif self.slack is None and self.oldest_slack_due is not None:
+            out.append(
+                "Slack prompts are waiting and no signoff process has held the Slack connection yet: start "
+                "`signoff serve` with SIGNOFF_SLACK_BOT_TOKEN and SIGNOFF_SLACK_APP_TOKEN set (docs/slack.md)"
             )
         if self.oldest_prompt_due is not None and self.now - self.oldest_prompt_due > STALE_PROMPT:
             out.append(
@@ -97,13 +121,25 @@ class Health:
             bot = {"host": self.bot.host, "pid": self.bot.pid, "since": self.bot.since, "live": self.bot_live,
                    "expires_at": self.bot.expires_at}  # fmt: skip
         age = None if self.oldest_prompt_due is None else round(self.now - self.oldest_prompt_due, 3)
+        slack = None
+        if self.slack is not None:
+            slack = {"host": self.slack.host, "pid": self.slack.pid, "since": self.slack.since,
+                     "live": self.slack_live, "expires_at": self.slack.expires_at}  # fmt: skip
         return {
             "bot": bot,
+            "slack": slack,
             "pending": self.pending,
             "outbox": {"backlog": self.outbox_backlog, "oldest_prompt_age_s": age},
             "callbacks": {"retrying": self.callbacks_retrying, "given_up_24h": self.callbacks_given_up_24h},
             "problems": self.problems(),
         }
+
+    def _held(self, holder: BotHolder | None, what: str) -> str:
+        if holder is None:
+            return f"no process has held {what} yet"
+        if holder.expires_at >= self.now:
+            return f"held by {holder.host} pid {holder.pid} for {humanize_delta(holder.since - self.now).removesuffix(' ago')}"
+        return f"NOT HELD (last: {holder.host} pid {holder.pid}, {humanize_delta(holder.expires_at - self.now)})"
 
     def lines(self) -> list[tuple[str, str]]:
         """(topic, text) rows for ``signoff status`` and ``doctor``."""
@@ -118,7 +154,10 @@ class Health:
         backlog = f"{self.outbox_backlog} undelivered"
         if self.oldest_prompt_due is not None:
             backlog += f"; oldest due prompt filed {humanize_delta(self.oldest_prompt_due - self.now)}"
-        rows = [("bot", bot), ("pending", str(self.pending)), ("outbox", backlog)]
+        rows = [("bot", bot)]
+        if self.slack is not None or self.oldest_slack_due is not None:
+            rows.append(("slack", self._held(self.slack, "the Slack connection")))
+        rows += [("pending", str(self.pending)), ("outbox", backlog)]
         if self.callbacks_retrying or self.callbacks_given_up_24h:
             rows.append(
                 ("callbacks", f"{self.callbacks_retrying} retrying, {self.callbacks_given_up_24h} given up in 24 h")
@@ -126,16 +165,23 @@ class Health:
         return rows
 
 
-def _assemble(now: float, lease: Any, pending: Any, outbox: Any, callbacks: Any) -> Health:
-    bot = None if lease is None else BotHolder.from_owner(str(lease[0]), float(lease[1]), float(lease[2]))
+def _holder(lease: Any) -> BotHolder | None:
+    return None if lease is None else BotHolder.from_owner(str(lease[0]), float(lease[1]), float(lease[2]))
+
+
+def _assemble(now: float, lease: Any, slack: Any, pending: Any, outbox: Any, callbacks: Any) -> Health:
+    due = [float(t) for t in (outbox[1], outbox[2]) if t is not None]
     return Health(
         now=now,
-        bot=bot,
+        bot=_holder(lease),
         pending=int(pending[0]),
         outbox_backlog=int(outbox[0]),
-        oldest_prompt_due=None if outbox[1] is None else float(outbox[1]),
+        oldest_prompt_due=min(due) if due else None,
         callbacks_retrying=int(callbacks[0] or 0),
         callbacks_given_up_24h=int(callbacks[1] or 0),
+        slack=_holder(slack),
+        oldest_telegram_due=None if outbox[1] is None else float(outbox[1]),
+        oldest_slack_due=None if outbox[2] is None else float(outbox[2]),
     )
 
 
@@ -148,8 +194,9 @@ def read(conn: sqlite3.Connection | None, now: float | None = None) -> Health:
     return _assemble(
         now,
         conn.execute(_LEASE, (BOT_LEASE,)).fetchone(),
+        conn.execute(_LEASE, (SLACK_LEASE,)).fetchone(),
         conn.execute(_PENDING).fetchone(),
-        conn.execute(_OUTBOX, (now,)).fetchone(),
+        conn.execute(_OUTBOX, (now, now)).fetchone(),
         conn.execute(_CALLBACKS, (day,)).fetchone(),
     )
 
@@ -165,7 +212,8 @@ async def collect(store: Store, now: float) -> Health:
     return _assemble(
         now,
         await one(_LEASE, (BOT_LEASE,)),
+        await one(_LEASE, (SLACK_LEASE,)),
         await one(_PENDING),
-        await one(_OUTBOX, (now,)),
+        await one(_OUTBOX, (now, now)),
         await one(_CALLBACKS, (day,)),
     )

@@ -134,16 +134,23 @@ async def decide(event: HookEvent, args: argparse.Namespace) -> tuple[ApprovalRe
 
 
 async def _no_bot(app: App, request_id: str) -> str | None:
-    """Why no prompt can have reached a phone: it has Telegram prompts, and no process holds the bot."""
+    """Why no prompt can have reached a phone: it has prompts on a channel no process holds."""
     from . import health
 
-    if not await app.store.read("SELECT 1 FROM outbox WHERE request_id = ? AND kind = 'prompt'", (request_id,)):
+    rows = await app.store.read("SELECT DISTINCT channel FROM outbox WHERE request_id = ? AND kind = 'prompt'",
+                                (request_id,))  # fmt: skip
+    channels = {str(r[0]) for r in rows}
+    if not channels:
         return None  # nobody to prompt in a chat (console-only approvers)
     state = await health.collect(app.store, app.service.clock())
-    if state.bot_live:
-        return None
-    return ("No signoff process holds the Telegram bot, so no prompt reached a phone; run `signoff serve` with "
-            "SIGNOFF_TELEGRAM_TOKEN set (docs/operations.md), and `signoff status` to check.")  # fmt: skip
+    if "telegram" in channels and not state.bot_live:
+        return ("No signoff process holds the Telegram bot, so no prompt reached a phone; run `signoff serve` with "
+                "SIGNOFF_TELEGRAM_TOKEN set (docs/operations.md), and `signoff status` to check.")  # fmt: skip
+    if "slack" in channels and not state.slack_live:
+        return ("No signoff process holds the Slack connection, so no prompt reached Slack; run `signoff serve` with "
+                "SIGNOFF_SLACK_BOT_TOKEN and SIGNOFF_SLACK_APP_TOKEN set (docs/slack.md), and `signoff status` "
+                "to check.")  # fmt: skip
+    return None
 
 
 def _setup_logging(args: argparse.Namespace) -> None:

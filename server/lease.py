@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from .store import Store
 
-BOT_LEASE = "telegram-bot"  # whoever holds it talks to Telegram (polling, the outbox)
+BOT_LEASE = "telegram-bot"
+SLACK_LEASE = "slack-connection"  # one process at a time holds the Slack connection (and drains its outbox)  # whoever holds it talks to Telegram (polling, the outbox)
 
 _CLAIM = (
     "INSERT INTO leases (name, owner, expires_at, since) VALUES (:name, :owner, :until, :now) "

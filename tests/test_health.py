@@ -37,7 +37,7 @@ def status(config: Path) -> tuple[int, dict[str, object]]:
 def test_a_fresh_install_is_healthy(config_path: Path) -> None:
     assert status(config_path) == (
         0,
-        {"bot": None, "pending": 0, "outbox": {"backlog": 0, "oldest_prompt_age_s": None},
+        {"bot": None, "slack": None, "pending": 0, "outbox": {"backlog": 0, "oldest_prompt_age_s": None},
          "callbacks": {"retrying": 0, "given_up_24h": 0}, "problems": []},
     )  # fmt: skip
     text = cli("status", config=config_path)

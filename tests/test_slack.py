@@ -223,3 +223,23 @@ async def test_slash_command_lists_pending_and_whoami(fake: FakeSlack, app: App)
     assert "1 request(s) waiting for you" in ack["payload"]["text"]
     ack = await fake.slash(U_MALLORY, dm_id(U_MALLORY), "/signoff", "grants")
     assert "not an approver" in ack["payload"]["text"]
+
+
+async def test_health_names_the_slack_holder(fake: FakeSlack, app: App) -> None:
+    from signoff.server import health
+
+    state = await health.collect(app.store, time.time())
+    assert state.slack_live and state.as_json()["slack"]["pid"] is not None
+    assert not [p for p in state.problems() if "Slack" in p]
+
+
+async def test_slack_prompts_with_no_holder_are_a_problem(config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from signoff.server import health
+
+    monkeypatch.delenv("SIGNOFF_SLACK_BOT_TOKEN")  # nobody here can hold Slack
+    async with open_app(load_config(config_path)) as app:
+        await file(app)
+        state = await health.collect(app.store, time.time() + 1)
+    problems = state.problems()
+    assert any("no signoff process has held the Slack connection yet" in p for p in problems), problems
+    assert not any("Telegram" in p for p in problems), problems

@@ -31,13 +31,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from signoff.server.channels import ChannelService
 from signoff.server.config import SlackConfig
+from signoff.server.lease import SLACK_LEASE
 
 from .buttons import SlackSigner, new_key
 from .interactions import Interactions
 from .outbox import SlackOutbox
 
 log = logging.getLogger("signoff.slack")
-LEASE_NAME = "slack-connection"
+LEASE_NAME = SLACK_LEASE
 KEY_SETTING = "slack_button_key"
 
 
@@ -199,8 +200,10 @@ class SlackChannel:
             raise InvalidAuth(f"Socket Mode did not connect; check ${self.settings.app_token_env} "
                               "and that Socket Mode is on in the app's settings") from None  # fmt: skip
         finally:
+            # Bounded: a process must exit within a second; closing a socket in use may linger.
             with contextlib.suppress(Exception):
-                await asyncio.shield(socket.close())  # type: ignore[no-untyped-call]
+                async with asyncio.timeout(0.5):
+                    await asyncio.shield(socket.close())  # type: ignore[no-untyped-call]
 
 
 Ack = Callable[[dict[str, Any] | None], Awaitable[None]]
