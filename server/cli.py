@@ -102,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--path", help="where to write it (default: $XDG_CONFIG_HOME/signoff/signoff.toml, "
                                   "i.e. ~/.config/signoff/signoff.toml, where every command looks)")  # fmt: skip
     s.add_argument("--telegram-user-id", type=int, help="your Telegram user id (send /start to your bot to learn it)")
+    s.add_argument("--slack-user-id", help="your Slack member id, U… (/signoff whoami in Slack tells it)")
     s.add_argument("--approver", default="me", help="your approver name (default: me)")
     s.add_argument("--force", action="store_true", help="overwrite an existing file")
     return p

@@ -40,9 +40,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     # At the default place every command finds the file by itself; elsewhere they need --config.
     flag = "" if path == Path(os.path.abspath(default)) else f" --config {shlex.quote(str(path))}"
     try:
-        text = starter_config(args.approver, args.telegram_user_id, config_flag=flag, schema_line=schema_directive())
+        text = starter_config(
+            args.approver,
+            args.telegram_user_id,
+            config_flag=flag,
+            schema_line=schema_directive(),
+            slack_user_id=args.slack_user_id,
+        )
     except ValueError as exc:
-        _say(f"--approver: {exc}")
+        _say(str(exc))
         return 2
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

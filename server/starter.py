@@ -10,7 +10,8 @@ _TEMPLATE = """\
 # Check it:   signoff check-config{config_flag}
 # Then:       signoff doctor{config_flag}
 # Secrets never live in this file: export SIGNOFF_TELEGRAM_TOKEN (the token @BotFather gave
-# you) and, for `signoff serve` on a network, SIGNOFF_HTTP_TOKEN.
+# you) and/or SIGNOFF_SLACK_BOT_TOKEN and SIGNOFF_SLACK_APP_TOKEN (docs/slack.md), and, for
+# `signoff serve` on a network, SIGNOFF_HTTP_TOKEN.
 # Every key: `signoff schema` (the first line lets TOML editors check keys) and docs/configuration.md.
 
 [store]
@@ -19,6 +20,7 @@ _TEMPLATE = """\
 
 [approvers.{name}]
 {telegram_line}
+{slack_line}
 
 [defaults]
 timeout = "1h"          # how long approvers have
@@ -44,16 +46,31 @@ approvers = ["{name}"]
 """
 
 
-def starter_config(approver: str, telegram_user_id: int | None, config_flag: str = "", schema_line: str = "") -> str:
+def starter_config(approver: str, telegram_user_id: int | None, config_flag: str = "", schema_line: str = "",
+                   slack_user_id: str | None = None) -> str:  # fmt: skip
     """The starter file; ``config_flag`` is what commands need to find it (empty at the default place)."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", approver):
-        raise ValueError(f"approver name {approver!r}: use letters, digits, '-' or '_'")
+        raise ValueError(f"--approver {approver!r}: use letters, digits, '-' or '_'")
     telegram_line = (
         f"telegram_user_id = {telegram_user_id}"
         if telegram_user_id is not None
         else "# Send /start to your bot to learn your Telegram user id, then:\n# telegram_user_id = 123456789"
     )
+    if slack_user_id is not None and not re.fullmatch(r"[UW][A-Z0-9]{2,20}", slack_user_id):
+        raise ValueError(
+            f"--slack-user-id {slack_user_id!r}: a member id looks like U0123ABCD (Slack profile → ⋮ → Copy member ID)"
+        )
+    slack_line = (
+        f'slack_user_id = "{slack_user_id}"'
+        if slack_user_id is not None
+        else "# In Slack, /signoff whoami (or your profile → ⋮ → Copy member ID) gives your member id:\n"
+        '# slack_user_id = "U0123ABCD"'
+    )
     text = _TEMPLATE.format(
-        name=approver, telegram_line=telegram_line, config_flag=config_flag, schema_line=schema_line
+        name=approver,
+        telegram_line=telegram_line,
+        slack_line=slack_line,
+        config_flag=config_flag,
+        schema_line=schema_line,
     )
     return text if schema_line else text.lstrip("\n")

@@ -243,3 +243,16 @@ async def test_slack_prompts_with_no_holder_are_a_problem(config_path: Path, mon
     problems = state.problems()
     assert any("no signoff process has held the Slack connection yet" in p for p in problems), problems
     assert not any("Telegram" in p for p in problems), problems
+
+
+def test_init_writes_a_slack_approver(tmp_path: Path) -> None:
+    from .procs import cli
+
+    path = tmp_path / "init.toml"
+    done = cli("init", "--path", str(path), "--approver", "alice", "--slack-user-id", U_ALICE)
+    assert done.returncode == 0, done.stderr
+    config = load_config(path)
+    assert config.approvers["alice"].slack_user_id == U_ALICE
+    refused = cli("init", "--path", str(tmp_path / "bad.toml"), "--slack-user-id", "alice")
+    assert refused.returncode == 2 and "--slack-user-id 'alice'" in refused.stderr and "U0123ABCD" in refused.stderr
+    assert not (tmp_path / "bad.toml").exists()
