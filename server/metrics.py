@@ -50,6 +50,21 @@ def telegram_errors() -> dict[str, int]:
         return dict(_telegram_errors)
 
 
+_slack_errors: Counter[str] = Counter()
+
+
+def count_slack_error(error: str) -> None:
+    """Count one failed Slack Web API call: Slack's error (``"ratelimited"``, ``"channel_not_found"``…),
+    an HTTP status (``"503"``), ``"timeout"`` or ``"network"``."""
+    with _lock:
+        _slack_errors[error[:40]] += 1
+
+
+def slack_errors() -> dict[str, int]:
+    with _lock:
+        return dict(_slack_errors)
+
+
 @dataclass
 class _Latency:
     buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
@@ -213,7 +228,7 @@ class DbCollector:
         held = GaugeMetricFamily(
             "signoff_lease_held",
             "1 while some process holds the lease (telegram-bot: runs the bot and drains the outbox; "
-            "callbacks: delivers decision callbacks), else 0.",
+            "slack-connection: holds Slack and drains its outbox; callbacks: delivers decision callbacks), else 0.",
             labels=["lease"],
         )
         for name, expires_at in leases:
@@ -227,6 +242,14 @@ class DbCollector:
         for code, n in sorted(telegram_errors().items()):
             tg.add_metric([code], n)
         yield tg
+        sl = CounterMetricFamily(
+            "signoff_slack_api_errors",
+            "Failed Slack Web API calls made by this process, by Slack's error (or HTTP status, timeout, network).",
+            labels=["error"],
+        )
+        for error, n in sorted(slack_errors().items()):
+            sl.add_metric([error], n)
+        yield sl
 
 
 def _has_schema(conn: sqlite3.Connection) -> bool:

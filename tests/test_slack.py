@@ -186,10 +186,14 @@ async def test_a_console_decision_updates_the_slack_prompts(fake: FakeSlack, app
 
 
 async def test_slack_5xx_then_recovery_delivers_the_prompt(fake: FakeSlack, app: App) -> None:
+    from signoff.server.metrics import slack_errors
+
+    before = slack_errors().get("internal_error", 0)
     fake.fail("chat.postMessage", 503, times=2)
     rid = await file(app, action="bulk_one")  # alice only
     await prompt_in(fake, dm_id(U_ALICE), rid)
-    assert len([c for c in fake.sent("chat.postMessage")]) >= 1
+    assert slack_errors().get("internal_error", 0) - before == 2  # both failures counted for /metrics
+    assert len(fake.channel(dm_id(U_ALICE))) == 1  # then one prompt, not three
 
 
 async def test_429_waits_retry_after_then_delivers(fake: FakeSlack, app: App) -> None:

@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from signoff.server.channels import ChannelService
+from signoff.server.metrics import count_slack_error
 from signoff.server.models import ApprovalRequest, Status
 from signoff.server.outbox import PROMPTS, Delivery, Kind
 
@@ -118,6 +119,7 @@ class SlackOutbox:
         except SlackApiError as exc:
             await self._failed(row, exc)
         except (ClientError, TimeoutError, OSError) as exc:  # connection errors and timeouts
+            count_slack_error("timeout" if isinstance(exc, TimeoutError) else "network")
             await self._retry(row, min(MAX_BACKOFF, 2.0**row.attempts), f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug with one row must never hold up every other prompt
             log.exception("slack: delivering outbox row %d (%s) failed; backing it off", row.id, row.kind)
@@ -127,6 +129,7 @@ class SlackOutbox:
     async def _failed(self, row: Delivery, exc: SlackApiError) -> None:
         status = exc.response.status_code
         error = str(exc.response.get("error", "")) if isinstance(exc.response.data, dict) else ""
+        count_slack_error(error or str(status))
         if status == 429 or error == "ratelimited":
             delay = retry_after(exc)
             self._paused_until = time.monotonic() + delay
