@@ -39,6 +39,7 @@ import httpx
 from .callback_targets import Resolver, allowed_target, checked_addresses, post_pinned, system_resolver
 from .lease import Lease
 from .models import Actor, ApprovalRequest, view
+from .outbox import Outbox
 from .service import ApprovalService
 
 log = logging.getLogger("signoff.callbacks")
@@ -48,10 +49,6 @@ LEASE_TTL = 30.0
 MAX_BACKOFF = 300.0
 SIGNATURE_HEADER = "X-Signoff-Signature"
 TIMESTAMP_HEADER = "X-Signoff-Timestamp"
-_DUE = (
-    "SELECT id, request_id, attempts FROM outbox WHERE kind = 'callback' AND done_at IS NULL "
-    "AND next_attempt_at <= ? ORDER BY id LIMIT 50"
-)
 
 
 def signature(secret: str, timestamp: str, url: str, body: bytes) -> str:
@@ -84,6 +81,7 @@ class CallbackDeliverer:
         self.config = service.config
         self.secret = secret
         self.lease = Lease(self.store, LEASE_NAME, LEASE_TTL)
+        self.rows = Outbox(self.store, "callback", service.clock)  # the trigger files them under channel 'callback'
         self.transport = transport
         self.resolver: Resolver = resolver or system_resolver
         self.client: httpx.AsyncClient | None = None
@@ -97,10 +95,7 @@ class CallbackDeliverer:
                                         headers={"User-Agent": "signoff-callbacks"})  # fmt: skip
         try:
             while True:
-                rows = await self.store.read(
-                    "SELECT min(next_attempt_at) FROM outbox WHERE kind = 'callback' AND done_at IS NULL"
-                )
-                due = None if not rows or rows[0][0] is None else float(rows[0][0])
+                due = await self.rows.next_due()
                 if due is not None and due <= self.service.clock() and await self.lease.claim():
                     await self.deliver_due()
                 with_timeout = 1.0 if due is None else min(1.0, max(0.05, due - self.service.clock()))
@@ -118,25 +113,22 @@ class CallbackDeliverer:
     async def deliver_due(self) -> int:
         """Attempt every due callback once; return how many were delivered."""
         delivered = 0
-        for row in await self.store.read(_DUE, (self.service.clock(),)):
+        for row in await self.rows.due(limit=50):
             if self.lease.remaining() < self.config.callbacks.timeout + 1 and not await self.lease.claim():
                 break
-            req = await self.store.get(row["request_id"])
+            req = await self.store.get(row.request_id)
             if req is None or req.callback_url is None:  # pragma: no cover - the trigger needs both
-                await self._finish(row["id"], None)
+                await self.rows.finish(row.id, None)
                 continue
-            error = await self._post(req, int(row["id"]), int(row["attempts"]) + 1)
+            error = await self._post(req, row.id, row.attempts + 1)
             if error is None:
                 delivered += 1
-                await self._finish(row["id"], None)
+                await self.rows.finish(row.id, None)
                 await self.store.record(req.id, "callback_delivered", Actor("system", "callbacks", "http"),
-                                        {"url": req.callback_url, "attempt": int(row["attempts"]) + 1})  # fmt: skip
+                                        {"url": req.callback_url, "attempt": row.attempts + 1})  # fmt: skip
             else:
-                delay = min(MAX_BACKOFF, 2.0 ** int(row["attempts"]))
-                await self.store.write(
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                    (self.service.clock() + delay, error[:500], row["id"]),
-                )
+                delay = min(MAX_BACKOFF, 2.0**row.attempts)
+                await self.rows.retry(row.id, delay, error)
                 log.info("callback for %s failed (%s); retrying in %.0f s", req.id, error, delay)
         return delivered
 
@@ -167,9 +159,3 @@ class CallbackDeliverer:
                 return f"{type(exc).__name__}: {exc}"
             return None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         return error
-
-    async def _finish(self, outbox_id: int, error: str | None) -> None:
-        await self.store.write(
-            "UPDATE outbox SET done_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
-            (self.service.clock(), error, outbox_id),
-        )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from . import queries
 from .config import Config
 from .models import ApprovalRequest
-from .outbox import Delivery
+from .outbox import DIGEST_REFRESHED, DUE_PROMPTS_OF_PLACE, GATHERED, QUEUE, Delivery, Kind
 from .quiet import held_until
 from .store import Store
 
@@ -32,11 +32,6 @@ _ITEMS = (
     "WHERE d.channel = ? AND d.address = ? AND r.status = 'pending' ORDER BY d.seq"
 )
 _LISTED = f"SELECT {_R} FROM json_each(?) j JOIN requests r ON r.id = j.value WHERE r.status = 'pending' ORDER BY j.key"
-_QUEUE_DIGEST = (
-    "INSERT INTO outbox (request_id, kind, channel, address, approver, created_at, next_attempt_at) "
-    "VALUES (?, 'digest', ?, ?, '', ?, ?) ON CONFLICT (request_id, kind, channel, address) DO UPDATE SET "
-    "done_at = NULL, attempts = 0, next_attempt_at = excluded.next_attempt_at"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,26 +120,17 @@ class DigestBook:
                     place,
                 )
             # Every due, non-urgent prompt of the place goes in (those already decided are just marked done).
-            due = (
-                "FROM outbox o JOIN requests r ON r.id = o.request_id WHERE o.kind = 'prompt' AND o.channel = ? "
-                "AND o.address = ? AND o.done_at IS NULL AND o.next_attempt_at <= ? "
-                "AND NOT coalesce(json_extract(r.route_snapshot, '$.urgent'), 0)"
-            )
             await conn.execute("INSERT OR IGNORE INTO digest_items (channel, address, request_id, approver) "
-                               f"SELECT o.channel, o.address, o.request_id, o.approver {due} AND r.status = 'pending'",
-                               (*place, now))  # fmt: skip
-            await conn.execute(f"UPDATE outbox SET done_at = ?, last_error = 'in the digest' WHERE id IN (SELECT o.id {due})",
-                               (time.time(), *place, now))  # fmt: skip
-            await conn.execute(_QUEUE_DIGEST, (req.id, *place, now, now))
+                               f"SELECT o.channel, o.address, o.request_id, o.approver {DUE_PROMPTS_OF_PLACE} "
+                               "AND r.status = 'pending'", (*place, now))  # fmt: skip
+            await conn.execute(GATHERED, (time.time(), *place, now))
+            await conn.execute(QUEUE, (req.id, Kind.DIGEST, *place, "", now, now))
         return True
 
     async def start_refresh(self, address: str) -> Draft:
         """Begin a refresh: it covers every refresh queued for the place so far (their rows are
         closed now; should the channel fail, it reopens its own with ``Outbox.undone``)."""
-        await self.store.write(
-            "UPDATE outbox SET done_at = ? WHERE kind = 'digest' AND channel = ? AND address = ? AND done_at IS NULL",
-            (time.time(), self.channel, address),
-        )
+        await self.store.write(DIGEST_REFRESHED, (time.time(), self.channel, address))
         items = await self.items(address)
         state = await self.store.read(
             "SELECT message FROM digests WHERE channel = ? AND address = ?", (self.channel, address)
@@ -216,4 +202,4 @@ class DigestBook:
 
     async def queue_refresh(self, request_id: str, address: str) -> None:
         now = self.clock()
-        await self.store.write(_QUEUE_DIGEST, (request_id, self.channel, address, now, now))
+        await self.store.write(QUEUE, (request_id, Kind.DIGEST, self.channel, address, "", now, now))

@@ -57,6 +57,20 @@ QUEUE_ONCE = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 QUIET_HOURS = "quiet hours"
+# Digests (server/digests.py, in its transactions): every due, non-urgent prompt of a place goes
+# into its digest (args: when, channel, address, now), and a refresh covers every refresh queued
+# for the place so far (args: when, channel, address).
+DUE_PROMPTS_OF_PLACE = (
+    "FROM outbox o JOIN requests r ON r.id = o.request_id WHERE o.kind = 'prompt' AND o.channel = ? "
+    "AND o.address = ? AND o.done_at IS NULL AND o.next_attempt_at <= ? "
+    "AND NOT coalesce(json_extract(r.route_snapshot, '$.urgent'), 0)"
+)
+GATHERED = (
+    f"UPDATE outbox SET done_at = ?, last_error = 'in the digest' WHERE id IN (SELECT o.id {DUE_PROMPTS_OF_PLACE})"
+)
+DIGEST_REFRESHED = (
+    "UPDATE outbox SET done_at = ? WHERE kind = 'digest' AND channel = ? AND address = ? AND done_at IS NULL"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,20 @@ class Outbox:
         """Deliver (again) ``kind`` about a request to ``address``, through the pacing and retries."""
         now = self.clock()
         await self.store.write(QUEUE, (request_id, kind.value, self.channel, address, approver, now, now))
+
+    async def next_due(self) -> float | None:
+        """When the earliest undelivered row is due (None: nothing is waiting)."""
+        rows = await self.store.read(
+            "SELECT min(next_attempt_at) FROM outbox WHERE channel = ? AND done_at IS NULL", (self.channel,)
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    async def finish(self, outbox_id: int, error: str | None) -> None:
+        """One last attempt was made: delivered (``error`` None) or given up on (with its error)."""
+        await self.store.write(
+            "UPDATE outbox SET done_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (self.clock(), error, outbox_id),
+        )
 
     async def is_done(self, outbox_id: int) -> bool:
         rows = await self.store.read("SELECT done_at FROM outbox WHERE id = ?", (outbox_id,))
