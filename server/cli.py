@@ -76,10 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--since", metavar="DURATION", help="only events newer than this, e.g. 30m, 2d")
     s.add_argument("--request", metavar="ID", help="only this request's events")
     s.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
-    s = sub.add_parser("status", parents=[common], help="who holds the bot, outbox backlog, pending, failing callbacks")
+    s = sub.add_parser(
+        "status",
+        parents=[common],
+        help="who holds the Telegram bot and Slack, outbox backlog, pending, failing callbacks",
+    )
     s.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("schema", help="print the configuration's JSON Schema (for TOML editors)")
-    sub.add_parser("doctor", parents=[common], help="check the configuration, the database and Telegram")
+    sub.add_parser("doctor", parents=[common], help="check the configuration, the database, Telegram and Slack")
     s = sub.add_parser(
         "hook", parents=[common, verbosity], help="a Claude Code hook (PreToolUse, PermissionRequest): JSON on stdin"
     )

@@ -32,7 +32,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # every HTTP session at INFO.
 QUIET = ("httpx", "httpcore", "mcp", "hpack")
 # The environment variables signoff reads secrets from by default; their values are masked.
-SECRET_ENVS = ("SIGNOFF_TELEGRAM_TOKEN", "SIGNOFF_HTTP_TOKEN", "SIGNOFF_CALLBACK_SECRET")
+SECRET_ENVS = ("SIGNOFF_TELEGRAM_TOKEN", "SIGNOFF_HTTP_TOKEN", "SIGNOFF_CALLBACK_SECRET", "SIGNOFF_SLACK_BOT_TOKEN",
+               "SIGNOFF_SLACK_APP_TOKEN", "SIGNOFF_SLACK_SIGNING_SECRET")  # fmt: skip
 # A Telegram bot token anywhere (in a URL it follows "/bot"): the bot's id, a colon, 35 characters.
 _BOT_TOKEN = re.compile(r"(?<![0-9])[0-9]{5,}:[A-Za-z0-9_-]{30,}")
 _MIN_SECRET = 8  # shorter values would mask ordinary words; no real secret is that short

@@ -41,7 +41,8 @@ async def cmd_mcp(config: Config, args: argparse.Namespace) -> int:
     from .mcp_tools import build_mcp
 
     _setup_logging(args, quiet=True)
-    mask_env(config.telegram.token_env, config.server.auth_token_env, config.callbacks.secret_env)
+    mask_env(config.telegram.token_env, config.server.auth_token_env, config.callbacks.secret_env,
+             config.slack.bot_token_env, config.slack.app_token_env, config.slack.signing_secret_env)  # fmt: skip
     interrupted = False
     async with open_app(config) as app:
         identity = args.identity or config.server.stdio_identity
@@ -71,7 +72,8 @@ async def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from .logs import mask_env
 
     _setup_logging(args, quiet=False)
-    mask_env(config.telegram.token_env, config.server.auth_token_env, config.callbacks.secret_env)
+    mask_env(config.telegram.token_env, config.server.auth_token_env, config.callbacks.secret_env,
+             config.slack.bot_token_env, config.slack.app_token_env, config.slack.signing_secret_env)  # fmt: skip
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:  # --host/--port over [server] host/port
         config = config.model_copy(update={"server": config.server.model_copy(update=overrides)})

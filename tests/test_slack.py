@@ -260,3 +260,22 @@ def test_init_writes_a_slack_approver(tmp_path: Path) -> None:
     refused = cli("init", "--path", str(tmp_path / "bad.toml"), "--slack-user-id", "alice")
     assert refused.returncode == 2 and "--slack-user-id 'alice'" in refused.stderr and "U0123ABCD" in refused.stderr
     assert not (tmp_path / "bad.toml").exists()
+
+
+async def test_doctor_checks_the_tokens_scopes_and_approvers(fake: FakeSlack, config_path: Path) -> None:
+    from .procs import cli
+
+    def doctor() -> tuple[int, str]:
+        done = cli("doctor", config=config_path)  # a child process: the fake answers from this loop meanwhile
+        return done.returncode, done.stdout
+
+    code, out = await anyio.to_thread.run_sync(doctor)
+    slack = [line for line in out.splitlines() if line.startswith("slack")]
+    assert any("answers in workspace" in line for line in slack), out
+    assert any("scopes: chat:write, im:write, commands" in line for line in slack), out
+    assert any("approver alice: a DM with" in line for line in slack), out
+    assert any("Socket Mode: the app-level token" in line and "accepted" in line for line in slack), out
+    assert BOT_TOKEN not in out and APP_TOKEN not in out
+    fake.scopes = [s for s in fake.scopes if s != "commands"]
+    code, out = await anyio.to_thread.run_sync(doctor)
+    assert code == 1 and "lacks the scopes commands" in out, out

@@ -247,6 +247,9 @@ def http_endpoint(core: ChannelService, bot_token: str, signing_secret: str) -> 
     from starlette.responses import JSONResponse, Response
 
     verifier = SignatureVerifier(signing_secret)
+    redact = RedactTokens(bot_token, signing_secret)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
     state: dict[str, Interactions] = {}
     wake = asyncio.Event()  # the lease holder's outbox re-reads the database on its own
 

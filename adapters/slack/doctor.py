@@ -49,9 +49,21 @@ async def check(config: Config, token: str) -> list[tuple[bool, str]]:
     except Exception as exc:  # network, or a malformed answer
         results.append((False, f"cannot reach {settings.api_base_url} ({type(exc).__name__}); check the network"))
         return results
-    if settings.mode == "socket" and not os.environ.get(settings.app_token_env, "").strip():
+    app_token = os.environ.get(settings.app_token_env, "").strip()
+    if settings.mode == "socket" and not app_token:
         results.append((False, f"${settings.app_token_env} is not set: Socket Mode needs an app-level token "
                                "(xapp-…, scope connections:write) from the app's Basic Information page"))  # fmt: skip
+    elif settings.mode == "socket":
+        try:  # asks for a Socket Mode URL (no connection is made): the token is good and Socket Mode is on
+            await client.apps_connections_open(app_token=app_token)
+            results.append((True, f"Socket Mode: the app-level token in ${settings.app_token_env} is accepted"))
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            results.append((False, f"Socket Mode: the app-level token in ${settings.app_token_env} was refused ({error}); "
+                                   "copy an app-level token (xapp-…, scope connections:write) from the app's Basic "
+                                   "Information page, and check that Socket Mode is on"))  # fmt: skip
+        except Exception as exc:
+            results.append((False, f"Socket Mode: cannot ask Slack for a connection ({type(exc).__name__})"))
     if settings.mode == "http" and not os.environ.get(settings.signing_secret_env, "").strip():
         results.append((False, f"${settings.signing_secret_env} is not set: HTTP mode verifies every request "
                                "with the app's signing secret (Basic Information page)"))  # fmt: skip

@@ -40,7 +40,6 @@ from .render import (
     already,
     details_modal,
     escape,
-    grant_notice,
     grants_list,
     prompt,
     reason_modal,
@@ -184,11 +183,9 @@ class Interactions:
             self.on_decided()
         if not decision.changed:  # the edited prompt says it all when it decided
             await self._tell(where, user, await self._result(decision, press.action != REJECT))
-        if grant is not None:
-            text, blocks = grant_notice(grant, self.core.clock(), self.signer)
-            channel = where.partition(":")[0]
-            sent = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-            await self.core.grant_notice_sent(grant, f"{sent['channel']}:{sent['ts']}")
+        if grant is not None:  # its notice goes out through the outbox: paced, and retried after a 429
+            await self.core.outbox.queue(grant.from_request, Kind.GRANT_NOTICE, where.partition(":")[0])
+            self.on_decided()
 
     async def _on_prompt(self, payload: dict[str, Any], req: ApprovalRequest, where: str, user: str) -> bool:
         """Whether the pressed message shows ``req``: one of its recorded prompts, or — a prompt

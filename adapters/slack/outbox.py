@@ -44,10 +44,6 @@ UNREACHABLE = {"channel_not_found", "not_in_channel", "is_archived", "user_not_f
 GONE = {"message_not_found", "cant_update_message", "edit_window_closed"}  # an edit of a message that is no more
 
 
-class NotYet(Exception):
-    """What this row needs is not there yet (say, a message still being sent): try again soon."""
-
-
 def split(message: str) -> tuple[str, str]:
     """``<channel id>:<ts>`` → (channel id, ts)."""
     channel, _, ts = message.partition(":")
@@ -114,8 +110,6 @@ class SlackOutbox:
             await self.rows.done(row.id)
             if row.kind in PROMPTS:
                 self._warned.discard(row.address)
-        except NotYet as exc:
-            await self.rows.retry(row.id, 1.0, str(exc), count=False)
         except SlackApiError as exc:
             await self._failed(row, exc)
         except (ClientError, TimeoutError, OSError) as exc:  # connection errors and timeouts
@@ -157,11 +151,14 @@ class SlackOutbox:
     # --- Slack calls, paced ------------------------------------------------------------
 
     async def post(self, address: str, text: str, blocks: list[dict[str, Any]] | None = None,
-                   thread_ts: str | None = None) -> str:  # fmt: skip
-        """Post a message; return it as ``<channel id>:<ts>``."""
+                   thread_ts: str | None = None, *, channel: str | None = None) -> str:  # fmt: skip
+        """Post a message to ``channel`` (by default ``address``), paced as a post to ``address``:
+        the place's outbox address, which ``drain`` checks (a reply in a DM goes to its ``D…`` id,
+        yet it is a post to the member's ``U…`` place); return it as ``<channel id>:<ts>``."""
         self._free_at[address] = time.monotonic() + POST_GAP
-        response = await self.client.chat_postMessage(channel=address, text=text, blocks=blocks, thread_ts=thread_ts,
-                                                      unfurl_links=False, unfurl_media=False)  # fmt: skip
+        response = await self.client.chat_postMessage(channel=channel or address, text=text, blocks=blocks,
+                                                      thread_ts=thread_ts, unfurl_links=False,
+                                                      unfurl_media=False)  # fmt: skip
         return f"{response['channel']}:{response['ts']}"
 
     async def update(self, message: str, text: str, blocks: list[dict[str, Any]]) -> None:
@@ -225,10 +222,12 @@ class SlackOutbox:
         if voted_check and any(v.approver == row.approver for v in await self.core.votes(req.id)):
             return  # voted since the reminder was queued
         messages = await self.rows.prompts(req.id, row.address)
-        thread = split(messages[-1])[1] if messages else None
-        await self.post(split(messages[-1])[0] if messages else row.address, text, None, thread_ts=thread)
+        channel, thread = split(messages[-1]) if messages else (row.address, None)
+        await self.post(row.address, text, None, thread_ts=thread, channel=channel)
 
     async def _grant_count(self, req: ApprovalRequest, row: Delivery) -> None:
+        """Send a grant's notice (queued as ``grant_notice`` when the grant is made), or edit it: its
+        count of uses (``grant_used``, for a request the grant approved), its end (``grant_notice``)."""
         if row.kind == Kind.GRANT_NOTICE:
             grant = await self.core.grant_from(req.id)
         elif (req.decided_by or "").startswith("grant:"):
@@ -237,11 +236,17 @@ class SlackOutbox:
             return
         if grant is None or grant.notice_channel != "slack" or grant.notice_address != row.address:
             return
-        if grant.notice_message is None:
-            raise NotYet("the grant's notice is being sent")
-        await self.rows.done_grant_uses(row.address, grant.id)
-        text, blocks = grant_notice(grant, self.clock(), self.signer)
-        await self.update(grant.notice_message, text, blocks)
+        await self.rows.done_grant_uses(row.address, grant.id)  # this one message shows them all …
+        try:
+            grant = await self.core.grant(grant.id) or grant  # … counted from here on
+            text, blocks = grant_notice(grant, self.clock(), self.signer)
+            if grant.notice_message is None:
+                await self.core.grant_notice_sent(grant, await self.post(row.address, text, blocks))
+            else:
+                await self.update(grant.notice_message, text, blocks)
+        except Exception:
+            await self.rows.undone(row.id)  # marked done with the uses above: due again, for its retry
+            raise
 
     async def _digest(self, row: Delivery) -> None:
         book = self.core.digests
