@@ -84,7 +84,7 @@ async def open_app(
             log.info("applied %d deadline(s) that passed while signoff was not running", len(expired))
         app = App(config, store, service)
         slack = slack_tokens(config)
-        if slack is not None and config.slack.mode == "http" and slack[2]:
+        if slack is not None and config.slack.mode == "http":
             from signoff.adapters.slack import http_endpoint
 
             from .channels import ChannelService

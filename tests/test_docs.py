@@ -106,8 +106,10 @@ def mentions(page: Path) -> list[tuple[str, list[str]]]:
     found = []
     for chunk in code:
         for line in chunk.splitlines():
-            # `signoff` where a command starts: a line, a prompt, a quote, a path, after `--` or `uvx`.
-            for m in re.finditer(r"""(?:^|[`"'(/]|\$ |-- |uvx )signoff +([a-z][a-z-]*)([^#|;&]*)""", line.strip()):
+            # `signoff` where a command starts: a line, a prompt, a quote, a path (a `/` after a name,
+            # not Slack's `/signoff …` slash command), after `--` or `uvx`.
+            for m in re.finditer(r"""(?:^|[`"'(]|(?<=[^`\s])/|\$ |-- |uvx )signoff +([a-z][a-z-]*)([^#|;&]*)""",
+                                 line.strip()):  # fmt: skip
                 found.append((m.group(1), re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", m.group(2))))
     return found
 

@@ -239,13 +239,21 @@ async def _bounded(work: Awaitable[dict[str, Any] | None]) -> dict[str, Any] | N
         return None
 
 
-def http_endpoint(core: ChannelService, bot_token: str, signing_secret: str) -> Callable[[Any], Awaitable[Any]]:
+def http_endpoint(core: ChannelService, bot_token: str, signing_secret: str | None) -> Callable[[Any], Awaitable[Any]]:
     """The Starlette endpoint Slack POSTs interactivity and ``/signoff`` to, in HTTP mode. Each
     request is verified with the signing secret over its raw bytes (5-minute replay window)
-    before anything is parsed."""
+    before anything is parsed; without a secret every request is refused (503), saying why."""
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 
+    if not signing_secret:
+        why = f"the Slack signing secret is not set (${core.config.slack.signing_secret_env}); every request is refused"
+
+        async def refuse(_: Request) -> Response:
+            log.error("slack: %s", why)
+            return JSONResponse({"error": why}, status_code=503)
+
+        return refuse
     verifier = SignatureVerifier(signing_secret)
     redact = RedactTokens(bot_token, signing_secret)
     for handler in logging.getLogger().handlers:

@@ -118,7 +118,7 @@ class Interactions:
         if word == "pending":
             return _ephemeral(await self._pending(user))
         if word == "show":
-            return await self._show(user, rest.strip())
+            return await self._show(user, rest.strip(), str(payload.get("trigger_id") or ""))
         if word == "grants":
             return await self._grants(user)
         if word in ("whoami", "start"):
@@ -287,13 +287,18 @@ class Interactions:
             await self.core.outbox.queue(req.id, Kind.SHOW, user, approver)
         self.on_decided()
         more = " (the 10 oldest)" if len(mine) > 10 else ""
-        return f"{len(mine)} request(s) waiting for you{more}: sending them to our DM."
+        return f"{len(mine)} request(s) waiting for you{more}: sending them to you in a direct message from signoff."
 
-    async def _show(self, user: str, request_id: str) -> dict[str, Any]:
+    async def _show(self, user: str, request_id: str, trigger_id: str) -> dict[str, Any]:
         try:
             req = await self.core.show(request_id, user)
         except NotFoundError:
             return _ephemeral("No such request among yours. `/signoff pending` lists them.")
+        if trigger_id:  # in full, in a modal; the answer is then the prompt's short form
+            try:
+                await self.client.views_open(trigger_id=trigger_id, view=details_modal(req))
+            except SlackApiError as exc:
+                log.info("slack: could not open the details of %s: %s", req.id, exc.response.get("error"))
         text, blocks = prompt(req, self.core.clock(), await self.core.votes(req.id), self.signer)
         # Shown to the caller alone: a look, not a prompt (its buttons would not be on a prompt).
         return {"response_type": "ephemeral", "text": text, "blocks": [b for b in blocks if b.get("type") != "actions"]}
