@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
@@ -279,3 +280,30 @@ async def test_doctor_checks_the_tokens_scopes_and_approvers(fake: FakeSlack, co
     fake.scopes = [s for s in fake.scopes if s != "commands"]
     code, out = await anyio.to_thread.run_sync(doctor)
     assert code == 1 and "lacks the scopes commands" in out, out
+
+
+async def test_a_refused_app_token_stops_slack_with_a_fix(
+    fake: FakeSlack, config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGNOFF_SLACK_APP_TOKEN", "xapp-1-not-the-right-one")
+    said: list[str] = []
+    stopped = anyio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "app-level token was refused" in record.getMessage():
+                said.append(self.format(record))
+                stopped.set()
+
+    watch = Watch()
+    logging.getLogger("signoff.slack").addHandler(watch)
+    try:
+        async with open_app(load_config(config_path)):
+            with anyio.fail_after(10):
+                await stopped.wait()
+    finally:
+        logging.getLogger("signoff.slack").removeHandler(watch)
+    assert "$SIGNOFF_SLACK_APP_TOKEN" in said[0] and "xapp-1-not-the-right-one" not in said[0]
+    assert fake.live_connections == 0
+    assert fake.errors == [("apps.connections.open", "invalid_auth", "")]  # asked once, then stopped
+    fake.errors.clear()

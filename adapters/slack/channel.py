@@ -109,6 +109,8 @@ class SlackChannel:
                         return
                     except LeaseLost:
                         log.warning("slack: the connection lease went to another process; disconnected")
+                    except Exception:  # Slack unreachable, a connection that would not open: try again
+                        log.exception("slack: the connection failed; trying again in %.0f s", self.ttl / 3)
                     finally:
                         self.holding.clear()
                 await asyncio.sleep(self.ttl / 3)
@@ -155,6 +157,17 @@ class SlackChannel:
             if self.lease.remaining() < self.ttl / 2 and not await self.lease.claim():
                 raise LeaseLost()
 
+    async def _check_app_token(self, client: AsyncWebClient) -> None:
+        assert self.app_token is not None
+        try:
+            await client.apps_connections_open(app_token=self.app_token)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in ("invalid_auth", "not_authed", "not_allowed_token_type", "token_revoked", "token_expired"):
+                raise InvalidAuth(f"the app-level token was refused ({error}); check ${self.settings.app_token_env} "
+                                  "(xapp-…, scope connections:write) and that Socket Mode is on") from None  # fmt: skip
+            raise
+
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
@@ -191,14 +204,17 @@ class SlackChannel:
 
         socket.socket_mode_request_listeners.append(listener)  # type: ignore[arg-type]
         try:
-            # aiohttp's connect() never returns while Slack refuses the token: bounded.
-            async with asyncio.timeout(max(10.0, self.settings.request_timeout * 2)):
-                await socket.connect()  # type: ignore[no-untyped-call]
+            # aiohttp's connect() never returns while Slack refuses the token, so the token is
+            # checked first (a refusal stops the channel) and the connect is bounded (a timeout
+            # is a network problem: the holder lets go and tries again).
+            await self._check_app_token(client)
+            try:
+                async with asyncio.timeout(max(10.0, self.settings.request_timeout * 2)):
+                    await socket.connect()  # type: ignore[no-untyped-call]
+            except TimeoutError:
+                raise ConnectionError("Socket Mode did not connect in time") from None
             log.info("slack: connected in Socket Mode")
             await asyncio.Event().wait()  # until the lease is lost or the process stops
-        except TimeoutError:
-            raise InvalidAuth(f"Socket Mode did not connect; check ${self.settings.app_token_env} "
-                              "and that Socket Mode is on in the app's settings") from None  # fmt: skip
         finally:
             # Bounded: a process must exit within a second; closing a socket in use may linger.
             with contextlib.suppress(Exception):
