@@ -83,6 +83,22 @@ async def test_a_grant_approves_matching_requests_until_it_expires(fake: FakeTel
         assert events == ["created", "approved", "granted"]
 
 
+async def test_a_grant_notice_survives_a_429_when_the_grant_is_made(fake: FakeTelegram, tmp_path: Path) -> None:
+    async with open_app(example_config("grants", fake, tmp_path), clock=Clock()) as app:
+        first = await file(app, "Bash", details=npm("npm test"), session="s1")
+        prompt = await prompt_for(fake, ALICE, first)
+        fake.fail("sendMessage", 429, retry_after=1)  # the notice's first send is refused
+        cq = await fake.press(ALICE, prompt, prompt.button("30 min"))
+        assert await answer_to(fake, cq) == "Approved ✅"
+        notice = await fake.wait_for(lambda: next((m for m in fake.chat(ALICE) if "Grant <code>grt_" in m.text), None))
+        assert notice.button("Revoke")
+        [grant] = await app.service.list_grants()
+        covered = await app.service.get(await file(app, "Bash", details=npm("npm test"), session="s2"))
+        assert covered.decided_by == f"grant:{grant.id}"
+        await fake.wait_for(lambda: "Used: 1 use of 50" in notice.text)  # the count reaches the one notice
+        assert sum("Grant <code>grt_" in m.text for m in fake.chat(ALICE)) == 1
+
+
 async def test_session_grants_max_uses_and_revoking_from_telegram(fake: FakeTelegram, tmp_path: Path) -> None:
     config = example_config("grants", fake, tmp_path, edit={"grant_max_uses = 50": "grant_max_uses = 2"})
     async with open_app(config, clock=Clock()) as app:
@@ -372,8 +388,8 @@ async def test_callback_delivery_is_audited_and_follows_no_redirect(
 ) -> None:
     import httpx
 
-    from signoff.server.decision_callbacks import CallbackDeliverer
     from signoff.server.config import parse_config
+    from signoff.server.decision_callbacks import CallbackDeliverer
 
     monkeypatch.setenv("SIGNOFF_CALLBACK_SECRET", "k")
     text = readme_example("callbacks") + '[store]\npath = "cb.db"\n'

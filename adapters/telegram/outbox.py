@@ -45,10 +45,6 @@ UNREACHABLE_BACKOFF = 300.0
 NEW_MESSAGES = (Kind.PROMPT, Kind.REMINDER)  # what quiet hours hold ("show" was asked for: never held)
 
 
-class NotYet(Exception):
-    """What this row needs is not there yet (say, a message still being sent): try again soon."""
-
-
 def _seconds(value: int | float | dtm.timedelta) -> float:
     return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
 
@@ -112,9 +108,6 @@ class Outbox:
             if kind in PROMPTS:
                 self._warned.discard(chat_id)
             return called
-        except NotYet as exc:
-            await self.rows.retry(row.id, 1.0, str(exc), count=False)
-            return False
         except RetryAfter as exc:
             delay = _seconds(exc.retry_after)
             self._chat_free_at[chat_id] = self._prompt_free_at[chat_id] = time.monotonic() + delay
@@ -146,7 +139,7 @@ class Outbox:
                                         disable_notification=True)  # fmt: skip
             return True
         if kind in (Kind.GRANT_USED, Kind.GRANT_NOTICE):
-            return await self._grant_count(req, chat_id, kind)
+            return await self._grant_count(req, chat_id, kind, row.id)
         if kind == Kind.DIGEST:
             return await self.digests.refresh(chat_id, row.id)
         log.warning("telegram: unknown outbox kind %r; skipped", kind)
@@ -196,9 +189,9 @@ class Outbox:
                                     reply_parameters=reply)  # fmt: skip
         return True
 
-    async def _grant_count(self, req: ApprovalRequest, chat_id: int, kind: str) -> bool:
-        """Edit a grant's notice: its count after a use (``grant_used``, for the request the grant
-        approved), or its end (``grant_notice``, for the request it came from)."""
+    async def _grant_count(self, req: ApprovalRequest, chat_id: int, kind: str, outbox_id: int) -> bool:
+        """Send a grant's notice (queued as ``grant_notice`` when the grant is made), or edit it: its
+        count after a use (``grant_used``, for the request the grant approved), its end (``grant_notice``)."""
         if kind == Kind.GRANT_NOTICE:
             grant = await self.core.grant_from(req.id)
         elif (req.decided_by or "").startswith("grant:"):
@@ -207,11 +200,20 @@ class Outbox:
             return False
         if grant is None or grant.notice_channel != "telegram" or grant.notice_address != str(chat_id):
             return False
-        if grant.notice_message is None:
-            raise NotYet("the grant's notice is being sent")
-        await self.rows.done_grant_uses(str(chat_id), grant.id)
-        markup = revoke_keyboard(grant, self.signer) if grant.live(self.clock()) else None
-        await edit_message(self.bot, chat_id, int(grant.notice_message), grant_notice(grant, self.clock()), markup)
+        await self.rows.done_grant_uses(str(chat_id), grant.id)  # this one message shows them all …
+        try:
+            grant = await self.core.grant(grant.id) or grant  # … counted from here on
+            markup = revoke_keyboard(grant, self.signer) if grant.live(self.clock()) else None
+            if grant.notice_message is None:  # the grant was just made: its notice, sent once
+                sent = await self.bot.send_message(chat_id, grant_notice(grant, self.clock()), parse_mode=ParseMode.HTML,
+                                                   reply_markup=markup)  # fmt: skip
+                await self.core.grant_notice_sent(grant, str(sent.message_id))
+            else:
+                await edit_message(self.bot, chat_id, int(grant.notice_message), grant_notice(grant, self.clock()),
+                                   markup)  # fmt: skip
+        except Exception:
+            await self.rows.undone(outbox_id)  # marked done with the uses above: due again, for its retry
+            raise
         return True
 
     async def queue(self, request_id: str, kind: Kind, chat_id: int, approver: str = "") -> None:

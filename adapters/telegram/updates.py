@@ -59,7 +59,7 @@ from .buttons import (
     Press,
 )
 from .outbox import Outbox
-from .render import already, clip, details_file, grant_notice, revoke_keyboard, safe, short_digest, show_text
+from .render import already, clip, details_file, safe, short_digest, show_text
 
 log = logging.getLogger("signoff.telegram")
 CHANNEL = "telegram"
@@ -166,10 +166,9 @@ class UpdateHandler:
             await self._answer(query, str(exc), alert=True)
             return
         await self._answer(query, await self._result(decision, press.action != REJECT))
-        if grant is not None:
-            sent = await self.bot.send_message(chat_id, grant_notice(grant, self.core.clock()),
-                                               parse_mode=ParseMode.HTML, reply_markup=revoke_keyboard(grant, self.signer))  # fmt: skip
-            await self.core.grant_notice_sent(grant, str(sent.message_id))
+        if grant is not None:  # its notice goes out through the outbox: paced, and retried after a 429
+            await self.outbox.queue(req.id, Kind.GRANT_NOTICE, chat_id)
+            self.on_decided()
 
     async def _where(self, query: CallbackQuery, req: ApprovalRequest) -> tuple[int, int | None] | None:
         """Whether the pressed message shows ``req``: ``(chat, None)`` for one of its known prompts,
