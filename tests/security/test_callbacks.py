@@ -34,8 +34,8 @@ from starlette.routing import Route
 
 from signoff.server import cli
 from signoff.server.app import App, open_app
-from signoff.server.decision_callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackDeliverer
 from signoff.server.config import Config, parse_config
+from signoff.server.decision_callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackDeliverer
 from signoff.server.errors import ConfigError, RequestError
 from signoff.server.mcp_tools import build_mcp
 from signoff.server.models import Actor
