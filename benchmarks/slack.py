@@ -146,7 +146,10 @@ async def bench_burst(folder: Path, count: int, seconds: float) -> dict[str, Any
         pressed: str | None = None
         while True:
             # The newest render: the message edited with new buttons since the last press (or done).
-            await fake.wait_for(lambda: not digest.buttons() or digest.find(PREFIX + "approve_all")["value"] != pressed, 120)  # noqa: B023
+            def moved_on(before: str | None = pressed) -> bool:
+                return not digest.buttons() or digest.find(PREFIX + "approve_all")["value"] != before
+
+            await fake.wait_for(moved_on, 120)
             if not digest.buttons():
                 break
             pressed = digest.find(PREFIX + "approve_all")["value"]
