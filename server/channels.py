@@ -114,6 +114,7 @@ class ChannelService:
         approver = await self.check_approver(req, user, action)
         offered = req.route_snapshot.get("grant_options") or []
         if not 0 <= option_index < len(offered):
+            await self.refuse(req, user, "no such grant option on this route", action)
             raise NotAllowedError("This button is not valid.")
         try:
             return await self.service.approve_and_grant(req.id, offered[option_index], self.actor(user, approver),
@@ -199,7 +200,10 @@ class ChannelService:
             name == grant.created_by or (route is not None and name in resolve(self.config, route).everyone)
         )
         if not may or name is None:
-            raise NotAllowedError("Only the approver who made it or an approver of its route can revoke it.")
+            why = "Only the approver who made it or an approver of its route can revoke it."
+            await self.service.store.record(grant.from_request, "refused", self.actor(user, name),
+                                            {"why": why, "action": "revoke", "grant": grant.id})  # fmt: skip
+            raise NotAllowedError(why)
         return await self.service.revoke_grant(grant.id, Actor("human", name, self.channel))
 
     async def grant_notice_sent(self, grant: Grant, message: str) -> None:

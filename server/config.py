@@ -394,6 +394,9 @@ def _cross_check(config: Config) -> list[str]:
     if tg.mode == "webhook" and not tg.webhook_url:
         problems.append("telegram.webhook_url: mode = 'webhook' needs the public URL Telegram posts to, e.g. "
                         "webhook_url = \"https://example.com/signoff/telegram\"")  # fmt: skip
+    if config.slack.path.rstrip("/") in ("", "/mcp", "/metrics", "/healthz") or config.slack.path.startswith("/mcp/"):
+        problems.append(f"slack.path: {config.slack.path!r} is one of signoff serve's own paths; use its own, "
+                        "e.g. path = \"/slack/events\"")  # fmt: skip
     if tg.webhook_url and not tg.webhook_url.startswith(("https://", "http://")):
         problems.append(f"telegram.webhook_url: {tg.webhook_url!r} is not a URL; write https://host/path")
     for name, approver in config.approvers.items():

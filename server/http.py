@@ -64,18 +64,22 @@ class BearerAuth:
     """Pure ASGI middleware (it must not buffer the MCP SSE streams). The scheme is matched
     case-insensitively (RFC 7235: ``bearer``, ``BEARER``); the token in constant time."""
 
-    def __init__(self, app: ASGIApp, token: str, *, open_paths: set[str] | None = None) -> None:
+    def __init__(self, app: ASGIApp, token: str, *, open_posts: set[str] | None = None) -> None:
         self.app = app
         self.expected = token.encode()
-        # /healthz, and the channels' endpoints, which verify their own signatures (Slack's).
-        self.open_paths = {"/healthz", *(open_paths or ())}
+        # The channels' endpoints verify their own signatures (Slack's): open to POST, nothing else.
+        self.open_posts = open_posts or set()
 
     def _given(self, header: bytes) -> bytes:
         scheme, _, credentials = header.partition(b" ")
         return credentials.lstrip(b" ") if scheme.lower() == b"bearer" else b""
 
+    def _open(self, scope: Scope) -> bool:
+        path = scope["path"]
+        return path == "/healthz" or (scope["method"] == "POST" and path in self.open_posts)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in self.open_paths:
+        if scope["type"] == "http" and not self._open(scope):
             given = self._given(dict(scope["headers"]).get(b"authorization", b""))
             if not hmac.compare_digest(given, self.expected):
                 response = JSONResponse(
@@ -123,7 +127,7 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp:
     routes = [Route("/healthz", healthz), Route("/metrics", metrics), *channels,
               Mount("/", app=answer_unreadable_http(mcp_app))]  # fmt: skip
     starlette = Starlette(routes=routes, lifespan=lifespan)
-    return BearerAuth(starlette, token, open_paths={path for path, _ in app.routes}) if token else starlette
+    return BearerAuth(starlette, token, open_posts={path for path, _ in app.routes}) if token else starlette
 
 
 async def serve(app: App, token: str | None) -> None:

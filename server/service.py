@@ -232,7 +232,8 @@ class ApprovalService:
             return Decision(False, req)
         if approve and not policy.may_approve(self.config, req, actor.name):
             raise NotAllowedError(
-                f"{actor.name} made request {req.id} ({req.requested_by}) and cannot approve it; another "
+                # The requester's name is not quoted: an agent chooses it, and this text reaches chats.
+                f"{actor.name} made request {req.id} and cannot approve it; another "
                 "approver must (the route does not set allow_self_approval)"
             )
         needed = req.quorum if approve else req.reject_quorum

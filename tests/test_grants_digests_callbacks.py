@@ -130,7 +130,7 @@ async def test_session_grants_max_uses_and_revoking_from_telegram(fake: FakeTele
             Status.PENDING
         )
         events = [e.event for e in await app.store.audit(request_id=second)]
-        assert events == ["created", "approved", "granted", "grant_revoked"]
+        assert events == ["created", "approved", "granted", "refused", "grant_revoked"]  # mallory's press is audited
 
 
 def test_grants_and_revoke_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,6 +40,7 @@ from .outbox import SlackOutbox
 log = logging.getLogger("signoff.slack")
 LEASE_NAME = SLACK_LEASE
 KEY_SETTING = "slack_button_key"
+MAX_BODY = 1024 * 1024  # bytes: Slack's payloads are far smaller (a modal's view is at most 250 kB)
 
 
 class LeaseLost(Exception):
@@ -204,14 +205,14 @@ class SlackChannel:
 
         socket.socket_mode_request_listeners.append(listener)  # type: ignore[arg-type]
         try:
-            # aiohttp's connect() never returns while Slack refuses the token, so the token is
-            # checked first (a refusal stops the channel) and the connect is bounded (a timeout
-            # is a network problem: the holder lets go and tries again).
-            await self._check_app_token(client)
+            # aiohttp's connect() never returns while Slack refuses the token, so it is bounded;
+            # then the token is asked about on its own: refused, the channel stops; otherwise it
+            # was the network, and the holder lets go and tries again.
             try:
-                async with asyncio.timeout(max(10.0, self.settings.request_timeout * 2)):
+                async with asyncio.timeout(max(2.0, self.settings.request_timeout * 2)):
                     await socket.connect()  # type: ignore[no-untyped-call]
             except TimeoutError:
+                await self._check_app_token(client)
                 raise ConnectionError("Socket Mode did not connect in time") from None
             log.info("slack: connected in Socket Mode")
             await asyncio.Event().wait()  # until the lease is lost or the process stops
@@ -242,6 +243,14 @@ async def on_envelope(handler: Interactions, kind: str, payload: Any, ack: Ack) 
             await ack(None)
     except Exception:
         log.exception("slack: handling a %s payload failed", kind)
+
+
+async def _handled(handler: Interactions, payload: dict[str, Any]) -> None:
+    """A press from HTTP mode, after its 200: errors are logged, never raised into the server."""
+    try:
+        await handler.block_actions(payload)
+    except Exception:
+        log.exception("slack: handling a press failed")
 
 
 async def _bounded(work: Awaitable[dict[str, Any] | None]) -> dict[str, Any] | None:
@@ -285,7 +294,17 @@ def http_endpoint(core: ChannelService, bot_token: str, signing_secret: str | No
         return state["handler"]
 
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
+        # The one public path: nothing is buffered beyond what any Slack payload needs.
+        declared = request.headers.get("content-length", "")
+        if declared and (not declared.isdigit() or int(declared) > MAX_BODY):
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                return JSONResponse({"error": "request too large"}, status_code=413)
+            chunks.append(chunk)
+        body = b"".join(chunks)
         try:
             valid = verifier.is_valid_request(body, dict(request.headers))
         except (ValueError, TypeError):  # a timestamp that is not a number
@@ -315,7 +334,7 @@ def http_endpoint(core: ChannelService, bot_token: str, signing_secret: str | No
             # Answer Slack now; handle the press after the response (a background task).
             from starlette.background import BackgroundTask
 
-            return Response(status_code=200, background=BackgroundTask(handler.block_actions, payload))
+            return Response(status_code=200, background=BackgroundTask(_handled, handler, payload))
         await on_envelope(handler, kind, payload, ack)
         return JSONResponse(answer) if answer is not None else Response(status_code=200)
 

@@ -151,7 +151,8 @@ class Interactions:
             )
             await self._tell(where, user, NOT_VALID)
             return
-        if where is None or not await self._on_prompt(payload, req, where, user):
+        shown, untracked = (False, None) if where is None else await self._on_prompt(payload, req, where, user)
+        if where is None or not shown:
             await self.core.refuse(req, user, "the button is not on a prompt of this request", press.action)
             await self._tell(where, user, NOT_HERE)
             return
@@ -166,6 +167,8 @@ class Interactions:
         if req.status is not Status.PENDING:
             await self._tell(where, user, already(req))
             return
+        if untracked is not None:  # an approver's press on a prompt we lost track of: edited with the rest
+            await self.core.outbox.track(req.id, untracked, where)
         if press.action == REJECT_WITH_REASON:
             metadata = self.signer.modal(req.id, req.action_digest, user, where)
             await self._open(payload, reason_modal(req, metadata), where, user)
@@ -187,22 +190,25 @@ class Interactions:
             await self.core.outbox.queue(grant.from_request, Kind.GRANT_NOTICE, where.partition(":")[0])
             self.on_decided()
 
-    async def _on_prompt(self, payload: dict[str, Any], req: ApprovalRequest, where: str, user: str) -> bool:
+    async def _on_prompt(
+        self, payload: dict[str, Any], req: ApprovalRequest, where: str, user: str
+    ) -> tuple[bool, str | None]:
         """Whether the pressed message shows ``req``: one of its recorded prompts, or — a prompt
         pressed before its sender recorded it, or sent just before a crash — a message whose
-        blocks, as Slack hands them back, show the request's ID and shortened digest (it is then
-        recorded). Another request's prompt, a digest or any other message shows nothing."""
+        blocks, as Slack hands them back, show the request's ID and shortened digest; and for
+        the latter, the place to record it under once the press is known to count (the caller
+        records it only then: a refused press records nothing). Another request's prompt, a
+        digest or any other message shows nothing."""
         shown = await self.core.outbox.request_on(where)
         if shown is not None:
-            return shown == req.id
+            return shown == req.id, None
         text = json.dumps((payload.get("message") or {}).get("blocks") or [])
         if not (req.action_digest and req.id in text and short_digest(req) in text):
-            return False
+            return False, None
         channel = where.partition(":")[0]
-        # Tracked under the place its outbox rows use: the approver's id for a DM, else the channel.
+        # Recorded under the place its outbox rows use: the approver's id for a DM, else the channel.
         mine = [e.address for e in req.reach(channel="slack") if e.user == user and e.address in (user, channel)]
-        await self.core.outbox.track(req.id, mine[0] if mine else channel, where)
-        return True
+        return True, mine[0] if mine else channel
 
     async def _result(self, decision: Decision, approve: bool) -> str:
         """What the presser is told about a vote, or a decision that changed nothing."""
@@ -316,10 +322,14 @@ class Interactions:
     # --- answering -------------------------------------------------------------------------
 
     async def _tell(self, where: str | None, user: str, text: str) -> None:
-        """An ephemeral message to ``user`` in the channel of ``where`` (else their DM)."""
+        """An ephemeral message to ``user`` in the channel of ``where`` (else their DM), as plain
+        text: some refusals quote what an agent sent (its requester name), which must not become
+        mrkdwn, a link or a mention."""
         channel = where.partition(":")[0] if where else user
+        safe = escape(text)[:2900]
+        block = {"type": "section", "text": {"type": "plain_text", "text": safe, "emoji": True}}
         try:
-            await self.client.chat_postEphemeral(channel=channel, user=user, text=escape(text))
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=safe, blocks=[block])
         except SlackApiError as exc:  # the decision stands regardless
             log.info("slack: could not answer a press: %s", exc.response.get("error"))
 
