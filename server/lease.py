@@ -1,4 +1,5 @@
-"""Leases: at most one process at a time holds each one (the bot lease: one Telegram poller).
+"""Leases: at most one process at a time holds each one (the bot lease: one Telegram poller;
+the Slack connection; the callbacks' deliverer).
 
 A lease is a row with an owner and an expiry. Claiming and renewing are one statement — an
 upsert that only takes the row when it is ours or has expired — so two processes can never
@@ -7,16 +8,19 @@ both believe they hold it, and a holder that dies loses it after ``ttl`` seconds
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .store import Store
 
-BOT_LEASE = "telegram-bot"
-SLACK_LEASE = "slack-connection"  # one process at a time holds the Slack connection (and drains its outbox)  # whoever holds it talks to Telegram (polling, the outbox)
+BOT_LEASE = "telegram-bot"  # whoever holds it talks to Telegram (polling, the outbox)
+SLACK_LEASE = "slack-connection"  # whoever holds it talks to Slack (Socket Mode, the outbox)
 
 _CLAIM = (
     "INSERT INTO leases (name, owner, expires_at, since) VALUES (:name, :owner, :until, :now) "
@@ -66,3 +70,62 @@ class Lease:
         await self.store.write(
             "UPDATE leases SET expires_at = ? WHERE name = ? AND owner = ?", (self.clock(), self.name, self.owner)
         )
+
+
+class LeaseLost(Exception):
+    """Another process holds the lease now: stop acting as its holder at once."""
+
+
+class ChannelOff(Exception):
+    """The channel cannot run until signoff restarts (a token was refused): said once, not retried."""
+
+
+async def keep_renewed(lease: Lease, log: logging.Logger) -> None:
+    """Renew ``lease`` every third of its ``ttl``, for as long as this runs; raises ``LeaseLost``
+    when another process has it (or when it could not be renewed in time)."""
+    while True:
+        await asyncio.sleep(lease.ttl / 3)
+        try:
+            if not await lease.claim():
+                raise LeaseLost()
+        except LeaseLost:
+            raise
+        except Exception:
+            log.exception("cannot renew the %s lease", lease.name)
+            if lease.remaining() <= 0:
+                raise LeaseLost() from None
+
+
+async def hold(lease: Lease, serve: Callable[[], Awaitable[None]], *, log: logging.Logger, taken: str, lost: str,
+               holding: asyncio.Event) -> None:  # fmt: skip
+    """Claim ``lease`` whenever it is free and ``serve`` while holding it; forever. ``serve`` runs
+    until it raises: ``LeaseLost`` (another process took over: claim again later), ``ChannelOff``
+    (stop for good, logged), anything else (logged; claim again and retry). The lease is given up
+    when this ends, so another process takes over at once."""
+    try:
+        while True:
+            try:
+                held = await lease.claim()
+            except Exception:
+                log.exception("cannot claim the %s lease; retrying", lease.name)
+                held = False
+            if held:
+                log.info(taken)
+                try:
+                    await serve()
+                except ChannelOff as exc:
+                    log.error("%s", exc)
+                    return
+                except LeaseLost:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling() > 0:
+                        raise asyncio.CancelledError() from None
+                    log.warning(lost)
+                except Exception:
+                    log.exception("the %s holder failed; trying again in %.0f s", lease.name, lease.ttl / 3)
+                finally:
+                    holding.clear()
+            await asyncio.sleep(lease.ttl / 3)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(lease.release())

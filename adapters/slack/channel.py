@@ -31,7 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from signoff.server.channels import ChannelService
 from signoff.server.config import SlackConfig
-from signoff.server.lease import SLACK_LEASE
+from signoff.server.lease import SLACK_LEASE, ChannelOff, LeaseLost, hold, keep_renewed
 
 from .buttons import SlackSigner, new_key
 from .interactions import Interactions
@@ -43,11 +43,7 @@ KEY_SETTING = "slack_button_key"
 MAX_BODY = 1024 * 1024  # bytes: Slack's payloads are far smaller (a modal's view is at most 250 kB)
 
 
-class LeaseLost(Exception):
-    """Another process holds the Slack connection now."""
-
-
-class InvalidAuth(Exception):
+class InvalidAuth(ChannelOff):
     """Slack refused a token: nothing to retry until signoff restarts with another."""
 
 
@@ -94,30 +90,8 @@ class SlackChannel:
 
     async def run(self) -> None:
         """Claim the lease whenever it is free and serve Slack while holding it; forever."""
-        try:
-            while True:
-                try:
-                    held = await self.lease.claim()
-                except Exception:
-                    log.exception("slack: cannot claim the connection lease; retrying")
-                    held = False
-                if held:
-                    log.info("slack: this process holds the Slack connection now")
-                    try:
-                        await self._serve()
-                    except InvalidAuth as exc:
-                        log.error("slack: %s; the Slack channel is off until signoff restarts", exc)
-                        return
-                    except LeaseLost:
-                        log.warning("slack: the connection lease went to another process; disconnected")
-                    except Exception:  # Slack unreachable, a connection that would not open: try again
-                        log.exception("slack: the connection failed; trying again in %.0f s", self.ttl / 3)
-                    finally:
-                        self.holding.clear()
-                await asyncio.sleep(self.ttl / 3)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.lease.release())
+        await hold(self.lease, self._serve, log=log, taken="slack: this process holds the Slack connection now",
+                   lost="slack: the connection lease went to another process; disconnected", holding=self.holding)  # fmt: skip
 
     async def _serve(self) -> None:
         client = web_client(self.settings, self.bot_token)
@@ -128,7 +102,7 @@ class SlackChannel:
         self.holding.set()
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._renew())
+                tasks.create_task(keep_renewed(self.lease, log))
                 tasks.create_task(self._drain(outbox))
                 if self.settings.mode == "socket":
                     tasks.create_task(self._socket(client, handler))
@@ -168,19 +142,6 @@ class SlackChannel:
                 raise InvalidAuth(f"the app-level token was refused ({error}); check ${self.settings.app_token_env} "
                                   "(xapp-…, scope connections:write) and that Socket Mode is on") from None  # fmt: skip
             raise
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
-            try:
-                if not await self.lease.claim():
-                    raise LeaseLost()
-            except LeaseLost:
-                raise
-            except Exception:
-                log.exception("slack: cannot renew the connection lease")
-                if self.lease.remaining() <= 0:
-                    raise LeaseLost() from None
 
     async def _drain(self, outbox: SlackOutbox) -> None:
         while True:

@@ -24,7 +24,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
 from signoff.server.channels import ChannelService
-from signoff.server.lease import BOT_LEASE
+from signoff.server.lease import BOT_LEASE, ChannelOff, LeaseLost, hold, keep_renewed
 from signoff.server.metrics import count_telegram_error
 
 from .buttons import ButtonSigner, new_key
@@ -37,10 +37,6 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timed
 log = logging.getLogger("signoff.telegram")
 LEASE_NAME = BOT_LEASE
 ALLOWED_UPDATES = ["message", "callback_query"]
-
-
-class LeaseLost(Exception):
-    """Another process holds the bot lease now; stop acting as the bot at once."""
 
 
 class RedactToken(logging.Filter):
@@ -93,31 +89,8 @@ class TelegramChannel:
 
     async def run(self) -> None:
         """Claim the lease whenever it is free and run the bot while holding it; forever."""
-        try:
-            while True:
-                try:
-                    held = await self.lease.claim()
-                except Exception:
-                    log.exception("telegram: cannot claim the bot lease; retrying")
-                    held = False
-                if held:
-                    log.info("telegram: this process runs the bot now")
-                    try:
-                        await self._serve()
-                    except InvalidToken:
-                        log.error("telegram: the bot token was refused (401). Check $%s; the Telegram channel "
-                                  "is off until signoff restarts.", self.config.telegram.token_env)  # fmt: skip
-                        return
-                    except LeaseLost:
-                        if _being_cancelled():
-                            raise asyncio.CancelledError() from None
-                        log.warning("telegram: the bot lease went to another process; stopped polling")
-                    finally:
-                        self.holding.clear()
-                await asyncio.sleep(self.ttl / 3)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.lease.release())
+        await hold(self.lease, self._serve, log=log, taken="telegram: this process runs the bot now",
+                   lost="telegram: the bot lease went to another process; stopped polling", holding=self.holding)  # fmt: skip
 
     def _request(self, read_timeout: float) -> HTTPXRequest:
         return CountingRequest(connect_timeout=5, read_timeout=read_timeout, write_timeout=10, pool_timeout=5)
@@ -130,7 +103,10 @@ class TelegramChannel:
             get_updates_request=self._request(self.config.telegram.request_timeout),
             rate_limiter=AIORateLimiter(max_retries=0),  # the outbox retries, after retry_after
         )
-        await self._retrying(bot.initialize)  # getMe: InvalidToken stops us; network errors are retried
+        try:
+            await self._retrying(bot.initialize)  # getMe: InvalidToken stops us; network errors are retried
+        except InvalidToken:
+            raise self._off() from None
         try:
             signer = ButtonSigner(await self.core.setting("telegram_callback_key", new_key))
             outbox = Outbox(self.core, bot, signer)
@@ -139,7 +115,7 @@ class TelegramChannel:
             self.holding.set()
             try:
                 async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._renew())
+                    tasks.create_task(keep_renewed(self.lease, log))
                     tasks.create_task(self._drain(outbox))
                     if self.config.telegram.mode == "webhook":
                         secret = await self.core.setting("telegram_webhook_secret", lambda: secrets.token_urlsafe(32))
@@ -150,7 +126,7 @@ class TelegramChannel:
             except* LeaseLost:
                 raise LeaseLost() from None
             except* InvalidToken:
-                raise InvalidToken() from None
+                raise self._off() from None
         finally:
             with contextlib.suppress(Exception):
                 await bot.shutdown()
@@ -169,18 +145,9 @@ class TelegramChannel:
                 if self.lease.remaining() < self.ttl / 2 and not await self.lease.claim():
                     raise LeaseLost() from None
 
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
-            try:
-                if not await self.lease.claim():
-                    raise LeaseLost()
-            except LeaseLost:
-                raise
-            except Exception:
-                log.exception("telegram: cannot renew the bot lease")
-                if self.lease.remaining() <= 0:
-                    raise LeaseLost() from None
+    def _off(self) -> ChannelOff:
+        return ChannelOff(f"telegram: the bot token was refused (401). Check ${self.config.telegram.token_env}; "
+                          "the Telegram channel is off until signoff restarts.")  # fmt: skip
 
     async def _poll(self, bot: ExtBot[Any], handler: UpdateHandler) -> None:
         await self._retrying(bot.delete_webhook)  # getUpdates is refused while a webhook is set
@@ -236,11 +203,6 @@ class TelegramChannel:
                 async with asyncio.timeout(max(wait, 0.02)):
                     await self._wake.wait()
             self._wake.clear()
-
-
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def start_message(token_env: str, token: str | None) -> str:
