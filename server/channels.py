@@ -19,7 +19,7 @@ from .digests import DigestBook
 from .errors import NotAllowedError, NotFoundError
 from .grant_models import Grant
 from .lease import Lease
-from .models import Actor, ApprovalRequest, Decision, Vote
+from .models import Actor, ApprovalRequest, Decision, Status, Vote
 from .outbox import Outbox
 from .quiet import held_until
 from .routing import resolve
@@ -149,6 +149,20 @@ class ChannelService:
             done += decision.changed or decision.voted
             skipped += not (decision.changed or decision.voted)
         return Bulk(done, skipped)
+
+    async def told(self, decision: Decision, approve: bool) -> str | None:
+        """What a presser is told about their decision or vote, in plain words; None when the
+        request was already final before it (the channel says so in its own terms)."""
+        if decision.changed:
+            return "Approved ✅" if decision.request.status is Status.APPROVED else "Rejected ❌"
+        if decision.voted:
+            votes = await self.votes(decision.request.id)
+            n = sum(v.vote == ("approve" if approve else "reject") for v in votes)
+            need = decision.request.quorum if approve else decision.request.reject_quorum
+            return f"Your {'approval' if approve else 'rejection'} counts: {n} of {need}. Waiting for the others."
+        if decision.already_voted:
+            return f"You already voted to {decision.already_voted} this request; waiting for the others."
+        return None
 
     async def pending_for(self, user: str) -> list[tuple[ApprovalRequest, str]]:
         """The pending requests ``user`` may decide, oldest first, with the approver they are."""

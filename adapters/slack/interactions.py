@@ -212,16 +212,7 @@ class Interactions:
 
     async def _result(self, decision: Decision, approve: bool) -> str:
         """What the presser is told about a vote, or a decision that changed nothing."""
-        if decision.voted:
-            votes = await self.core.votes(decision.request.id)
-            n = sum(v.vote == ("approve" if approve else "reject") for v in votes)
-            need = decision.request.quorum if approve else decision.request.reject_quorum
-            return f"Your {'approval' if approve else 'rejection'} counts: {n} of {need}. Waiting for the others."
-        if decision.already_voted:
-            return f"You already voted to {decision.already_voted} this request; waiting for the others."
-        if decision.changed:
-            return "Approved ✅" if decision.request.status is Status.APPROVED else "Rejected ❌"
-        return already(decision.request)
+        return await self.core.told(decision, approve) or already(decision.request)
 
     async def _digest_press(self, payload: dict[str, Any], user: str, action: str, value: str | None,
                             where: str | None) -> None:  # fmt: skip

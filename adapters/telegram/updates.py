@@ -189,18 +189,9 @@ class UpdateHandler:
 
     async def _result(self, decision: Decision, approve: bool) -> str:
         """What the presser is told about their decision or vote."""
-        if decision.changed:
-            self.on_decided()
-            return "Approved ✅" if decision.request.status is Status.APPROVED else "Rejected ❌"
-        if decision.voted:
-            self.on_decided()  # the prompts show the progress
-            votes = await self.core.votes(decision.request.id)
-            n = sum(v.vote == ("approve" if approve else "reject") for v in votes)
-            need = decision.request.quorum if approve else decision.request.reject_quorum
-            return f"Your {'approval' if approve else 'rejection'} counts: {n} of {need}. Waiting for the others."
-        if decision.already_voted:
-            return f"You already voted to {decision.already_voted} this request; waiting for the others."
-        return already(decision.request)
+        if decision.changed or decision.voted:
+            self.on_decided()  # the prompts show the outcome, or the progress
+        return await self.core.told(decision, approve) or already(decision.request)
 
     async def _digest_press(self, query: CallbackQuery, press: Press, chat_id: int) -> None:
         book = self.core.digests
