@@ -15,14 +15,11 @@ import pytest
 from signoff.server.app import App, open_app
 from signoff.server.config import load_config
 from signoff.server.models import Actor, Status
-from signoff.server.service import NewRequest
 
-from .fake_slack import APP_TOKEN, BOT_TOKEN, C_TEAM, U_ALICE, U_BOB, U_MALLORY, FakeSlack, Message, dm_id, fake_slack
+from .fake_slack import APP_TOKEN, BOT_TOKEN, C_TEAM, U_ALICE, U_BOB, U_MALLORY, FakeSlack, Message, dm_id
+from .slack_support import PREFIX, file, prompt_in, slack_for_signoff, text_of
 
 pytestmark = pytest.mark.anyio
-
-AGENT = Actor("agent", "claude-code", "mcp")
-PREFIX = "signoff:"
 
 
 def slack_config(api: str, extra: str = "") -> str:
@@ -56,12 +53,8 @@ def slack_config(api: str, extra: str = "") -> str:
 
 @pytest.fixture
 async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
-    async with fake_slack() as f:
-        monkeypatch.setenv("SIGNOFF_SLACK_BOT_TOKEN", BOT_TOKEN)
-        monkeypatch.setenv("SIGNOFF_SLACK_APP_TOKEN", APP_TOKEN)
+    async with slack_for_signoff(monkeypatch) as f:
         yield f
-        assert not f.errors, f"signoff made calls Slack refuses: {f.errors}"
-        assert f.rate_violations() == 0
 
 
 @pytest.fixture
@@ -74,26 +67,6 @@ async def app(config_path: Path, fake: FakeSlack) -> AsyncIterator[App]:
     async with open_app(load_config(config_path)) as opened:
         await fake.wait_for(lambda: fake.live_connections >= 1)
         yield opened
-
-
-async def file(app: App, action: str = "deploy", summary: str = "Ship v2", **kw: Any) -> str:
-    return (await app.service.request_approval(NewRequest(action, summary, **kw), AGENT)).id
-
-
-def text_of(message: Message) -> str:
-    """Everything a person reads in the message: its blocks' texts."""
-    parts = [message.text]
-    for block in message.blocks:
-        for item in [block.get("text"), *(block.get("elements") or []), *(block.get("fields") or [])]:
-            if isinstance(item, dict) and isinstance(item.get("text"), str):
-                parts.append(item["text"])
-    return "\n".join(parts)
-
-
-async def prompt_in(fake: FakeSlack, channel: str, request_id: str) -> Message:
-    return await fake.wait_for(
-        lambda: next((m for m in fake.channel(channel) if request_id in text_of(m) and m.buttons()), None)
-    )
 
 
 async def decided(app: App, request_id: str) -> Any:

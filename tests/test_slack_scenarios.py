@@ -26,7 +26,6 @@ import uvicorn
 from signoff.server.app import App, open_app
 from signoff.server.config import load_config
 from signoff.server.http import build_http_app, http_token
-from signoff.server.intake import NewRequest
 from signoff.server.listen import bind
 from signoff.server.models import Actor, Status
 
@@ -46,7 +45,7 @@ from .fake_slack import (
 from .fake_telegram import FakeTelegram, fake_telegram
 from .policies import Clock
 from .procs import serve
-from .test_slack import AGENT, PREFIX, prompt_in, text_of
+from .slack_support import PREFIX, file, prompt_in, slack_for_signoff, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -86,17 +85,8 @@ TWO_APPROVERS = f"""
 
 @pytest.fixture
 async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
-    """The fake Slack, with the bot and app tokens in the environment (open_app runs Slack on it)."""
-    async with fake_slack() as f:
-        monkeypatch.setenv("SIGNOFF_SLACK_BOT_TOKEN", BOT_TOKEN)
-        monkeypatch.setenv("SIGNOFF_SLACK_APP_TOKEN", APP_TOKEN)
+    async with slack_for_signoff(monkeypatch) as f:
         yield f
-        assert not f.errors, f"signoff made calls Slack refuses: {f.errors}"
-        assert f.rate_violations() == 0
-
-
-async def file(app: App, action: str = "deploy", summary: str = "Ship v2", **kw: Any) -> str:
-    return (await app.service.request_approval(NewRequest(action, summary, **kw), AGENT)).id
 
 
 async def decided(app: App, request_id: str) -> Any:

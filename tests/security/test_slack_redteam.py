@@ -53,11 +53,10 @@ from ..fake_slack import (
     FakeSlack,
     Message,
     dm_id,
-    fake_slack,
     slack_signature,
 )
 from ..policies import Clock
-from ..test_slack import AGENT, PREFIX, prompt_in, text_of
+from ..slack_support import AGENT, PREFIX, prompt_in, slack_for_signoff, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -137,11 +136,8 @@ def config_text(fake: FakeSlack, *, slack: str = "", extra: str = "", bob: str =
 @pytest.fixture
 async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
     """The fake Slack; mallory (no approver) is in the team channel with alice and bob."""
-    async with fake_slack(members={C_TEAM: {U_ALICE, U_BOB, U_MALLORY}}) as f:
-        monkeypatch.setenv("SIGNOFF_SLACK_BOT_TOKEN", BOT_TOKEN)
-        monkeypatch.setenv("SIGNOFF_SLACK_APP_TOKEN", APP_TOKEN)
+    async with slack_for_signoff(monkeypatch, paced=False, members={C_TEAM: {U_ALICE, U_BOB, U_MALLORY}}) as f:
         yield f
-        assert not f.errors, f"signoff made calls Slack refuses: {f.errors}"
 
 
 @pytest.fixture
