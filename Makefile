@@ -39,7 +39,7 @@ E2E := .e2e
 e2e: $(VENV)/.installed-test
 	@if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
 		echo "make e2e: skipped: node and npm are not installed (apt-get install nodejs npm)"; exit 0; fi; \
-	npm install --silent --no-fund --no-audit --prefix $(E2E) @anthropic-ai/claude-code @modelcontextprotocol/inspector@0.14.3 && \
+	npm install --silent --no-fund --no-audit --prefix $(E2E) @anthropic-ai/claude-code @modelcontextprotocol/inspector@0.14.3 @modelcontextprotocol/server-filesystem && \
 	$(E2E)/node_modules/.bin/claude --version && \
 	SIGNOFF_E2E_BIN=$(CURDIR)/$(E2E)/node_modules/.bin $(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider
 

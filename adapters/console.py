@@ -117,7 +117,8 @@ def format_request(
     if req.status.final:
         lines.append(f"Decided   {iso(req.decided_at)} by {_one(req.decided_by)} via {_one(req.decided_via)}")
     if req.reason:
-        lines.append(f"Reason    {_block(req.reason, pad)}")
+        label = "Note     " if _noted(req) else "Reason   "
+        lines.append(f"{label} {_block(req.reason, pad)}")
     if req.quorum > 1 or votes:
         cast = ", ".join(f"{_one(v['approver'])} {'✓' if v['vote'] == 'approve' else '✗'}" for v in votes)
         lines.append(f"Votes     {cast or 'none yet'} (quorum {req.quorum}, reject_quorum {req.reject_quorum})")
@@ -135,6 +136,11 @@ def format_request(
         lines += [f"  {iso(e.at)}  {_one(e.event):<9}  {_one(e.actor)} ({_one(e.actor_kind)}, {_one(e.channel)})"
                   for e in events]  # fmt: skip
     return "\n".join(lines)
+
+
+def _noted(req: ApprovalRequest) -> bool:
+    """Whether ``req`` was approved by a person with a note ("Approve with note")."""
+    return req.status is Status.APPROVED and req.decided_kind == "human" and bool(req.reason)
 
 
 def _callback_state(state: dict[str, Any] | None) -> str:
@@ -260,7 +266,8 @@ async def decide(
     req = decision.request
     rid, by = _one(req.id), _one(req.decided_by)
     if decision.changed:
-        return True, f"{rid} {req.status.value} by {by}."
+        note = f" Note: {_one(req.reason)}" if _noted(req) else ""
+        return True, f"{rid} {req.status.value} by {by}.{note}"
     if decision.voted:
         return True, f"Vote recorded on {rid}; it needs more votes ({_one(await service.note(req) or 'pending')})."
     if decision.already_voted:

@@ -14,6 +14,8 @@
 (g) a burst of 1,000 requests to one approver, gathered into a digest: see benchmarks/digest.py
 (h), (i) start-up: `signoff hook` on an auto route, `signoff mcp` exec -> initialize answered, against
     `python -c pass`: see benchmarks/startup.py      targets: <= 6x (150 ms), <= 15x (400 ms)
+(j) a call through `signoff proxy` on an auto route against the same call made directly to the
+    upstream, same client, same run: see benchmarks/proxy.py   targets: <= 1.5x, p50 added <= 5 ms
 (n), (o) the HTTP path as agents use it (round trip; 1,000 waiting agents): see benchmarks/http.py
 (p), (q) Slack: a press to a waiting check_decision, and the burst (g) in Slack: see benchmarks/slack.py
 """
@@ -40,7 +42,7 @@ from signoff.server.models import Actor
 from signoff.server.service import NewRequest
 from signoff.server.views import RequestView
 
-from . import digest, http, slack, startup, telegram
+from . import digest, http, proxy, slack, startup, telegram
 
 CONFIG = """
 [store]
@@ -210,6 +212,7 @@ def main() -> int:
         telegram_rows = telegram.run(folder, quick)
         telegram_rows += digest.run(folder, quick)
         telegram_rows += startup.run(folder, quick)
+        telegram_rows += proxy.run(folder, quick)
         telegram_rows += http.run(folder, quick)
         telegram_rows += slack.run(folder, quick)
     rows: list[tuple[str, str, str, bool]] = [

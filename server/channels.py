@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from . import grants, policy
 from .digests import DigestBook
-from .errors import NotAllowedError, NotFoundError
+from .errors import NotAllowedError, NotFoundError, RequestError
 from .grant_models import Grant
 from .lease import Lease
 from .models import Actor, ApprovalRequest, Decision, Status, Vote
@@ -26,10 +26,15 @@ from .routing import resolve
 from .service import ApprovalService
 
 NOT_AN_APPROVER = "You are not an approver of this request."
+NOTE_NEEDED = "Write the note, or press Approve instead."
 
 
 class NotApproverError(NotAllowedError):
     """The person pressing is not an approver of the request (a bystander in a group, say)."""
+
+
+class EmptyNoteError(RequestError):
+    """ "Approve with note" without a note: nothing is decided; the channel asks again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,16 @@ class ChannelService:
         except NotAllowedError as exc:
             await self.refuse(req, user, str(exc), action)
             raise
+
+    async def approve_with_note(self, req: ApprovalRequest, user: str, action: str, note: str) -> Decision:
+        """``user``'s approval (or, on a quorum route, vote to approve) of ``req`` with ``note``,
+        which the agent receives as the decision's ``reason``. The same rules as any approval
+        (a bystander or the requester is refused and audited); an empty note decides nothing
+        (``EmptyNoteError``), and a note is bounded like a reason (``RequestError``)."""
+        await self.check_approver(req, user, action)
+        if not note.strip():
+            raise EmptyNoteError(NOTE_NEEDED)
+        return await self.decide(req, True, user, action, note)
 
     async def approve_and_grant(self, req: ApprovalRequest, option_index: int, user: str, action: str,
                                 notice_address: str) -> tuple[Decision, Grant | None]:  # fmt: skip

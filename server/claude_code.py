@@ -94,11 +94,20 @@ def denial(req: ApprovalRequest) -> str:
     return f"No decision yet on request {req.id}; treat it as not approved."
 
 
+def approval_note(req: ApprovalRequest) -> str | None:
+    """The note a human approved with ("Approve with note"), for the model; None for a plain
+    approval, or one by a route or a grant (their reasons are signoff's own words)."""
+    if req.status is Status.APPROVED and req.decided_kind == "human" and req.reason:
+        return f"Approved by {req.decided_by or 'the approver'}: {req.reason}"
+    return None
+
+
 def permission_result(req: ApprovalRequest, tool_input: dict[str, Any]) -> dict[str, Any]:
     """The JSON for ``--permission-prompt-tool``: allow only when a human (or the operator's
-    route) approved."""
+    route) approved; an approver's note goes along as ``message``."""
     if req.status is Status.APPROVED:
-        return {"behavior": "allow", "updatedInput": tool_input}
+        note = approval_note(req)
+        return {"behavior": "allow", "updatedInput": tool_input, **({"message": note} if note else {})}
     return {"behavior": "deny", "message": denial(req)}
 
 
@@ -144,11 +153,14 @@ def hook_output(event: str, req: ApprovalRequest | None, fallback: str, note: st
     """The hook's stdout for ``PreToolUse`` / ``PermissionRequest``; None prints nothing (the
     normal permission flow goes on: Claude Code asks in the terminal)."""
     if req is not None and req.status is Status.APPROVED:
-        reason = f"Approved by {req.decided_by} via signoff"
+        noted = approval_note(req)
         if event == "PermissionRequest":
             return {"hookSpecificOutput": {"hookEventName": event, "decision": {"behavior": "allow"}}}
-        return {"hookSpecificOutput": {"hookEventName": event, "permissionDecision": "allow",
-                                       "permissionDecisionReason": reason}}  # fmt: skip
+        out: dict[str, Any] = {"hookEventName": event, "permissionDecision": "allow",
+                               "permissionDecisionReason": noted or f"Approved by {req.decided_by} via signoff"}  # fmt: skip
+        if noted:  # an allow's reason is for the user; the model reads additionalContext
+            out["additionalContext"] = f"signoff: {noted}"
+        return {"hookSpecificOutput": out}
     final = req is not None and req.status.final
     message = denial(req) if final and req is not None else (note or "No decision in time.")
     if final or fallback == "deny":

@@ -41,6 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("mcp", parents=[common, verbosity], help="serve MCP over stdio (what an MCP client starts)")
     s.add_argument("--identity", metavar="NAME", type=_identity,
                    help="file every request as NAME (default: [server] stdio_identity, else the client's own name)")  # fmt: skip
+    s = sub.add_parser("proxy", parents=[common, verbosity],
+                       help="an approval gateway in front of another MCP server (stdio): every tool call asks first")  # fmt: skip
+    s.add_argument("--name", required=True, type=_upstream_name, help="the server's name: its tools are mcp__NAME__TOOL "
+                   "in routes; without a command or --url, the [[upstreams]] entry of that name")  # fmt: skip
+    s.add_argument("--identity", metavar="NAME", type=_identity,
+                   help="file every request as NAME (default: [server] stdio_identity, else the client's own name)")  # fmt: skip
+    s.add_argument("--url", help="a streamable-HTTP upstream instead of a command")
+    s.add_argument("--header", action="append", metavar='"K: V"', help="with --url: a header to send (repeatable)")
+    s.add_argument("--timeout", type=float, metavar="SECONDS", help="how long one forwarded request may take (600)")
+    s.add_argument("upstream_command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS…]",
+                   help="the stdio MCP server to run and put behind approvals")  # fmt: skip
     s = sub.add_parser("serve", parents=[common, verbosity],
                        help="serve MCP over streamable HTTP at /mcp, with /healthz and /metrics")  # fmt: skip
     s.add_argument("--host", type=_host, help="listen on this address (overrides [server] host)")
@@ -55,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s = sub.add_parser("approve", parents=[common], help="approve a pending request")
     s.add_argument("id")
-    s.add_argument("--reason", help="optional note recorded with the decision")
+    s.add_argument("--reason", metavar="TEXT", help="a note to approve with (the agent receives it)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--as", dest="as_approver", metavar="NAME", help="vote as this approver (needed on quorum routes)")
     s = sub.add_parser("reject", parents=[common], help="reject a pending request")
@@ -117,6 +128,14 @@ def _identity(value: str) -> str:
 
     if not value.strip() or len(value) > 100 or has_control(value) is not None:
         raise argparse.ArgumentTypeError("an identity is 1–100 printable characters, e.g. 'claude-code@laptop'")
+    return value
+
+
+def _upstream_name(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise argparse.ArgumentTypeError("a name is 1–64 letters, digits, '_' or '-', e.g. 'fs'")
     return value
 
 
@@ -220,11 +239,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def _with_config() -> dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]]:
     """The commands that load the configuration first (imported here: ``hook`` needs none of them)."""
     from . import console_commands as commands
-    from . import doctor, serve_commands
+    from . import doctor, proxy_commands, serve_commands
 
     return {
         "mcp": serve_commands.cmd_mcp,
         "serve": serve_commands.cmd_serve,
+        "proxy": proxy_commands.cmd_proxy,
         "check-config": lambda config, args: doctor.cmd_check_config(config, _console().table),
         "approve": lambda config, args: commands.cmd_decide(config, args, _console(), approve=True),
         "reject": lambda config, args: commands.cmd_decide(config, args, _console(), approve=False),

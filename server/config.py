@@ -261,6 +261,28 @@ class RouteConfig(_Model):
         return [k for k in keys if k in self.model_fields_set]
 
 
+_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class UpstreamConfig(_Model):
+    """An MCP server ``signoff proxy --name NAME`` puts behind approvals: a command (stdio) or a URL."""
+
+    name: str = Field(pattern=_NAME, description="the server's name: tools become mcp__NAME__TOOL")
+    command: str | None = Field(default=None, min_length=1, description="stdio: the program to run")
+    args: list[str] = Field(default_factory=list, description="stdio: its arguments")
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment variables for it")
+    cwd: str | None = Field(default=None, description="stdio: the folder to run it in (default: the proxy's)")
+    url: str | None = Field(default=None, pattern=r"^https?://", description="streamable HTTP: the server's URL")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="streamable HTTP: headers sent with every request"
+    )
+    headers_env: dict[str, str] = Field(
+        default_factory=dict,
+        description='streamable HTTP: headers whose value is read from an environment variable, e.g. { Authorization = "FS_AUTH" }',
+    )
+    timeout: Duration = Field(default=600.0, gt=0, le=86400, description="how long one forwarded request may take")
+
+
 GRANT_SESSION = "session"
 MAX_GRANT = 7 * 86400.0
 
@@ -280,6 +302,7 @@ class Config(_Model):
     defaults: DefaultsConfig = DefaultsConfig()
     callbacks: CallbacksConfig = CallbacksConfig()
     routes: list[RouteConfig] = Field(min_length=1)
+    upstreams: list[UpstreamConfig] = Field(default_factory=list)
     # Where the configuration came from, for messages; not a key of the file.
     source: SkipJsonSchema[str] = Field(default="<embedded default>", exclude=True)
     # Which lookup rule chose it (--config, $SIGNOFF_CONFIG, the user config file, embedded default).
@@ -419,6 +442,24 @@ def _cross_check(config: Config) -> list[str]:
                 fix = f"did you mean {hint!r}?" if hint else "groups list approvers, not other groups"
                 problems.append(f"groups.{group}[{j}]: unknown approver {who!r}; {fix}")
     problems += _callbacks_problems(config.callbacks)
+    problems += _upstream_problems(config.upstreams)
+    return problems
+
+
+def _upstream_problems(upstreams: list[UpstreamConfig]) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, up in enumerate(upstreams):
+        key = f"upstreams[{i}]"
+        if up.name in seen:
+            problems.append(f"{key}.name: upstream name {up.name!r} is used twice; give each upstream its own name")
+        seen.add(up.name)
+        if (up.command is None) == (up.url is None):
+            problems.append(f"{key}: set exactly one of 'command' (a stdio server) or 'url' (a streamable-HTTP one)")
+        elif up.command is not None and (up.headers or up.headers_env):
+            problems.append(f"{key}: 'headers' and 'headers_env' are for a 'url' upstream; remove them")
+        elif up.url is not None and (up.args or up.env or up.cwd):
+            problems.append(f"{key}: 'args', 'env' and 'cwd' are for a 'command' upstream; remove them")
     return problems
 
 

@@ -86,6 +86,19 @@ class Delivery:
     attempts: int
 
 
+REASON, NOTE = "reason", "note"  # what a reply prompt asks: why reject, or the note to approve with
+ASKED_KINDS = (REASON, NOTE)
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A reply prompt: it asked ``user_id`` for a ``kind`` ("reason" or "note") on ``request_id``."""
+
+    request_id: str
+    user_id: str
+    kind: str
+
+
 class Outbox:
     """One channel's view of the outbox. ``clock`` is the service's: deadlines and holds are
     measured against it."""
@@ -209,20 +222,22 @@ class Outbox:
         rows = await self.store.read(sql, args)
         return str(rows[0][0]) if rows else None
 
-    # --- "reject with reason", asked in a chat ---------------------------------------------
+    # --- "reject with reason" and "approve with note", asked in a chat ------------------------
 
-    async def ask_reason(self, address: str, message: str, request_id: str, user_id: str) -> None:
-        """``message`` at ``address`` asks ``user_id`` why they reject ``request_id``."""
+    async def ask_reason(self, address: str, message: str, request_id: str, user_id: str, kind: str = "reason") -> None:
+        """``message`` at ``address`` asks ``user_id`` why they reject ``request_id`` (``kind``
+        "reason") or what note goes with their approval of it ("note")."""
+        assert kind in ASKED_KINDS
         await self.store.write(
-            "INSERT OR REPLACE INTO reason_prompts (channel, address, message, request_id, user_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (self.channel, address, message, request_id, user_id, time.time()),
+            "INSERT OR REPLACE INTO reason_prompts (channel, address, message, request_id, user_id, created_at, kind) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self.channel, address, message, request_id, user_id, time.time(), kind),
         )
 
-    async def reason_asked(self, address: str, message: str) -> tuple[str, str] | None:
-        """(request id, user id) that ``message`` asked for a reason; None if it asked nothing."""
+    async def reason_asked(self, address: str, message: str) -> Asked | None:
+        """What ``message`` asked, of whom, about which request; None if it asked nothing."""
         rows = await self.store.read(
-            "SELECT request_id, user_id FROM reason_prompts WHERE channel = ? AND address = ? AND message = ?",
+            "SELECT request_id, user_id, kind FROM reason_prompts WHERE channel = ? AND address = ? AND message = ?",
             (self.channel, address, message),
         )
-        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+        return Asked(str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None

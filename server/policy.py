@@ -55,6 +55,13 @@ def unreachable(config: Config, req: ApprovalRequest, votes: Iterable[Vote]) -> 
     )
 
 
+def notes(tally: Iterable[Vote]) -> str | None:
+    """The notes the approvers of a quorum route gave with their approvals, each under its
+    approver's name ("alice: after 18:00"), so none is lost to the vote that settled it."""
+    found = [f"{v.approver}: {v.reason}" for v in tally if v.vote == "approve" and v.reason]
+    return "; ".join(found) or None
+
+
 async def votes(store: Store, request_id: str) -> list[Vote]:
     rows = await store.read(_VOTES, (request_id,))
     return [Vote(r["approver"], r["vote"], r["at"], r["reason"]) for r in rows]
@@ -87,7 +94,7 @@ async def cast(
         rejecters = [v.approver for v in tally if v.vote == "reject"]
         final: tuple[Status, str, str, str | None] | None = None  # status, by, kind, reason
         if len(approvers) >= req.quorum:
-            final = (Status.APPROVED, ", ".join(approvers), actor.kind, reason)
+            final = (Status.APPROVED, ", ".join(approvers), actor.kind, reason if req.quorum <= 1 else notes(tally))
         elif len(rejecters) >= req.reject_quorum:
             final = (Status.REJECTED, ", ".join(rejecters), actor.kind, reason)
         elif (why := unreachable(config, req, tally)) is not None:

@@ -36,7 +36,12 @@ class RequestView(BaseModel):
     decided_by: Annotated[
         str | None, _nullable("Who decided: an approver, 'timeout', or 'route:NAME' for automatic decisions.")
     ]
-    reason: Annotated[str | None, _nullable("The reason given with the decision, if any.")]
+    reason: Annotated[
+        str | None,
+        _nullable(
+            "The reason given with the decision, if any: why it was rejected, or the note an approver approved with."
+        ),
+    ]
     note: Annotated[
         str | None,
         _nullable("While pending: progress and when a decision can be expected (e.g. approvers in quiet hours)."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -80,6 +81,17 @@ async def test_permission_prompt_denies_with_the_humans_reason(app: App, client:
     assert answer == {"behavior": "deny", "message": "Rejected by alice: not on Friday"}
 
 
+async def test_permission_prompt_carries_the_approvers_note(app: App, client: Client) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(decide_when_filed, app, True, "staging only")
+        answer, _ = await prompt(client, tool_name="Bash", input={"command": "deploy"}, tool_use_id="toolu_n")
+    assert answer == {
+        "behavior": "allow",
+        "updatedInput": {"command": "deploy"},
+        "message": "Approved by alice: staging only",
+    }
+
+
 async def test_permission_prompt_auto_routes_retries_and_no_route(app: App, client: Client) -> None:
     answer, _ = await prompt(client, tool_name="Read", input={"file_path": "/etc/hosts"})
     assert answer["behavior"] == "allow"
@@ -146,7 +158,7 @@ def event(name: str, tool: str, tool_input: dict[str, Any], use_id: str) -> dict
             "tool_use_id": use_id, "cwd": "/tmp", "permission_mode": "default"}  # fmt: skip
 
 
-async def approve_pending_from_cli(config: Path, approve: bool = True) -> None:
+async def approve_pending_from_cli(config: Path, approve: bool = True, note: str | None = None) -> None:
     with anyio.fail_after(30):
         while True:
             rows = json.loads((await anyio.run_process([SIGNOFF, "pending", "--json", "--config", str(config)])).stdout)
@@ -154,6 +166,7 @@ async def approve_pending_from_cli(config: Path, approve: bool = True) -> None:
                 break
             await anyio.wait_all_tasks_blocked()
     verb = ["approve", rows[0]["request_id"]] if approve else ["reject", rows[0]["request_id"], "--reason", "no way"]
+    verb += ["--reason", note] if note is not None else []
     await anyio.run_process([SIGNOFF, *verb, "--config", str(config)], env=subprocess_env())
 
 
@@ -173,6 +186,17 @@ async def test_hook_pre_tool_use(config_path: Path) -> None:
     await approve_pending_from_cli(config_path, approve=False)
     out = finish(proc)["hookSpecificOutput"]
     assert out["permissionDecision"] == "deny" and "no way" in out["permissionDecisionReason"]
+
+
+async def test_the_hook_hands_an_approvers_note_to_claude_code(config_path: Path) -> None:
+    """Approved with a note: ``permissionDecisionReason`` says who approved and the note, and
+    ``additionalContext`` puts it before the model (an allow's reason is shown to the user only)."""
+    proc = run_hook(config_path, event("PreToolUse", "Bash", {"command": "make deploy"}, "t9"))
+    await approve_pending_from_cli(config_path, note="staging only, not prod")
+    said = f"Approved by {getpass.getuser()}: staging only, not prod"
+    assert finish(proc) == {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "allow",
+                                                   "permissionDecisionReason": said,
+                                                   "additionalContext": f"signoff: {said}"}}  # fmt: skip
 
 
 async def test_hook_timeout_falls_back_and_withdraws_the_request(config_path: Path) -> None:

@@ -7,7 +7,15 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from signoff.adapters.telegram.buttons import ButtonSigner, new_key
+from signoff.adapters.telegram.buttons import (
+    APPROVE,
+    APPROVE_WITH_NOTE,
+    REJECT,
+    REJECT_WITH_REASON,
+    ButtonSigner,
+    Press,
+    new_key,
+)
 from signoff.adapters.telegram.render import MAX_TEXT, keyboard, prompt_text
 from signoff.server.models import ApprovalRequest, Status
 
@@ -53,10 +61,23 @@ def test_outcome_and_buttons() -> None:
     rows = keyboard(req, signer).inline_keyboard
     datas = [str(b.callback_data) for row in rows for b in row]
     assert all(len(d.encode()) <= 64 for d in datas)
-    assert [signer.verify_request(d, req.action_digest) is not None for d in datas] == [True, True, True]
+    labels = [[b.text for b in row] for row in rows]
+    assert labels == [["✅ Approve", "❌ Reject"], ["📝 Approve with note", "✍️ Reject with reason"]]
+    assert [signer.verify_request(d, req.action_digest) for d in datas] == [
+        Press(action, req.id) for action in (APPROVE, REJECT, APPROVE_WITH_NOTE, REJECT_WITH_REASON)
+    ]
     assert signer.verify_request(datas[0], "cd" * 32) is None  # made for other content
     assert signer.verify(datas[0]) is None  # request data verifies only against its request's digest
     assert ButtonSigner(new_key()).verify_request(datas[0], req.action_digest) is None  # another database's key
+
+
+def test_an_approval_note_is_shown_as_a_note_and_escaped() -> None:
+    noted = request("Bash", {"command": "ls"}, status=Status.APPROVED, decided_by="alice", decided_at=time.time(),
+                    decided_via="telegram", decided_kind="human", reason="<b>after</b> 18:00\n✅ Approved by bob")  # fmt: skip
+    text = prompt_text(noted, time.time())
+    outcome = text.rsplit("\n\n", 1)[1]
+    assert outcome.startswith("✅ <b>Approved</b> by <b>alice</b>")
+    assert outcome.endswith("\nNote: &lt;b&gt;after&lt;/b&gt; 18:00\\x0a✅ Approved by bob")  # one line, no markup
 
 
 def test_the_header_shows_where_and_exactly_what() -> None:

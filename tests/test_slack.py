@@ -110,6 +110,58 @@ async def test_a_modal_opened_by_one_approver_cannot_be_submitted_by_another(fak
     assert (await app.service.get(rid)).status is Status.PENDING
 
 
+async def test_approve_with_a_note_from_a_modal(fake: FakeSlack, app: App) -> None:
+    rid = await file(app)
+    a, b = await prompt_in(fake, dm_id(U_ALICE), rid), await prompt_in(fake, C_TEAM, rid)
+    await fake.press(U_ALICE, a, PREFIX + "note")
+    view = await fake.wait_for(lambda: next((v for v in fake.views.values() if v.user == U_ALICE), None))
+    assert view.callback_id == "signoff:note"
+    ack = await fake.submit_view(U_ALICE, view.id, {"note": "  "})  # empty: the modal says so, nothing decided
+    assert ack["payload"] == {
+        "response_action": "errors",
+        "errors": {"note": "Write the note, or press Approve instead."},
+    }
+    assert (await app.service.get(rid)).status is Status.PENDING
+    ack = await fake.submit_view(U_ALICE, view.id, {"note": "staging first <!channel>"})
+    assert "payload" not in ack  # an empty ack closes the modal
+    req = await decided(app, rid)
+    assert (req.status, req.decided_by, req.reason) == (Status.APPROVED, "alice", "staging first <!channel>")
+    for message in (a, b):  # both prompts show the note, in code, with nothing Slack would parse
+        await fake.wait_for(
+            lambda m=message: not m.buttons() and "Note: `staging first &lt;!channel&gt;`" in text_of(m)
+        )
+    approved = (await app.store.audit(request_id=rid))[-1]
+    assert (approved.event, approved.actor, approved.channel, approved.data) == (
+        "approved", "alice", "slack", {"reason": "staging first <!channel>"})  # fmt: skip
+
+
+async def test_a_note_modal_cannot_be_submitted_by_another_nor_a_reason_modal_approve(
+    fake: FakeSlack, app: App
+) -> None:
+    rid = await file(app)
+    a = await prompt_in(fake, dm_id(U_ALICE), rid)
+    await fake.press(U_ALICE, a, PREFIX + "note")
+    note = await fake.wait_for(lambda: next((v for v in fake.views.values() if v.callback_id == "signoff:note"), None))
+    ack = await fake.submit_view(U_BOB, note.id, {"note": "bob approves for alice"})
+    assert ack["payload"]["response_action"] == "errors"
+    await fake.press(U_ALICE, a, PREFIX + "reason")
+    reason = await fake.wait_for(
+        lambda: next((v for v in fake.views.values() if v.callback_id == "signoff:reason"), None)
+    )
+    # The reason modal's metadata under the note modal's callback_id: it cannot approve.
+    forged = fake.view_submission_payload(U_ALICE, note.id, {"note": "approve it"})
+    forged["view"]["private_metadata"] = reason.private_metadata
+    ack = await fake._ack_of(await fake.deliver("interactive", forged), 3)
+    assert ack["payload"]["response_action"] == "errors"
+    # The note modal's metadata under the reason modal's callback_id: it cannot reject.
+    forged = fake.view_submission_payload(U_ALICE, reason.id, {"reason": "reject it"})
+    forged["view"]["private_metadata"] = note.private_metadata
+    ack = await fake._ack_of(await fake.deliver("interactive", forged), 3)
+    assert ack["payload"]["response_action"] == "errors"
+    assert (await app.service.get(rid)).status is Status.PENDING
+    assert [e.event for e in await app.store.audit(request_id=rid)] == ["created"]
+
+
 async def test_a_bystander_in_a_channel_is_refused_and_audited(fake: FakeSlack, app: App) -> None:
     rid = await file(app, action="bob_deploy")  # only bob decides; his prompts go to the team channel
     b = await prompt_in(fake, C_TEAM, rid)

@@ -23,8 +23,10 @@ from signoff.adapters.slack.buttons import (
     ACTION_PREFIX,
     APPROVE,
     APPROVE_ALL,
+    APPROVE_WITH_NOTE,
     DETAILS,
     DIGEST_ACTIONS,
+    NOTE_MODAL,
     REJECT,
     REJECT_ALL,
     REJECT_WITH_REASON,
@@ -298,7 +300,8 @@ def test_pending_buttons_are_signed_for_the_request_and_its_content() -> None:
     req = request(route_snapshot={"grant_options": ["30m", "2h"]}, cwd="/srv/shop")
     _, blocks = render.prompt(req, NOW, [], SIGNER)
     found = buttons(blocks)
-    assert list(found) == [APPROVE, REJECT, REJECT_WITH_REASON, "grant0", "grant1"]  # no Details: nothing trimmed
+    assert list(found) == [APPROVE, REJECT, APPROVE_WITH_NOTE, REJECT_WITH_REASON, "grant0", "grant1"]  # no Details
+    assert found[APPROVE_WITH_NOTE]["text"]["text"] == "📝 Approve with note"
     assert found[APPROVE]["style"] == "primary" and found[REJECT]["style"] == "danger"
     assert found["grant0"]["text"]["text"] == "✅ any Bash call in /srv/shop, from claude-code, 30 min"
     assert "grant_options" not in all_text(blocks) and "*Approve and allow more like it:*" in all_text(blocks)
@@ -372,6 +375,37 @@ def test_the_reason_modal() -> None:
     field = view["blocks"][-1]
     assert field["block_id"] == "reason" and field["element"] == {
         "type": "plain_text_input", "action_id": "reason", "multiline": True, "max_length": 1000}  # fmt: skip
+
+
+def test_the_note_modal() -> None:
+    req = request()
+    metadata = SIGNER.modal(req.id, req.action_digest, U_ALICE, MESSAGE, NOTE_MODAL)
+    view = render.note_modal(req, metadata)
+    assert_view(view)
+    assert view["callback_id"] == "signoff:note" == render.NOTE_CALLBACK and view["private_metadata"] == metadata
+    assert (view["title"]["text"], view["submit"]["text"]) == ("Approve with note", "Approve")
+    field = view["blocks"][-1]
+    assert field["block_id"] == "note" and field["element"] == {
+        "type": "plain_text_input", "action_id": "note", "multiline": True, "max_length": 1000}  # fmt: skip
+
+
+def test_a_note_is_shown_as_a_note_in_code() -> None:
+    req = final(request(), Status.APPROVED, decided_kind="human", reason="`<!channel>` *ship* it")
+    outcome = render.prompt(req, NOW, [], SIGNER)[1][-1]["text"]["text"]
+    assert outcome == "✅ *Approved* by `alice` at 22:13 UTC\nNote: `ˋ&lt;!channel&gt;ˋ *ship* it`"
+
+
+def test_reason_and_note_metadata_never_verify_as_each_other() -> None:
+    reason = SIGNER.modal("req_0123456789ab", DIGEST_A, U_ALICE, MESSAGE)
+    note = SIGNER.modal("req_0123456789ab", DIGEST_A, U_ALICE, MESSAGE, NOTE_MODAL)
+    assert reason != note
+    assert SIGNER.verify_modal(note, U_ALICE, NOTE_MODAL) == ("req_0123456789ab", MESSAGE)
+    assert SIGNER.verify_modal_digest(note, U_ALICE, DIGEST_A, NOTE_MODAL)
+    assert SIGNER.verify_modal(note, U_ALICE) is None and not SIGNER.verify_modal_digest(note, U_ALICE, DIGEST_A)
+    assert SIGNER.verify_modal(reason, U_ALICE, NOTE_MODAL) is None
+    assert not SIGNER.verify_modal_digest(reason, U_ALICE, DIGEST_A, NOTE_MODAL)
+    assert SIGNER.verify_modal(note, U_BOB, NOTE_MODAL) is None  # replayed by another user
+    assert not any(SIGNER.verify_modal(v, U_ALICE, NOTE_MODAL) for v in every_one_char_change(note))
 
 
 # --- final requests --------------------------------------------------------------------------------------

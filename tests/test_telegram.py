@@ -24,6 +24,8 @@ from signoff.server.service import NewRequest
 
 from .conftest import SIGNOFF, subprocess_env
 from .fake_telegram import FakeTelegram, Message, fake_telegram
+from .policies import Clock, answer_to, example_config
+from .policies import file as policy_file
 from .procs import http_client, serve
 
 pytestmark = pytest.mark.anyio
@@ -135,6 +137,70 @@ async def test_reject_with_reason(fake: FakeTelegram, app: App) -> None:
     req = await app.service.get(rid)
     assert req.status is Status.REJECTED and req.reason == "not on a Friday" and req.decided_by == "alice"
     await fake.wait_for(lambda: "Reason: not on a Friday" in a.text)
+
+
+async def test_approve_with_a_note(fake: FakeTelegram, app: App) -> None:
+    """ "Approve with note": a reply prompt; only the asked approver's reply counts; an empty note
+    is asked again; the note approves, is shown on every prompt and audited, and the agent gets it."""
+    rid = await file(app)
+    a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
+    cq = await fake.press(ALICE, a, a.button("with note"))
+    assert fake.answers.get(cq) is None or "note" in fake.answers[cq]["text"]
+    question = await fake.wait_for(lambda: next((m for m in fake.chat(ALICE) if "What note goes" in m.text), None))
+    assert rid in question.text and "deploy" in question.text
+    await fake.say(MALLORY, ALICE, "mallory approves", reply_to=question)  # a bystander
+    await fake.say(BOB, ALICE, "bob speaks for alice", reply_to=question)  # an approver, but not the one asked
+    await fake.say(ALICE, ALICE, "   ", reply_to=question)  # empty: asked again, nothing decided
+    again = await fake.wait_for(lambda: next((m for m in fake.chat(ALICE) if "That note is empty" in m.text), None))
+    assert "What note goes" in again.text
+    refused = [e for e in await app.store.audit(request_id=rid) if e.event == "refused"]
+    assert [(e.actor, (e.data or {})["action"]) for e in refused] == [(f"telegram:{MALLORY}", "n"), ("bob", "n")]
+    assert (await app.service.get(rid)).status is Status.PENDING
+    await fake.say(ALICE, ALICE, "after 18:00 <b>only</b>", reply_to=again)
+    req = await app.service.wait(rid, 10)
+    assert (req.status, req.decided_by, req.reason) == (Status.APPROVED, "alice", "after 18:00 <b>only</b>")
+    for msg in (a, b):  # both approvers' prompts show the note, escaped
+        await fake.wait_for(lambda m=msg: not m.buttons() and "Note: after 18:00 &lt;b&gt;only&lt;/b&gt;" in m.text)
+        assert "✅ <b>Approved</b> by <b>alice</b>" in msg.text
+    approved = (await app.store.audit(request_id=rid))[-1]
+    assert (approved.event, approved.actor, approved.data) == ("approved", "alice", {"reason": req.reason})
+    await fake.wait_for(lambda: any(f"Approved <code>{rid}</code>." == m.text for m in fake.chat(ALICE)))
+    # The first question is spent: a later reply to it decides nothing new.
+    await fake.say(ALICE, ALICE, "again", reply_to=question)
+    await fake.wait_for(lambda: any(m.text.startswith("Already approved") for m in fake.chat(ALICE)))
+    assert (await app.service.get(rid)).reason == "after 18:00 <b>only</b>"
+
+
+async def test_a_note_on_a_quorum_route_is_that_approvers_vote(
+    fake: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a quorum route the note is its approver's vote; the notes of every approval reach the
+    agent. The requester cannot approve their own request with a note either."""
+    monkeypatch.setenv("SIGNOFF_TELEGRAM_TOKEN", fake.token)
+    async with open_app(example_config("quorum", fake, tmp_path), clock=Clock()) as app:
+        rid = await policy_file(app, "payout", metadata={"amount": 20000})
+        a, c = await prompt_for(fake, ALICE, rid), await prompt_for(fake, 333, rid)
+        await fake.press(ALICE, a, a.button("with note"))
+        question = await fake.wait_for(lambda: next((m for m in fake.chat(ALICE) if "What note" in m.text), None))
+        await fake.say(ALICE, ALICE, "within budget", reply_to=question)
+        await fake.wait_for(lambda: any("Your approval counts: 1 of 2" in m.text for m in fake.chat(ALICE)))
+        assert (await app.service.get(rid)).status is Status.PENDING
+        await answer_to(fake, await fake.press(333, c, c.button("approve")))
+        req = await app.service.wait(rid, 10)
+        assert (req.status, req.decided_by, req.reason) == (Status.APPROVED, "alice, carol", "alice: within budget")
+        await fake.wait_for(lambda: "Note: alice: within budget" in a.text and not a.buttons())
+        mine = await policy_file(
+            app, "payout", metadata={"amount": 10000}, requester=Actor("agent", "alice-laptop", "mcp")
+        )
+        m = await prompt_for(fake, ALICE, mine)
+        await fake.press(ALICE, m, m.button("with note"))
+        asked = await fake.wait_for(
+            lambda: next((x for x in fake.chat(ALICE) if mine in x.text and "What note" in x.text), None)
+        )
+        await fake.say(ALICE, ALICE, "my own", reply_to=asked)
+        await fake.wait_for(lambda: any("cannot approve it" in x.text for x in fake.chat(ALICE)))
+        assert (await app.service.get(mine)).status is Status.PENDING
+        assert [e.event for e in await app.store.audit(request_id=mine)][-1] == "refused"
 
 
 async def test_a_bystander_in_a_group_is_refused_and_audited(fake: FakeTelegram, app: App) -> None:

@@ -7,7 +7,7 @@ with a secret the store generates once (setting ``slack_button_key``), and a val
 only when its MAC checks out. Formats (``:``-separated, matched by one strict regex each):
 
 * on a request, ``q:<action>:<req_id>:<mac>`` — ``approve``, ``reject``, ``reason`` (reject
-  with a reason), ``details``, ``grant0``–``grant2`` (approve and grant the route's first–third
+  with a reason), ``note`` (approve with a note), ``details``, ``grant0``–``grant2`` (approve and grant the route's first–third
   grant option). The MAC also covers the request's ``action_digest``, which the value does not
   carry: it is checked once the request is loaded, so a value is good only for exactly the
   content the prompt showed.
@@ -15,16 +15,18 @@ only when its MAC checks out. Formats (``:``-separated, matched by one strict re
   ``review_each``; the MAC also covers the address (channel or user id) the digest was sent
   to, so the value is worthless anywhere else.
 * on a grant, ``g:revoke:<grt_id>:<mac>``.
-* a reject-with-reason modal's metadata, ``m:<req_id>:<channel>:<ts>:<mac_user>:<mac_content>``:
-  ``mac_content`` binds the request, the prompt message (``<channel>:<ts>``), the Slack user
-  who opened the modal and the request's ``action_digest``; ``mac_user`` binds the same
-  without the digest, plus ``mac_content`` itself. So the user and message can be checked
-  before the request is loaded (``verify_modal``), and the content after it is loaded
-  (``verify_modal_digest``); a change to any character fails both.
+* a modal's metadata — reject with a reason, or approve with a note —
+  ``m:<req_id>:<channel>:<ts>:<mac_user>:<mac_content>``: ``mac_content`` binds the request,
+  the prompt message (``<channel>:<ts>``), the Slack user who opened the modal and the
+  request's ``action_digest``; ``mac_user`` binds the same without the digest, plus
+  ``mac_content`` itself. So the user and message can be checked before the request is loaded
+  (``verify_modal``), and the content after it is loaded (``verify_modal_digest``); a change to
+  any character fails both. Both MACs also bind the modal's kind (``MODAL_KINDS``): a reason
+  modal's metadata never verifies as a note modal's (it cannot approve), nor the reverse.
 
 Every MAC is over a JSON array that starts with a version tag and the kind (``request``,
-``digest``, ``grant``, ``modal-user``, ``modal``): the encoding is unambiguous and a value of
-one kind never verifies as another. A replayed value is harmless: it names the same target,
+``digest``, ``grant``, ``modal-user``, ``modal``, ``note-modal-user``, ``note-modal``): the
+encoding is unambiguous and a value of one kind never verifies as another. A replayed value is harmless: it names the same target,
 action and content, and a decision is made only once.
 """
 
@@ -38,18 +40,21 @@ import re
 import secrets
 from dataclasses import dataclass
 
-APPROVE, REJECT, REJECT_WITH_REASON, DETAILS = "approve", "reject", "reason", "details"
+APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, DETAILS = "approve", "reject", "reason", "note", "details"
 GRANT = "grant"  # the actions are "grant0".."grant2": the route's grant option of that index
 APPROVE_ALL, REJECT_ALL, REVIEW_EACH = "approve_all", "reject_all", "review_each"
 REVOKE = "revoke"
 ACTION_PREFIX = "signoff:"  # every action_id is ACTION_PREFIX + action; the interaction handler dispatches on it
 GRANT_OPTIONS = 3  # grant0..grant2
 REQUEST_ACTIONS = frozenset(
-    {APPROVE, REJECT, REJECT_WITH_REASON, DETAILS, *(f"{GRANT}{i}" for i in range(GRANT_OPTIONS))}
+    {APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, DETAILS, *(f"{GRANT}{i}" for i in range(GRANT_OPTIONS))}
 )
 DIGEST_ACTIONS = frozenset({APPROVE_ALL, REJECT_ALL, REVIEW_EACH})
 MAX_VALUE = 2000  # Slack's limit on a button value
 MAX_METADATA = 3000  # and on a view's private_metadata
+# A modal's kind: the MAC tags of its metadata (content, user). "reason" keeps the tags it always had.
+REASON_MODAL, NOTE_MODAL = "reason", "note"
+MODAL_KINDS = {REASON_MODAL: ("modal", "modal-user"), NOTE_MODAL: ("note-modal", "note-modal-user")}
 
 _VERSION = "signoff-slack-1"
 _MAC = r"[A-Za-z0-9_-]{43}"  # 32 bytes, base64url without padding
@@ -58,7 +63,7 @@ _GRANT_ID = r"grt_[0-9a-f]{12}"
 _RENDER_ID = r"0|[1-9][0-9]{0,17}"
 _MESSAGE = r"[A-Z0-9]{1,40}:[0-9]{1,12}\.[0-9]{1,9}"  # "<channel id>:<message ts>"
 _VALUE = re.compile(
-    rf"q:(?P<q_action>approve|reject|reason|details|grant[0-2]):(?P<q_target>{_REQUEST_ID}):(?P<q_mac>{_MAC})"
+    rf"q:(?P<q_action>approve|reject|reason|note|details|grant[0-2]):(?P<q_target>{_REQUEST_ID}):(?P<q_mac>{_MAC})"
     rf"|d:(?P<d_action>approve_all|reject_all|review_each):(?P<d_target>{_RENDER_ID}):(?P<d_mac>{_MAC})"
     rf"|g:(?P<g_action>revoke):(?P<g_target>{_GRANT_ID}):(?P<g_mac>{_MAC})"
 )
@@ -183,36 +188,43 @@ class SlackSigner:
             return None
         return Press(action, grant_id)
 
-    # --- the reject-with-reason modal ------------------------------------------------------------
+    # --- the reject-with-reason and approve-with-note modals --------------------------------------
 
-    def modal(self, request_id: str, digest: str | None, user_id: str, message: str) -> str:
-        """The ``private_metadata`` of the reject-with-reason modal ``user_id`` opened from the
-        prompt ``message`` (``"<channel id>:<ts>"``) of request ``request_id``."""
+    def modal(self, request_id: str, digest: str | None, user_id: str, message: str, kind: str = REASON_MODAL) -> str:
+        """The ``private_metadata`` of the ``kind`` modal (``REASON_MODAL``, ``NOTE_MODAL``)
+        ``user_id`` opened from the prompt ``message`` (``"<channel id>:<ts>"``) of request ``request_id``."""
         if not re.fullmatch(_REQUEST_ID, request_id) or not re.fullmatch(_MESSAGE, message):
             raise ValueError(f"not a request and message: {request_id!r}, {message!r}")
-        content_mac = self._mac("modal", request_id, message, user_id, digest or "")
-        user_mac = self._mac("modal-user", request_id, message, user_id, content_mac)
+        content_tag, user_tag = MODAL_KINDS[kind]
+        content_mac = self._mac(content_tag, request_id, message, user_id, digest or "")
+        user_mac = self._mac(user_tag, request_id, message, user_id, content_mac)
         metadata = f"m:{request_id}:{message}:{user_mac}:{content_mac}"
         assert len(metadata) <= MAX_METADATA
         return metadata
 
-    def verify_modal(self, metadata: str | None, user_id: str) -> tuple[str, str] | None:
-        """(request id, prompt message ``"<channel>:<ts>"``) of metadata made for ``user_id``; None
-        otherwise. This does NOT check the content: load the request, then ``verify_modal_digest``."""
+    def verify_modal(self, metadata: str | None, user_id: str, kind: str = REASON_MODAL) -> tuple[str, str] | None:
+        """(request id, prompt message ``"<channel>:<ts>"``) of ``kind`` metadata made for
+        ``user_id``; None otherwise. This does NOT check the content: load the request, then
+        ``verify_modal_digest``."""
         found = _MODAL.fullmatch(metadata) if isinstance(metadata, str) else None
+        user_tag = MODAL_KINDS[kind][1]
         if found is None or not self._check(
-            found["user_mac"], "modal-user", found["request"], found["message"], user_id, found["mac"]
+            found["user_mac"], user_tag, found["request"], found["message"], user_id, found["mac"]
         ):
             return None
         return found["request"], found["message"]
 
-    def verify_modal_digest(self, metadata: str | None, user_id: str, digest: str | None) -> bool:
-        """Whether the metadata was made for ``user_id`` *and* for the request's content as it is
-        now (its ``action_digest``): the check to pass before the submission rejects anything."""
+    def verify_modal_digest(
+        self, metadata: str | None, user_id: str, digest: str | None, kind: str = REASON_MODAL
+    ) -> bool:
+        """Whether the metadata was made for a ``kind`` modal, for ``user_id`` *and* for the
+        request's content as it is now (its ``action_digest``): the check to pass before the
+        submission decides anything."""
         found = _MODAL.fullmatch(metadata) if isinstance(metadata, str) else None
-        if found is None or self.verify_modal(metadata, user_id) is None:
+        if found is None or self.verify_modal(metadata, user_id, kind) is None:
             return False
-        return self._check(found["mac"], "modal", found["request"], found["message"], user_id, digest or "")
+        content_tag = MODAL_KINDS[kind][0]
+        return self._check(found["mac"], content_tag, found["request"], found["message"], user_id, digest or "")
 
     @staticmethod
     def _checked(value: str) -> str:

@@ -1,5 +1,5 @@
-"""What signoff does with what a person does in Slack: button presses, the reason modal, the
-``/signoff`` command. Socket Mode and HTTP mode hand their payloads to the same ``Interactions``.
+"""What signoff does with what a person does in Slack: button presses, the reason and note
+modals, the ``/signoff`` command. Socket Mode and HTTP mode hand their payloads to the same ``Interactions``.
 
 A press counts only when its value is ours (signed), made for this request's very content (its
 action digest), on a message that shows this request (one of its recorded prompts), by the
@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from signoff.server.channels import ChannelService
-from signoff.server.errors import NotAllowedError, NotFoundError
+from signoff.server.errors import NotAllowedError, NotFoundError, RequestError
 from signoff.server.models import ApprovalRequest, Decision, Status
 from signoff.server.outbox import Kind
 
@@ -27,7 +27,10 @@ from .buttons import (
     ACTION_PREFIX,
     APPROVE,
     APPROVE_ALL,
+    APPROVE_WITH_NOTE,
     DETAILS,
+    NOTE_MODAL,
+    REASON_MODAL,
     REJECT,
     REJECT_ALL,
     REJECT_WITH_REASON,
@@ -36,11 +39,15 @@ from .buttons import (
     SlackSigner,
 )
 from .render import (
+    NOTE_BLOCK,
+    NOTE_CALLBACK,
+    REASON_BLOCK,
     REASON_CALLBACK,
     already,
     details_modal,
     escape,
     grants_list,
+    note_modal,
     prompt,
     reason_modal,
     short_digest,
@@ -83,31 +90,40 @@ class Interactions:
             await self._press(payload, user, action_id.removeprefix(ACTION_PREFIX), action.get("value"))
 
     async def view_submission(self, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """The reason modal was submitted; return the ack's payload (errors keep it open)."""
+        """The reason or the note modal was submitted; return the ack's payload (errors keep it
+        open). Each modal's metadata is signed for its kind: a reason modal's can only reject,
+        a note modal's only approve, whatever callback_id the payload claims."""
         view = payload.get("view") or {}
-        if view.get("callback_id") != REASON_CALLBACK:
+        callback = view.get("callback_id")
+        if callback not in (REASON_CALLBACK, NOTE_CALLBACK):
             return None
+        note = callback == NOTE_CALLBACK
+        kind, block = (NOTE_MODAL, NOTE_BLOCK) if note else (REASON_MODAL, REASON_BLOCK)
+        action = APPROVE_WITH_NOTE if note else REJECT_WITH_REASON
         user = str((payload.get("user") or {}).get("id") or "")
         metadata = view.get("private_metadata")
-        found = self.signer.verify_modal(metadata, user)
+        found = self.signer.verify_modal(metadata, user, kind)
         req = None if found is None else await self.core.get(found[0])
-        if found is None or req is None or not self.signer.verify_modal_digest(metadata, user, req.action_digest):
-            log.warning("slack: refused a reason modal with metadata that is not ours (user %s)", user)
-            return _errors(NOT_VALID)
+        if found is None or req is None or not self.signer.verify_modal_digest(metadata, user, req.action_digest, kind):
+            log.warning("slack: refused a %s modal with metadata that is not ours (user %s)", kind, user)
+            return _errors(NOT_VALID, block)
         if await self.core.outbox.request_on(found[1]) != req.id:
-            await self.core.refuse(req, user, "the modal is not from a prompt of this request", REJECT_WITH_REASON)
-            return _errors(NOT_HERE)
-        reason = _text_input(view, "reason")
-        if not reason.strip():
-            return _errors("Write the reason, or press Reject instead.")
+            await self.core.refuse(req, user, "the modal is not from a prompt of this request", action)
+            return _errors(NOT_HERE, block)
+        text = _text_input(view, block)
+        if not note and not text.strip():
+            return _errors("Write the reason, or press Reject instead.", block)
         try:
-            decision = await self.core.decide(req, False, user, REJECT_WITH_REASON, reason)
-        except NotAllowedError as exc:
-            return _errors(str(exc))
+            if note:
+                decision = await self.core.approve_with_note(req, user, action, text)
+            else:
+                decision = await self.core.decide(req, False, user, action, text)
+        except RequestError as exc:  # refused (audited), an empty note, or text the core does not take
+            return _errors(str(exc), block)
         if decision.changed or decision.voted:
             self.on_decided()
         if not decision.changed:
-            await self._tell(found[1], user, await self._result(decision, False))
+            await self._tell(found[1], user, await self._result(decision, note))
         return None
 
     async def slash(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -169,9 +185,11 @@ class Interactions:
             return
         if untracked is not None:  # an approver's press on a prompt we lost track of: edited with the rest
             await self.core.outbox.track(req.id, untracked, where)
-        if press.action == REJECT_WITH_REASON:
-            metadata = self.signer.modal(req.id, req.action_digest, user, where)
-            await self._open(payload, reason_modal(req, metadata), where, user)
+        if press.action in (REJECT_WITH_REASON, APPROVE_WITH_NOTE):
+            kind = REASON_MODAL if press.action == REJECT_WITH_REASON else NOTE_MODAL
+            metadata = self.signer.modal(req.id, req.action_digest, user, where, kind)
+            view = reason_modal(req, metadata) if kind == REASON_MODAL else note_modal(req, metadata)
+            await self._open(payload, view, where, user)
             return
         try:
             if press.grant_option is not None:
@@ -350,8 +368,8 @@ def _text_input(view: dict[str, Any], block_id: str) -> str:
     return ""
 
 
-def _errors(text: str) -> dict[str, Any]:
-    return {"response_action": "errors", "errors": {"reason": text[:150]}}
+def _errors(text: str, block: str = "reason") -> dict[str, Any]:
+    return {"response_action": "errors", "errors": {block: text[:150]}}
 
 
 def _ephemeral(text: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from .buttons import (
     ACTION_PREFIX,
     APPROVE,
     APPROVE_ALL,
+    APPROVE_WITH_NOTE,
     DETAILS,
     REJECT,
     REJECT_ALL,
@@ -66,6 +67,8 @@ DETAILS_SECTIONS = 3  # sections of a prompt the details may take
 SHORT_DIGEST = 12  # hex digits of the action digest shown in a prompt
 REASON_CALLBACK = "signoff:reason"  # callback_id of the reject-with-reason modal
 REASON_BLOCK = REASON_ACTION = "reason"  # block_id and action_id of its text input
+NOTE_CALLBACK = "signoff:note"  # callback_id of the approve-with-note modal
+NOTE_BLOCK = NOTE_ACTION = "note"  # block_id and action_id of its text input
 
 # In code spans and blocks a backtick would end the span (and let what follows be markup), and
 # Slack has no escape for it: agent text shows U+02CB MODIFIER LETTER GRAVE ACCENT instead.
@@ -336,7 +339,8 @@ def _outcome(req: ApprovalRequest) -> str:
     if req.decided_at is not None:
         line += f" at {clock(req.decided_at)}"
     if req.reason and (req.decided_via not in _BY_POLICY or req.status is Status.REJECTED):
-        line += f"\nReason: {code(req.reason, _REASON)}"
+        label = "Note" if req.status is Status.APPROVED else "Reason"  # an approver's "Approve with note"
+        line += f"\n{label}: {code(req.reason, _REASON)}"
     return line
 
 
@@ -369,6 +373,7 @@ def _actions(req: ApprovalRequest, signer: SlackSigner, *, details_button: bool)
     buttons = [
         _button("✅ Approve", APPROVE, value(APPROVE), "primary"),
         _button("❌ Reject", REJECT, value(REJECT), "danger"),
+        _button("📝 Approve with note", APPROVE_WITH_NOTE, value(APPROVE_WITH_NOTE)),
         _button("✍️ Reject with reason", REJECT_WITH_REASON, value(REJECT_WITH_REASON)),
     ]
     offered = list(req.route_snapshot.get("grant_options") or [])
@@ -480,24 +485,36 @@ def details_modal(req: ApprovalRequest) -> dict[str, Any]:
 
 def reason_modal(req: ApprovalRequest, metadata: str) -> dict[str, Any]:
     """The reject-with-reason modal; ``metadata`` is ``SlackSigner.modal(…)``, handed back with the submission."""
+    return _text_modal(req, metadata, REASON_CALLBACK, "Reject with reason", "Reject", f"Reject {_identity(req)}",
+                       REASON_BLOCK, "Reason (the agent sees it)")  # fmt: skip
+
+
+def note_modal(req: ApprovalRequest, metadata: str) -> dict[str, Any]:
+    """The approve-with-note modal; ``metadata`` is ``SlackSigner.modal(…, kind=NOTE_MODAL)``."""
+    return _text_modal(req, metadata, NOTE_CALLBACK, "Approve with note", "Approve", f"Approve {_identity(req)}",
+                       NOTE_BLOCK, "Note (the agent receives it)")  # fmt: skip
+
+
+def _text_modal(req: ApprovalRequest, metadata: str, callback: str, title: str, submit: str, lead: str,
+                block: str, label: str) -> dict[str, Any]:  # fmt: skip
     if len(metadata) > 3000:
         raise ValueError("private_metadata is over Slack's 3,000 characters")
     return {
         "type": "modal",
-        "callback_id": REASON_CALLBACK,
+        "callback_id": callback,
         "private_metadata": metadata,
-        "title": _plain("Reject with reason"),
-        "submit": _plain("Reject"),
+        "title": _plain(title),
+        "submit": _plain(submit),
         "close": _plain("Cancel"),
         "blocks": [
-            _section(f"Reject {_identity(req)}"),
+            _section(lead),
             {
                 "type": "input",
-                "block_id": REASON_BLOCK,
-                "label": _plain("Reason (the agent sees it)"),
+                "block_id": block,
+                "label": _plain(label),
                 "element": {
                     "type": "plain_text_input",
-                    "action_id": REASON_ACTION,
+                    "action_id": block,
                     "multiline": True,
                     "max_length": MAX_REASON,
                 },

@@ -1,7 +1,8 @@
 """Button data that only we can make: ``<action>:<target>:<HMAC>``, at most 64 bytes.
 
 Actions on a request (target: its 12 hex digits): ``a`` approve, ``r`` reject, ``w`` reject
-with a reason, ``g0``–``g2`` approve and grant the route's first–third grant option. Their
+with a reason, ``n`` approve with a note, ``g0``–``g2`` approve and grant the route's
+first–third grant option. Their
 HMAC also covers the request's ``action_digest``, which the data does not carry: it is checked
 once the request is loaded, so the data is good only for exactly the content the prompt shows.
 On a grant (``v``, target: its hex digits): revoke. On a digest (target: the id of the render —
@@ -23,12 +24,12 @@ import re
 import secrets
 from dataclasses import dataclass
 
-APPROVE, REJECT, REJECT_WITH_REASON, REVOKE = "a", "r", "w", "v"
+APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, REVOKE = "a", "r", "w", "n", "v"
 APPROVE_ALL, REJECT_ALL, REVIEW_EACH = "A", "R", "E"
 GRANT_PREFIX = "g"
-REQUEST_ACTIONS = {APPROVE, REJECT, REJECT_WITH_REASON, "g0", "g1", "g2"}
+REQUEST_ACTIONS = {APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, "g0", "g1", "g2"}
 DIGEST_ACTIONS = {APPROVE_ALL, REJECT_ALL, REVIEW_EACH}
-_FORMAT = re.compile(r"([arwv]|g[0-2]):([0-9a-f]{12}):([A-Za-z0-9_-]{22})|([ARE]):(\d{1,15}):([A-Za-z0-9_-]{22})")
+_FORMAT = re.compile(r"([arwnv]|g[0-2]):([0-9a-f]{12}):([A-Za-z0-9_-]{22})|([ARE]):(\d{1,15}):([A-Za-z0-9_-]{22})")
 MAX_CALLBACK_DATA = 64
 _PREFIX = {"v": "grt_"}
 

@@ -33,6 +33,7 @@ from signoff.server.sanitize import json_visible, visible
 from .buttons import (
     APPROVE,
     APPROVE_ALL,
+    APPROVE_WITH_NOTE,
     REJECT,
     REJECT_ALL,
     REJECT_WITH_REASON,
@@ -152,7 +153,8 @@ def _outcome(req: ApprovalRequest) -> str:
     if req.decided_at is not None:
         line += f" at {clock(req.decided_at)}"
     if req.reason and (req.decided_via not in _BY_POLICY or req.status is Status.REJECTED):
-        line += f"\nReason: {clip(req.reason, _REASON)}"
+        label = "Note" if req.status is Status.APPROVED else "Reason"  # an approver's "Approve with note"
+        line += f"\n{label}: {clip(req.reason, _REASON)}"
     return line
 
 
@@ -236,7 +238,8 @@ def keyboard(req: ApprovalRequest, signer: ButtonSigner) -> InlineKeyboardMarkup
     rows = [
         [InlineKeyboardButton("✅ Approve", callback_data=data(APPROVE)),
          InlineKeyboardButton("❌ Reject", callback_data=data(REJECT))],
-        [InlineKeyboardButton("✍️ Reject with reason", callback_data=data(REJECT_WITH_REASON))],
+        [InlineKeyboardButton("📝 Approve with note", callback_data=data(APPROVE_WITH_NOTE)),
+         InlineKeyboardButton("✍️ Reject with reason", callback_data=data(REJECT_WITH_REASON))],
     ]  # fmt: skip
     offered = req.route_snapshot.get("grant_options") or []
     grant_buttons = [

@@ -1,4 +1,4 @@
-"""What the bot does with each update: button presses, reasons, and the commands.
+"""What the bot does with each update: button presses, reasons and notes, and the commands.
 
 A press counts only when its data is ours (signed), the presser's Telegram *user id* belongs
 to an approver of that request's route (never the chat, never a username), and the request
@@ -38,17 +38,18 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
-from signoff.server.channels import ChannelService
+from signoff.server.channels import ChannelService, EmptyNoteError
 from signoff.server.durations import humanize_delta
-from signoff.server.errors import NotAllowedError, NotFoundError
+from signoff.server.errors import NotAllowedError, NotFoundError, RequestError
 from signoff.server.grant_models import Grant
 from signoff.server.models import ApprovalRequest, Decision, Status
-from signoff.server.outbox import Kind
+from signoff.server.outbox import NOTE, REASON, Kind
 from signoff.server.sanitize import visible
 
 from .buttons import (
     APPROVE,
     APPROVE_ALL,
+    APPROVE_WITH_NOTE,
     DIGEST_ACTIONS,
     REJECT,
     REJECT_WITH_REASON,
@@ -148,9 +149,11 @@ class UpdateHandler:
             log.info("telegram: a press on an untracked prompt of %s (chat %d, message %d); tracking it",
                      req.id, chat_id, message_id)  # fmt: skip
             await self.outbox.track(req.id, chat_id, message_id)
-        if press.action == REJECT_WITH_REASON:
-            await self._answer(query, "Reply to my next message with the reason.")
-            await self._ask_reason(query, req, user_id)
+        if press.action in (REJECT_WITH_REASON, APPROVE_WITH_NOTE):
+            kind = REASON if press.action == REJECT_WITH_REASON else NOTE
+            await self._answer(query, f"Reply to my next message with the {kind}.")
+            chat_id = query.message.chat.id if query.message is not None else user_id
+            await self._ask(chat_id, req, user_id, kind)
             return
         grant: Grant | None = None
         if press.grant_option is not None and press.grant_option >= len(req.route_snapshot.get("grant_options") or []):
@@ -253,35 +256,60 @@ class UpdateHandler:
         except TelegramError as exc:  # too late or already answered: the decision stands regardless
             log.info("telegram: could not answer a button press: %s", exc)
 
-    async def _ask_reason(self, query: CallbackQuery, req: ApprovalRequest, user_id: int) -> None:
-        chat_id = query.message.chat.id if query.message is not None else user_id
+    async def _ask(self, chat_id: int, req: ApprovalRequest, user_id: int, kind: str, again: str = "") -> None:
+        """Ask ``user_id``, in a reply prompt, why they reject ``req`` (``kind`` "reason") or what
+        note goes with their approval ("note"); only their reply to it counts."""
+        if kind == NOTE:
+            question = f"📝 What note goes with approving <code>{req.id}</code> ({clip(req.action, 300)})?"
+            placeholder = "The note the agent receives"
+        else:
+            question = f"✍️ Why reject <code>{req.id}</code> ({clip(req.action, 300)})?"
+            placeholder = "The reason for rejecting"
         sent = await self.bot.send_message(
             chat_id,
-            f"✍️ Why reject <code>{req.id}</code> ({clip(req.action, 300)})? Reply to this message with the reason.",
+            f"{again}{question} Reply to this message with the {kind}.",
             parse_mode=ParseMode.HTML,
-            reply_markup=ForceReply(selective=True, input_field_placeholder="The reason for rejecting"),
+            reply_markup=ForceReply(selective=True, input_field_placeholder=placeholder),
         )
-        await self.core.outbox.ask_reason(str(chat_id), str(sent.message_id), req.id, str(user_id))
+        await self.core.outbox.ask_reason(str(chat_id), str(sent.message_id), req.id, str(user_id), kind)
 
     async def _reason(self, message: Message) -> None:
+        """A reply to a reply prompt: from the approver who was asked, it rejects with the reason
+        or approves with the note; anyone else's reply decides nothing (it is audited as refused),
+        and a reply to anything else is ignored."""
         assert message.reply_to_message is not None and message.from_user is not None
         asked = await self.core.outbox.reason_asked(str(message.chat.id), str(message.reply_to_message.message_id))
         user = str(message.from_user.id)
-        if asked is None or asked[1] != user:
-            return  # not an answer to our question, or not from the approver we asked
-        req = await self.core.get(asked[0])
+        if asked is None:
+            return  # not an answer to our question
+        req = await self.core.get(asked.request_id)
+        note = asked.kind == NOTE
+        action = APPROVE_WITH_NOTE if note else REJECT_WITH_REASON
+        if req is not None and asked.user_id != user:  # someone else answered: it counts for nothing
+            await self.core.refuse(req, user, f"a reply to a {asked.kind} prompt that asked another approver", action)
+            return
         if req is None or self.core.approver_of(req, user) is None:
             return
+        text = message.text or ""
         try:
-            decision = await self.core.decide(req, False, user, REJECT_WITH_REASON, message.text or "")
+            if note:
+                decision = await self.core.approve_with_note(req, user, action, text)
+            else:
+                decision = await self.core.decide(req, False, user, action, text)
         except NotAllowedError as exc:
             await self._reply(message, safe(str(exc), one_line=False))
             return
+        except RequestError as exc:  # an empty note, or one (or a reason) too long or with control characters
+            if req.status is Status.PENDING:
+                why = "That note is empty." if isinstance(exc, EmptyNoteError) else safe(str(exc), one_line=False)
+                await self._ask(message.chat.id, req, message.from_user.id, asked.kind, f"{why}\n")
+            return
+        verb = "Approved" if note else "Rejected"
         if decision.changed:
             self.on_decided()
-            await self._reply(message, f"Rejected <code>{req.id}</code>.")
+            await self._reply(message, f"{verb} <code>{req.id}</code>.")
         else:
-            await self._reply(message, escape(await self._result(decision, False)))
+            await self._reply(message, escape(await self._result(decision, note)))
 
     # --- commands ------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import SIGNOFF
 from tests.procs import serve
 
-from .conftest import BIN, NEEDS_NPM, World, press, run_claude
+from .conftest import ALICE, BIN, NEEDS_NPM, World, press, run_claude
 
 pytestmark = [pytest.mark.anyio, NEEDS_NPM]
 
@@ -103,3 +103,34 @@ async def test_mcp_inspector_cli_lists_and_calls_the_tools(world: World) -> None
                                       "--tool-arg", "action=deploy", "--tool-arg", "summary=from the inspector"], env=world.env())  # fmt: skip
     result: dict[str, Any] = json.loads(called.stdout)
     assert result["isError"] is False and result["structuredContent"]["status"] == "pending"
+
+
+async def press_note(w: World, note: str) -> None:
+    """Alice approves the Bash prompt with a note (the Telegram reply prompt)."""
+    msg = await w.telegram.wait_for(lambda: next((m for m in w.telegram.chat(ALICE) if m.buttons()), None), 90)
+    await w.telegram.press(ALICE, msg, msg.button("note"))
+    question = await w.telegram.wait_for(
+        lambda: next((m for m in w.telegram.chat(ALICE) if "What note goes" in m.text), None)
+    )
+    await w.telegram.say(ALICE, ALICE, note, reply_to=question)
+
+
+@pytest.mark.parametrize("path", ["hook", "permission_prompt"])
+async def test_an_approval_with_a_note_runs_the_command_and_the_model_reads_the_note(world: World, path: str) -> None:
+    note = "fine, but only in this folder"
+    if path == "hook":
+        write_hook_settings(world)
+        args = ["-p", "write the file", "--output-format", "json"]
+    else:
+        add = await run_claude(world, "mcp", "add", "signoff", "-e", f"SIGNOFF_TELEGRAM_TOKEN={world.telegram.token}",
+                               "--", SIGNOFF, "mcp", "--config", str(world.config))  # fmt: skip
+        assert add.returncode == 0, add.stderr
+        args = ["-p", "write the file", "--permission-prompt-tool", "mcp__signoff__permission_prompt",
+                "--output-format", "json"]  # fmt: skip
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(press_note, world, note)
+        result = await run_claude(world, *args)
+    assert result.returncode == 0, result.stdout  # an allow that carries a note is still an allow
+    assert (world.work / "e2e.txt").read_text().strip() == "approved"
+    if path == "hook":  # the hook's additionalContext reaches the model's next request
+        assert note in json.dumps(world.api.requests[1:]), "the model never saw the note"

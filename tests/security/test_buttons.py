@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from signoff.adapters.telegram.buttons import APPROVE, ButtonSigner
+from signoff.adapters.telegram.buttons import APPROVE, APPROVE_WITH_NOTE, ButtonSigner
 from signoff.adapters.telegram.render import DIGEST_LISTED
 from signoff.server.app import App, open_app
 from signoff.server.models import Actor, Status
@@ -144,3 +144,34 @@ async def test_prompt_data_decides_only_its_own_request_with_its_own_content(
         assert await answer_to(fake, cq) == "Approved ✅"
         assert await statuses(app, [x, y]) == [Status.APPROVED, Status.PENDING]
         await fake.wait_for(lambda: "Approved" in px.text and not px.buttons())  # tracked again: edited
+
+
+async def test_approve_with_note_data_is_signed_bound_and_worthless_once_decided(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    """The "Approve with note" button's data (action ``n``): forged, made for other content,
+    moved to another request's prompt, or a reject's data relabelled ``n`` asks nothing; pressed
+    once the request is decided (a replay), it says so and asks nothing either."""
+    async with open_app(example_config("digests", fake, tmp_path), clock=Clock()) as app:
+        x, y = await file(app, "deploy", "Ship x"), await file(app, "deploy", "Ship y")
+        px, py = await prompt_for(fake, ALICE, x), await prompt_for(fake, ALICE, y)
+        note_x = px.button("with note")
+        assert note_x.startswith(f"{APPROVE_WITH_NOTE}:") and len(note_x.encode()) <= 64
+        signer = ButtonSigner(await app.store.setting("telegram_callback_key", lambda: "unused"))
+        _, hexid, mac = px.button("❌ Reject").split(":")
+        forged = [
+            f"{APPROVE_WITH_NOTE}:{hexid}:{mac}",  # a reject's MAC under the note action
+            note_x[:-1] + ("A" if note_x[-1] != "A" else "B"),
+            signer.sign(APPROVE_WITH_NOTE, x, digest="0" * 64),  # other content
+            ButtonSigner("11" * 32).sign(APPROVE_WITH_NOTE, x, digest=(await app.service.get(x)).action_digest),
+        ]
+        for data in forged:
+            assert await answer_to(fake, await fake.press(ALICE, px, data)) == "This button is not valid."
+        assert "not valid here" in await answer_to(fake, await fake.press(ALICE, py, note_x))  # on Y's prompt
+        assert not [m for m in fake.chat(ALICE) if "What note" in m.text]
+        assert await statuses(app, [x, y]) == [Status.PENDING] * 2
+        await answer_to(fake, await fake.press(ALICE, px, px.button("Approve")))
+        replay = await answer_to(fake, await fake.press(ALICE, px, note_x))
+        assert replay.startswith("Already approved by alice")
+        assert not [m for m in fake.chat(ALICE) if "What note" in m.text]
+        assert await statuses(app, [x, y]) == [Status.APPROVED, Status.PENDING]

@@ -30,7 +30,7 @@ import httpx
 import pytest
 import uvicorn
 
-from signoff.adapters.slack.buttons import SlackSigner
+from signoff.adapters.slack.buttons import NOTE_MODAL, REASON_MODAL, SlackSigner
 from signoff.adapters.slack.render import digest, escalated, grant_notice, grants_list, reminder
 from signoff.server.app import App, open_app
 from signoff.server.channels import ChannelService
@@ -578,6 +578,41 @@ async def test_reason_modal_metadata_forged_moved_or_altered_rejects_nothing(fak
     ack = await fake._ack_of(await fake.deliver("interactive", genuine), 3)
     assert "payload" not in ack
     assert (await app.service.wait(a, 10)).status is Status.REJECTED and await status(app, b) is Status.PENDING
+
+
+async def test_note_modal_metadata_for_a_bystander_or_the_wrong_kind_approves_nothing(
+    fake: FakeSlack, app: App
+) -> None:
+    """With the key: note metadata made for mallory (a bystander) is refused and audited; reason
+    metadata signed under the note modal's callback approves nothing. The genuine note modal then
+    approves, and its hostile note is shown only inside code, in the outcome of every prompt."""
+    rid = await file(app)
+    pa, pb = await prompt_in(fake, dm_id(U_ALICE), rid), await prompt_in(fake, C_TEAM, rid)
+    await fake.press(U_ALICE, pa, PREFIX + "note")
+    view = await fake.wait_for(lambda: next(iter(fake.views.values()), None))
+    signer = await leaked_signer(app)
+    req = await app.service.get(rid)
+    where = f"{pa.channel}:{pa.ts}"
+    for user, metadata in (
+        (U_MALLORY, signer.modal(rid, req.action_digest, U_MALLORY, where, NOTE_MODAL)),
+        (U_ALICE, signer.modal(rid, req.action_digest, U_ALICE, where, REASON_MODAL)),
+    ):
+        payload = fake.view_submission_payload(user, view.id, {"note": "PWN yes"})
+        payload["view"]["private_metadata"] = metadata
+        ack = await fake._ack_of(await fake.deliver("interactive", payload), 3)
+        assert ack["payload"]["response_action"] == "errors"
+    assert await status(app, rid) is Status.PENDING
+    assert [(r["actor"], r["why"], r["action"]) for r in await refusals(app, rid)] == [
+        (f"slack:{U_MALLORY}", "not an approver of this request", "note")
+    ]
+    ack = await fake.submit_view(U_ALICE, view.id, {"note": HOSTILE_LINES})
+    assert "payload" not in ack
+    assert (await app.service.wait(rid, 10)).status is Status.APPROVED
+    await fake.wait_for(lambda: not pa.buttons() and not pb.buttons())
+    problems = []
+    for where_shown, message in (("DM outcome", pa), ("channel outcome", pb)):
+        problems += injection_problems(where_shown, message.text, message.blocks)
+    assert not problems, problems
 
 
 # === slash commands ==================================================================================

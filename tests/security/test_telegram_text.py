@@ -137,7 +137,12 @@ async def test_a_huge_request_still_shows_action_requester_and_id_above_its_butt
             and f"digest <code>{req.action_digest[:12]}</code>" in prompt.text
         )
         assert "Route <b>default</b>" in prompt.text
-        assert [b["text"] for b in prompt.buttons()] == ["✅ Approve", "❌ Reject", "✍️ Reject with reason"]
+        assert [b["text"] for b in prompt.buttons()] == [
+            "✅ Approve",
+            "❌ Reject",
+            "📝 Approve with note",
+            "✍️ Reject with reason",
+        ]
         assert "/show" in prompt.text  # where to read what was left out
 
 
