@@ -14,6 +14,7 @@ line, so it cannot fake a line of the layout ("Status    approved"); JSON output
 from __future__ import annotations
 
 import csv
+import difflib
 import getpass
 import io
 import re
@@ -131,11 +132,24 @@ def format_request(
         lines += ["", "Metadata"] + [f"  {_one(k)} = {safe_json(v)}" for k, v in req.metadata.items()]
     if req.details is not None:
         lines += ["", "Details", *("  " + ln for ln in safe_json(req.details, indent=2).splitlines())]
+    if req.edited_details is not None:
+        lines += ["", "Edited details (approved with changes; the agent acts on these)",
+                  *("  " + ln for ln in safe_json(req.edited_details, indent=2).splitlines())]  # fmt: skip
     if events:
         lines += ["", "Audit"]
         lines += [f"  {iso(e.at)}  {_one(e.event):<9}  {_one(e.actor)} ({_one(e.actor_kind)}, {_one(e.channel)})"
                   for e in events]  # fmt: skip
     return "\n".join(lines)
+
+
+def edit_diff(original: Any, edited: Any) -> str:
+    """How an approver changed a request's details: a unified diff of their JSON (escaped);
+    a note when they approved it unchanged."""
+    if edited is None:
+        return "(the edited details are the same as the request's: approved unchanged)"
+    before = safe_json(original, indent=2).splitlines()
+    after = safe_json(edited, indent=2).splitlines()
+    return "\n".join(difflib.unified_diff(before, after, "details", "edited details", lineterm=""))
 
 
 def _noted(req: ApprovalRequest) -> bool:
@@ -254,20 +268,33 @@ def format_audit(events: Sequence[AuditEvent], fmt: str) -> str:
 
 
 async def decide(
-    service: ApprovalService, request_id: str, approve: bool, reason: str | None, as_approver: str | None = None
+    service: ApprovalService,
+    request_id: str,
+    approve: bool,
+    reason: str | None,
+    as_approver: str | None = None,
+    edited: tuple[Any] | None = None,
 ) -> tuple[bool, str]:
     """Decide (or, with ``as_approver``, vote as that approver) at this terminal; return
-    (whether it counted, what to print)."""
+    (whether it counted, what to print). ``edited``: approve these details instead of the
+    agent's; the change is printed as a unified diff first (the flag is the confirmation)."""
     if as_approver is not None and as_approver not in service.config.approvers:
         known = ", ".join(sorted(service.config.approvers)) or "none"
         raise NotAllowedError(f"--as {as_approver!r}: no such approver in the configuration (known: {known})")
     actor = console_actor() if as_approver is None else Actor("human", as_approver, CHANNEL)
-    decision = await service.decide(request_id, approve, actor, reason)
+    diff = ""
+    if edited is not None and approve:
+        decision = await service.approve_edited(request_id, edited[0], actor, reason)
+        if decision.changed:
+            diff = edit_diff(decision.request.details, decision.request.edited_details) + "\n"
+    else:
+        decision = await service.decide(request_id, approve, actor, reason)
     req = decision.request
     rid, by = _one(req.id), _one(req.decided_by)
     if decision.changed:
         note = f" Note: {_one(req.reason)}" if _noted(req) else ""
-        return True, f"{rid} {req.status.value} by {by}.{note}"
+        changes = " with changes" if req.edited_details is not None else ""
+        return True, f"{diff}{rid} {req.status.value}{changes} by {by}.{note}"
     if decision.voted:
         return True, f"Vote recorded on {rid}; it needs more votes ({_one(await service.note(req) or 'pending')})."
     if decision.already_voted:

@@ -102,12 +102,24 @@ def approval_note(req: ApprovalRequest) -> str | None:
     return None
 
 
+def approved_input(req: ApprovalRequest, tool_input: dict[str, Any]) -> dict[str, Any]:
+    """The input the tool runs with: the approver's edit when they changed it, else the original."""
+    return req.edited_details if isinstance(req.edited_details, dict) else tool_input
+
+
+def edited_input(req: ApprovalRequest) -> dict[str, Any] | None:
+    """The approver's edit of an approved tool call's input; None when they approved it unchanged."""
+    edited = req.edited_details
+    return edited if req.status is Status.APPROVED and isinstance(edited, dict) else None
+
+
 def permission_result(req: ApprovalRequest, tool_input: dict[str, Any]) -> dict[str, Any]:
     """The JSON for ``--permission-prompt-tool``: allow only when a human (or the operator's
     route) approved; an approver's note goes along as ``message``."""
     if req.status is Status.APPROVED:
         note = approval_note(req)
-        return {"behavior": "allow", "updatedInput": tool_input, **({"message": note} if note else {})}
+        return {"behavior": "allow", "updatedInput": approved_input(req, tool_input),
+                **({"message": note} if note else {})}  # fmt: skip
     return {"behavior": "deny", "message": denial(req)}
 
 
@@ -154,10 +166,13 @@ def hook_output(event: str, req: ApprovalRequest | None, fallback: str, note: st
     normal permission flow goes on: Claude Code asks in the terminal)."""
     if req is not None and req.status is Status.APPROVED:
         noted = approval_note(req)
+        edited = edited_input(req)
+        changed = {"updatedInput": edited} if edited is not None else {}
         if event == "PermissionRequest":
-            return {"hookSpecificOutput": {"hookEventName": event, "decision": {"behavior": "allow"}}}
+            return {"hookSpecificOutput": {"hookEventName": event, "decision": {"behavior": "allow", **changed}}}
         out: dict[str, Any] = {"hookEventName": event, "permissionDecision": "allow",
-                               "permissionDecisionReason": noted or f"Approved by {req.decided_by} via signoff"}  # fmt: skip
+                               "permissionDecisionReason": noted or f"Approved by {req.decided_by} via signoff",
+                               **changed}  # fmt: skip
         if noted:  # an allow's reason is for the user; the model reads additionalContext
             out["additionalContext"] = f"signoff: {noted}"
         return {"hookSpecificOutput": out}

@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("approve", parents=[common], help="approve a pending request")
     s.add_argument("id")
     s.add_argument("--reason", metavar="TEXT", help="a note to approve with (the agent receives it)")
+    s.add_argument("--edit", metavar="FILE", help="approve these arguments instead (a JSON object; - reads stdin)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--as", dest="as_approver", metavar="NAME", help="vote as this approver (needed on quorum routes)")
     s = sub.add_parser("reject", parents=[common], help="reject a pending request")

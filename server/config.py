@@ -251,13 +251,14 @@ class RouteConfig(_Model):
     grant_max_uses: int | None = Field(default=None, ge=1)
     allow_bulk: bool = False
     urgent: bool = False
+    allow_edit: bool = True
     callback_url: str | None = None
 
     @property
     def policy_keys(self) -> list[str]:
         """The keys set that only mean something when a human decides."""
         keys = ("reminder", "escalation", "quorum", "reject_quorum", "allow_self_approval", "grant_options",
-                "grant_scope", "grant_max_uses", "allow_bulk", "urgent")  # fmt: skip
+                "grant_scope", "grant_max_uses", "allow_bulk", "urgent", "allow_edit")  # fmt: skip
         return [k for k in keys if k in self.model_fields_set]
 
 

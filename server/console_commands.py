@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
         def format_request(self, req: ApprovalRequest, events: Sequence[AuditEvent], now: float,
                            votes: Sequence[dict[str, Any]], callback: dict[str, Any] | None, /) -> str: ...  # fmt: skip
         async def decide(self, service: ApprovalService, request_id: str, approve: bool, reason: str | None,
-                         as_approver: str | None, /) -> tuple[bool, str]: ...  # fmt: skip
+                         as_approver: str | None, edited: tuple[Any] | None = None, /) -> tuple[bool, str]: ...  # fmt: skip
 
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_DECIDED = 0, 1, 2, 3  # every command's exit codes
@@ -134,10 +135,19 @@ async def _with_service(config: Config, fn: Callable[[ApprovalService], Awaitabl
 
 
 async def cmd_decide(config: Config, args: argparse.Namespace, console: Console, approve: bool) -> int:
-    """``approve`` and ``reject``: 0 when this vote changed the request, 3 when it did not."""
+    """``approve`` and ``reject``: 0 when this vote changed the request, 3 when it did not.
+    ``approve --edit FILE`` approves the JSON object in FILE (``-``: stdin) instead of the agent's
+    details; a file that is not one decides nothing."""
+    edited: tuple[Any] | None = None
+    if getattr(args, "edit", None) is not None:
+        try:
+            edited = (read_edit(args.edit),)
+        except ValueError as exc:
+            print_error(f"--edit {args.edit}: {exc}; nothing was decided")
+            return EXIT_USAGE
 
     async def go(service: ApprovalService) -> int:
-        changed, message = await console.decide(service, args.id, approve, args.reason, args.as_approver)
+        changed, message = await console.decide(service, args.id, approve, args.reason, args.as_approver, edited)
         if args.json:
             print(json.dumps({**console.request_json(await service.get(args.id)), "changed": changed}, indent=2))
         else:
@@ -145,6 +155,21 @@ async def cmd_decide(config: Config, args: argparse.Namespace, console: Console,
         return EXIT_OK if changed else EXIT_NOT_DECIDED
 
     return await _with_service(config, go)
+
+
+def read_edit(path: str) -> dict[str, Any]:
+    """The edited details in ``path`` (``-``: stdin): a JSON object, else ValueError saying why."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read it ({exc})") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"the new details must be a JSON object, not {type(value).__name__}")
+    return value
 
 
 async def cmd_grants(config: Config, args: argparse.Namespace, console: Console) -> int:

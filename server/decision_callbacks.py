@@ -60,8 +60,8 @@ def signature(secret: str, timestamp: str, url: str, body: bytes) -> str:
 
 def payload(req: ApprovalRequest, delivery: int, attempt: int) -> dict[str, Any]:
     body = view(req)
-    body.update(action=req.action, summary=req.summary, metadata=req.metadata, requested_by=req.requested_by,
-                decided_via=req.decided_via)  # fmt: skip
+    body.update(action=req.action, summary=req.summary, details=req.details, metadata=req.metadata,
+                requested_by=req.requested_by, decided_via=req.decided_via)  # fmt: skip
     return {"event": "request.final", "request": body, "delivery": {"id": delivery, "attempt": attempt}}
 
 

@@ -174,23 +174,47 @@ def check_new_request(new: NewRequest) -> Encoded:
         _check_text("cwd", new.cwd, MAX_URL, single_line=True)
     if new.timeout_seconds is not None and not (MIN_TIMEOUT <= new.timeout_seconds <= MAX_TIMEOUT):
         raise RequestError(f"'timeout_seconds' must be between {MIN_TIMEOUT:.0f} and {MAX_TIMEOUT:.0f}")
-    try:
-        details = dumps(new.details)
-    except RecursionError:
-        raise RequestError("'details' is nested too deeply; flatten it") from None
-    except (TypeError, ValueError):
-        raise RequestError("'details' must be plain JSON (no NaN or Infinity)") from None
-    if len(details.encode()) > MAX_DETAILS_BYTES:
-        raise RequestError(
-            f"'details' is {len(details.encode())} bytes as JSON; the limit is {MAX_DETAILS_BYTES}. "
-            "Summarize it or send a link"
-        )
-    _check_details(new.details)
+    details = _encode_details(new.details)
     metadata = dumps(new.metadata)
     extra = [new.callback_url] if new.callback_url is not None else []  # hashes of older requests stay the same
     head = dumps([new.action, new.summary, new.route, new.timeout_seconds, new.claimed_requester, *extra])
     digest = hashlib.sha256("\x1e".join((head, details, metadata)).encode()).hexdigest()
-    action_digest = hashlib.sha256(
-        f'{{"action":{dumps(new.action)},"details":{details},"metadata":{metadata}}}'.encode()
+    return Encoded(None if new.details is None else details, metadata, digest,
+                   _action_digest(new.action, details, metadata))  # fmt: skip
+
+
+def _encode_details(details: Any, name: str = "details") -> str:
+    """``details`` as canonical JSON, within the size bound and free of control characters."""
+    try:
+        text = dumps(details)
+    except RecursionError:
+        raise RequestError(f"'{name}' is nested too deeply; flatten it") from None
+    except (TypeError, ValueError):
+        raise RequestError(f"'{name}' must be plain JSON (no NaN or Infinity)") from None
+    if len(text.encode()) > MAX_DETAILS_BYTES:
+        raise RequestError(
+            f"'{name}' is {len(text.encode())} bytes as JSON; the limit is {MAX_DETAILS_BYTES}. "
+            "Summarize it or send a link"
+        )
+    _check_details(details)
+    return text
+
+
+def _action_digest(action: str, details_json: str, metadata_json: str) -> str:
+    return hashlib.sha256(
+        f'{{"action":{dumps(action)},"details":{details_json},"metadata":{metadata_json}}}'.encode()
     ).hexdigest()
-    return Encoded(None if new.details is None else details, metadata, digest, action_digest)
+
+
+def check_edit(action: str, details: Any, metadata: dict[str, Any], edited: Any) -> tuple[str, str] | None:
+    """An approver's edit of a request's ``details`` ("Edit before approving"), checked like an
+    agent's: (its canonical JSON, the action digest of the edited call), or None when it is
+    the same as the original (no edit). The arguments of a tool call stay an object."""
+    if edited is None:
+        raise RequestError("the edited details are empty; give the arguments to approve, as JSON")
+    if isinstance(details, dict) and not isinstance(edited, dict):
+        raise RequestError("the edited details must be a JSON object, like the original arguments")
+    text = _encode_details(edited, "edited details")
+    if text == dumps(details):
+        return None
+    return text, _action_digest(action, text, dumps(metadata))

@@ -36,13 +36,15 @@ INSTRUCTIONS = """\
 signoff asks a human before you act. Call request_approval with what you intend to do, then
 call check_decision with the returned request_id and wait_seconds=50, again and again, until
 the status is no longer 'pending'. Only 'approved' means go ahead; 'rejected', 'expired' and
-'cancelled' all mean do not. Never act on a pending request."""
+'cancelled' all mean do not. Never act on a pending request. When an approved request has
+edited_details (not null), the human changed your arguments: act on edited_details instead."""
 
 REQUEST_DESCRIPTION = f"""\
 Ask a human to approve an action before you take it.
 
 Returns request_id and status. If status is 'pending', call check_decision(request_id,
 wait_seconds=50) in a loop until it is final. Only status 'approved' means go ahead.
+If edited_details is not null, the human approved changed arguments: act on those, not yours.
 Send the same idempotency_key when you retry, so the human is asked only once.
 Limits: action ≤ {limits.MAX_ACTION} characters, summary ≤ {limits.MAX_SUMMARY}, details ≤ {limits.MAX_DETAILS_BYTES // 1024} KiB as JSON,
 metadata ≤ {limits.MAX_METADATA_KEYS} keys of scalar values."""
@@ -52,7 +54,8 @@ Get the state of an approval request, optionally waiting for the human's decisio
 
 With wait_seconds > 0 this returns as soon as the request is decided, or after wait_seconds
 (capped by the server, 50 s by default) with status still 'pending' — then call it again.
-Only status 'approved' means go ahead."""
+Only status 'approved' means go ahead. If edited_details is not null, the human approved
+changed arguments: act on edited_details, not on the details you sent."""
 
 CANCEL_DESCRIPTION = """\
 Withdraw an approval request you no longer need. A pending request becomes 'cancelled';

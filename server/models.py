@@ -76,6 +76,7 @@ class RouteSnapshot(TypedDict, total=False):
     grant_max_uses: int | None
     allow_bulk: bool
     urgent: bool
+    allow_edit: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,10 @@ class ApprovalRequest:
     cwd: str | None = None  # the working directory / project the agent acts in (grants are scoped to it)
     action_digest: str | None = None  # SHA-256 of the canonical JSON of action, details and metadata
     client_name: str | None = None  # the MCP client's own name: a label, never used to decide
+    # "Edit before approving": the arguments the approver approved instead of ``details`` (None
+    # when unchanged), and their action digest (action, edited details, metadata).
+    edited_details: Any = None
+    edited_digest: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> ApprovalRequest:
@@ -165,6 +170,8 @@ class ApprovalRequest:
             cwd=row["cwd"],
             action_digest=row["action_digest"],
             client_name=row["client_name"],
+            edited_details=None if row["edited_details"] is None else json.loads(row["edited_details"]),
+            edited_digest=row["edited_digest"],
         )
 
     @property
@@ -237,6 +244,7 @@ def view(req: ApprovalRequest) -> dict[str, Any]:
         "decided_by": req.decided_by,
         "reason": req.reason,
         "action_digest": req.action_digest,
+        "edited_details": req.edited_details,
     }
 
 

@@ -68,9 +68,17 @@ async def votes(store: Store, request_id: str) -> list[Vote]:
 
 
 async def cast(
-    store: Store, config: Config, request_id: str, approve: bool, actor: Actor, at: float, reason: str | None
+    store: Store,
+    config: Config,
+    request_id: str,
+    approve: bool,
+    actor: Actor,
+    at: float,
+    reason: str | None,
+    edit: tuple[str, str] | None = None,
 ) -> Decision | None:
-    """Record ``actor``'s vote and settle the request if the votes decide it; None if unknown."""
+    """Record ``actor``'s vote and settle the request if the votes decide it; None if unknown.
+    ``edit`` (the approved details' JSON and action digest) goes with an approval that settles it."""
     vote = "approve" if approve else "reject"
     async with store.transaction() as conn:
         rows = list(await conn.execute_fetchall(queries.GET_REQUEST, (request_id,)))
@@ -108,9 +116,9 @@ async def cast(
                 await conn.execute(QUEUE, (request_id, Kind.PROGRESS, channel, address, "", at, at))
             return Decision(False, req, voted=True)
         status, by, kind, why_final = final
-        row = list(
-            await conn.execute_fetchall(DECIDE, (status.value, at, by, kind, actor.channel, why_final, request_id))
-        )
+        edited, digest = edit if edit is not None and status is Status.APPROVED else (None, None)
+        row = list(await conn.execute_fetchall(
+            DECIDE, (status.value, at, by, kind, actor.channel, why_final, edited, digest, request_id)))  # fmt: skip
         return Decision(True, ApprovalRequest.from_row(row[0]))
 
 

@@ -3,7 +3,8 @@
 To its client the proxy is the upstream server: the same tools (names, schemas, annotations),
 resources, prompts and completions, forwarded as they are. Every ``tools/call`` is filed first
 as an approval request (action ``mcp__NAME__TOOL``, the arguments as details, the upstream's
-annotations in metadata) and forwarded only once it is approved; a rejection, an expiry or a
+annotations in metadata) and forwarded only once it is approved — with the arguments the approver
+approved, edited or not; a rejection, an expiry or a
 cancellation is a tool error naming who and why, and the upstream is never called. Fail
 closed: an error in signoff never forwards the call. Upstream failures (it exited, timed out,
 answered garbage) become tool errors too; the client is never left hanging.
@@ -26,7 +27,7 @@ from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 
-from .claude_code import denial, wait_for_human
+from .claude_code import approved_input, denial, wait_for_human
 from .errors import RequestError
 from .intake import MAX_SUMMARY, NewRequest
 from .mcp_guard import clip
@@ -183,7 +184,8 @@ class Proxy:
             return req
         if req.status is not Status.APPROVED:
             return tool_error(f"{denial(req)} The call to {name} was not made.")
-        return await self._call_upstream(ctx, name, arguments)
+        # An approver who changed the arguments approved those: they are what the upstream gets.
+        return await self._call_upstream(ctx, name, approved_input(req, arguments))
 
     async def _decision(self, ctx: Ctx, tool: t.Tool, arguments: dict[str, Any]) -> ApprovalRequest | t.CallToolResult:
         """File the call and wait until a human (or a route) decides; fail closed on any error."""

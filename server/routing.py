@@ -63,6 +63,7 @@ class Choice:
             "grant_max_uses": r.grant_max_uses,
             "allow_bulk": r.allow_bulk,
             "urgent": r.urgent,
+            "allow_edit": r.allow_edit,
         }
 
 
@@ -239,6 +240,7 @@ NOT_A_BAR = {
     "name": "what is being compared",
     "description": "words for people",
     "match": "the named route must fit the request as well; what it matches does not lower the bar",
+    "allow_edit": "what an approver may do (change the arguments before approving), not a bar an agent lowers",
     "auto": "compared first, in _at_least_as_strict: reject at once is strictest, approve at once loosest",
 }
 

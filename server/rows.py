@@ -39,4 +39,5 @@ def request_row(
         req.created_at, req.expires_at, req.decided_at, req.decided_by, req.decided_kind, req.decided_via, req.reason,
         req.level, req.next_escalation_at, req.next_reminder_at, req.session, req.callback_url,
         req.cwd, req.action_digest, req.client_name,
+        None if req.edited_details is None else dumps(req.edited_details), req.edited_digest,
     )  # fmt: skip

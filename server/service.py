@@ -21,7 +21,7 @@ from .config import Config, callback_url_problems
 from .errors import NotAllowedError, NotFoundError, RequestError
 from .grant_models import Grant
 from .grant_models import options as grant_options
-from .intake import Encoded, NewRequest, check_new_request, check_reason
+from .intake import Encoded, NewRequest, check_edit, check_new_request, check_reason
 from .models import Actor, ApprovalRequest, Decision, RouteSnapshot, Status, iso
 from .outbox import QUEUE_ONCE, Kind
 from .quiet import expected_after
@@ -224,12 +224,27 @@ class ApprovalService:
 
     async def decide(self, request_id: str, approve: bool, actor: Actor, reason: str | None = None) -> Decision:
         """A human's decision through a channel. The first valid decision wins."""
+        return await self._decide(request_id, approve, actor, reason, edited=None)
+
+    async def approve_edited(self, request_id: str, details: Any, actor: Actor, reason: str | None = None) -> Decision:
+        """Approve the request with ``details`` in place of the agent's arguments ("Edit before
+        approving"): the agent receives them as ``edited_details`` and must act on them. Only an
+        approver who may decide it now (on a route without approvers: whoever runs the console),
+        only where the route sets ``allow_edit`` (the default), and only on a route that needs one
+        approval: on a quorum route each approver would vote for different arguments, so an edit
+        is refused there. Details the same as the original approve it unchanged."""
+        return await self._decide(request_id, True, actor, reason, edited=(details,))
+
+    async def _decide(
+        self, request_id: str, approve: bool, actor: Actor, reason: str | None, *, edited: tuple[Any] | None
+    ) -> Decision:
         if actor.kind != "human":
             raise RequestError("only a human, through a channel, can decide a request")
         reason = check_reason(reason)
         req = await self.get(request_id)  # not found → error; past deadline → expired first
         if req.status.final:
             return Decision(False, req)
+        edit = None if edited is None else self._check_edit(req, edited[0], actor)
         if approve and not policy.may_approve(self.config, req, actor.name):
             raise NotAllowedError(
                 # The requester's name is not quoted: an agent chooses it, and this text reaches chats.
@@ -242,12 +257,28 @@ class ApprovalService:
                 f"route {req.route!r} needs {needed} distinct approvers to {'approve' if approve else 'reject'}; "
                 f"vote as one of them ({', '.join(req.eligible())})"
             )
-        decision = await policy.cast(self.store, self.config, request_id, approve, actor, self.clock(), reason)
+        decision = await policy.cast(self.store, self.config, request_id, approve, actor, self.clock(), reason, edit)
         if decision is None:
             raise NotFoundError(f"unknown request_id {request_id!r}")
         if decision.changed:
             self._wake([request_id])
         return decision
+
+    def _check_edit(self, req: ApprovalRequest, details: Any, actor: Actor) -> tuple[str, str] | None:
+        """(the edit's JSON, its action digest), None when it changes nothing; refuses an edit
+        the route or the actor may not make."""
+        if not req.route_snapshot.get("allow_edit", True):
+            raise NotAllowedError(f"route {req.route!r} does not allow editing a request before approving it "
+                                  "(allow_edit = false); approve or reject it as it is")  # fmt: skip
+        if req.quorum > 1:
+            raise NotAllowedError(f"route {req.route!r} needs {req.quorum} approvals, each for the same arguments: "
+                                  "an edit is possible only where one approval decides; approve or reject it as it is")  # fmt: skip
+        if req.eligible() and actor.name not in req.eligible():
+            raise NotAllowedError(
+                f"{actor.name} is not an approver of request {req.id} and cannot edit it "
+                f"(its approvers: {', '.join(req.eligible())})"
+            )
+        return check_edit(req.action, req.details, req.metadata, details)
 
     async def approve_and_grant(
         self, request_id: str, option: str, actor: Actor, *, notice: tuple[str, str] | None = None

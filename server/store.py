@@ -28,8 +28,11 @@ from .rows import INSERT, dumps, request_row
 
 __all__ = ["AUDIT_EVENT", "DECIDE", "INSERT", "Decision", "Store", "dumps", "request_row"]
 
+# The last two values are the edited details' JSON and their action digest (both None but
+# for an approval with changes): written by the statement that decides, so its audit event has them.
 DECIDE = (
-    "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, decided_kind = ?, decided_via = ?, reason = ? "
+    "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, decided_kind = ?, decided_via = ?, reason = ?, "
+    "edited_details = ?, edited_digest = ? "
     f"WHERE id = ? AND status = 'pending' RETURNING {queries.REQUEST_COLUMNS}"
 )
 _EXPIRE = (
@@ -126,7 +129,7 @@ class Store:
         self, request_id: str, status: Status, actor: Actor, at: float, reason: str | None
     ) -> Decision | None:
         """Compare-and-set ``pending`` → ``status``; ``None`` if there is no such request."""
-        args = (status.value, at, actor.name, actor.kind, actor.channel, reason, request_id)
+        args = (status.value, at, actor.name, actor.kind, actor.channel, reason, None, None, request_id)
         async with self._write_lock:
             row = await self._one(DECIDE, args)
         if row is not None:

@@ -7,7 +7,7 @@ against it, and a nested schema costs them more than our whole tool call.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
@@ -51,6 +51,17 @@ class RequestView(BaseModel):
         _nullable(
             "SHA-256 of the canonical JSON of action, details and metadata: the exact call a decision is for. "
             "Act only on the arguments with this digest."
+        ),
+    ] = None
+
+    edited_details: Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "type": ["object", "array", "string", "number", "boolean", "null"],
+                "description": "Null unless the approver changed your arguments before approving. When not null, act "
+                "on these arguments instead of the details you sent (they replace them whole).",
+            }
         ),
     ] = None
 

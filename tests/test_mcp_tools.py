@@ -66,7 +66,7 @@ async def test_whole_lifecycle(app: App, client: Client) -> None:
                      metadata={"env": "prod"}, agent_name="my-bot")  # fmt: skip
     assert out["status"] == "pending" and out["route"] == "default" and out["approvers"] == ["alice", "bob"]
     assert set(out) == {"request_id", "status", "route", "approvers", "created_at", "expires_at", "decided_at",
-                        "decided_by", "reason", "note", "action_digest"}  # fmt: skip
+                        "decided_by", "reason", "note", "action_digest", "edited_details"}  # fmt: skip
     rid = out["request_id"]
     stored = await app.service.get(rid)
     assert stored.requested_by == "claude-code"  # the transport's word

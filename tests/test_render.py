@@ -94,3 +94,13 @@ def test_the_header_shows_where_and_exactly_what() -> None:
         "In <code>~/src/shop</code>" in head
         and "ID <code>req_0123456789ab</code> · digest <code>1a2b3c4d5e6f</code>" in head
     )
+
+
+def test_an_edited_approval_says_approved_with_changes() -> None:
+    edited = request("Bash", {"command": "make deploy"}, status=Status.APPROVED, decided_by="alice",
+                     decided_at=time.time(), decided_via="telegram", decided_kind="human",
+                     edited_details={"command": "make deploy-staging"})  # fmt: skip
+    outcome = prompt_text(edited, time.time()).rsplit("\n\n", 1)[1]
+    assert outcome.startswith("✅ <b>Approved</b> <b>with changes</b> by <b>alice</b>")
+    plain = replace(edited, edited_details=None)
+    assert prompt_text(plain, time.time()).rsplit("\n\n", 1)[1].startswith("✅ <b>Approved</b> by <b>alice</b>")

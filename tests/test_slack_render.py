@@ -395,6 +395,12 @@ def test_a_note_is_shown_as_a_note_in_code() -> None:
     assert outcome == "✅ *Approved* by `alice` at 22:13 UTC\nNote: `ˋ&lt;!channel&gt;ˋ *ship* it`"
 
 
+def test_an_edited_approval_says_approved_with_changes() -> None:
+    req = final(request(), Status.APPROVED, decided_kind="human", edited_details={"command": "make deploy-staging"})
+    outcome = render.prompt(req, NOW, [], SIGNER)[1][-1]["text"]["text"]
+    assert outcome == "✅ *Approved* *with changes* by `alice` at 22:13 UTC"
+
+
 def test_reason_and_note_metadata_never_verify_as_each_other() -> None:
     reason = SIGNER.modal("req_0123456789ab", DIGEST_A, U_ALICE, MESSAGE)
     note = SIGNER.modal("req_0123456789ab", DIGEST_A, U_ALICE, MESSAGE, NOTE_MODAL)

@@ -334,6 +334,8 @@ def _escalation(req: ApprovalRequest) -> str:
 
 def _outcome(req: ApprovalRequest) -> str:
     line = _OUTCOME.get(req.status, escape(req.status.value))
+    if req.status is Status.APPROVED and req.edited_details is not None:
+        line += " *with changes*"  # "Edit before approving": the agent runs the edited arguments
     if req.status in (Status.APPROVED, Status.REJECTED):
         line += f" by {code(req.decided_by or '?', _NAME)}"
     if req.decided_at is not None:

@@ -148,6 +148,8 @@ def _metadata(req: ApprovalRequest, budget: int) -> tuple[str, bool]:
 
 def _outcome(req: ApprovalRequest) -> str:
     line = _OUTCOME.get(req.status, escape(req.status.value))
+    if req.status is Status.APPROVED and req.edited_details is not None:
+        line += " <b>with changes</b>"  # "Edit before approving": the agent runs the edited arguments
     if req.status in (Status.APPROVED, Status.REJECTED):
         line += f" by <b>{clip(req.decided_by or '?', _NAME)}</b>"
     if req.decided_at is not None:

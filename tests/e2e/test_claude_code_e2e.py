@@ -8,6 +8,7 @@ signoff talks to the fake Telegram (tests/fake_telegram.py), and a test presses 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from tests.conftest import SIGNOFF
 from tests.procs import serve
 
-from .conftest import ALICE, BIN, NEEDS_NPM, World, press, run_claude
+from .conftest import ALICE, BASH, BIN, NEEDS_NPM, World, press, run_claude
 
 pytestmark = [pytest.mark.anyio, NEEDS_NPM]
 
@@ -134,3 +135,24 @@ async def test_an_approval_with_a_note_runs_the_command_and_the_model_reads_the_
     assert (world.work / "e2e.txt").read_text().strip() == "approved"
     if path == "hook":  # the hook's additionalContext reaches the model's next request
         assert note in json.dumps(world.api.requests[1:]), "the model never saw the note"
+
+
+async def approve_edited(w: World, command: str) -> None:
+    """Alice approves the Bash prompt at the console with its command changed (`signoff approve --edit`)."""
+    msg = await w.telegram.wait_for(lambda: next((m for m in w.telegram.chat(ALICE) if m.buttons()), None), 90)
+    request_id = re.search(r"req_[0-9a-f]{12}", msg.text)
+    assert request_id is not None
+    edit = w.work.parent / "edit.json"
+    edit.write_text(json.dumps({**BASH, "command": command}))
+    done = await anyio.run_process([SIGNOFF, "approve", request_id.group(0), "--edit", str(edit), "--as", "alice",
+                                    "--config", str(w.config)], env=w.env(), check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+async def test_an_edited_bash_command_runs_in_its_edited_form(world: World) -> None:
+    write_hook_settings(world)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(approve_edited, world, "echo edited > e2e.txt")
+        result = await run_claude(world, "-p", "write the file", "--output-format", "json")
+    assert result.returncode == 0, result.stdout
+    assert (world.work / "e2e.txt").read_text().strip() == "edited", result.stdout
