@@ -135,8 +135,9 @@ def _identity(value: str) -> str:
 def _upstream_name(value: str) -> str:
     import re
 
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
-        raise argparse.ArgumentTypeError("a name is 1–64 letters, digits, '_' or '-', e.g. 'fs'")
+    # No "__": mcp__NAME__TOOL must name one server and one tool (a__b + c is not a + b__c).
+    if len(value) > 64 or not re.fullmatch(r"[A-Za-z0-9-]+(_[A-Za-z0-9-]+)*", value):
+        raise argparse.ArgumentTypeError("a name is 1–64 letters, digits, '-' or single '_' inside, e.g. 'fs'")
     return value
 
 

@@ -262,13 +262,13 @@ class RouteConfig(_Model):
         return [k for k in keys if k in self.model_fields_set]
 
 
-_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+_NAME = r"^[A-Za-z0-9-]+(_[A-Za-z0-9-]+)*$"  # no "__": mcp__NAME__TOOL names one server and one tool
 
 
 class UpstreamConfig(_Model):
     """An MCP server ``signoff proxy --name NAME`` puts behind approvals: a command (stdio) or a URL."""
 
-    name: str = Field(pattern=_NAME, description="the server's name: tools become mcp__NAME__TOOL")
+    name: str = Field(pattern=_NAME, max_length=64, description="the server's name: tools become mcp__NAME__TOOL")
     command: str | None = Field(default=None, min_length=1, description="stdio: the program to run")
     args: list[str] = Field(default_factory=list, description="stdio: its arguments")
     env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment variables for it")

@@ -184,8 +184,9 @@ class Proxy:
             return req
         if req.status is not Status.APPROVED:
             return tool_error(f"{denial(req)} The call to {name} was not made.")
-        # An approver who changed the arguments approved those: they are what the upstream gets.
-        return await self._call_upstream(ctx, name, approved_input(req, arguments))
+        # What was approved goes: the approver's edit, else the arguments as filed (the stored copy).
+        filed = req.details if isinstance(req.details, dict) else arguments
+        return await self._call_upstream(ctx, name, approved_input(req, filed))
 
     async def _decision(self, ctx: Ctx, tool: t.Tool, arguments: dict[str, Any]) -> ApprovalRequest | t.CallToolResult:
         """File the call and wait until a human (or a route) decides; fail closed on any error."""

@@ -235,12 +235,13 @@ STRICTER: dict[str, Rule] = {
     "urgent": _urgent,
     # The decision goes where the operator sends it for this kind of request, and nowhere else.
     "callback_url": lambda n, f: n.route.callback_url == f.route.callback_url,
+    # An operator who turned edits off (say, for agents that ignore edited_details) keeps them off.
+    "allow_edit": lambda n, f: n.route.allow_edit <= f.route.allow_edit,
 }
 NOT_A_BAR = {
     "name": "what is being compared",
     "description": "words for people",
     "match": "the named route must fit the request as well; what it matches does not lower the bar",
-    "allow_edit": "what an approver may do (change the arguments before approving), not a bar an agent lowers",
     "auto": "compared first, in _at_least_as_strict: reject at once is strictest, approve at once loosest",
 }
 

@@ -238,3 +238,28 @@ async def test_the_proxy_forwards_the_edited_arguments(write_config: Callable[[s
             assert decision.changed
     assert not results[0].is_error, results[0].content
     assert (folder / "b.txt").read_text() == "final"  # the approved arguments, not the agent's
+
+
+async def test_an_agent_cannot_name_a_route_that_allows_edits_when_its_own_does_not(
+    write_config: Callable[..., Path],
+) -> None:
+    from signoff.server.service import NewRequest
+
+    path = write_config("""
+        [store]
+        path = "named.db"
+        [approvers.alice]
+        [[routes]]
+        name = "no-edits"
+        match = { action = "deploy" }
+        approvers = ["alice"]
+        allow_edit = false
+        [[routes]]
+        name = "edits"
+        match = { action = "deploy" }
+        approvers = ["alice"]
+    """)
+    async with open_app(load_config(path), background=False) as app:
+        with pytest.raises(RequestError, match="cannot be used for this request"):
+            await app.service.request_approval(NewRequest("deploy", "ship", route="edits"),
+                                               Actor("agent", "claude-code", "mcp"))  # fmt: skip
