@@ -14,13 +14,13 @@ line, so it cannot fake a line of the layout ("Status    approved"); JSON output
 from __future__ import annotations
 
 import csv
-import difflib
 import getpass
 import io
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from signoff.server.details_text import edit_diff
 from signoff.server.durations import humanize_delta
 from signoff.server.errors import NotAllowedError
 from signoff.server.models import Actor, ApprovalRequest, AuditEvent, Status, iso, view
@@ -140,16 +140,6 @@ def format_request(
         lines += [f"  {iso(e.at)}  {_one(e.event):<9}  {_one(e.actor)} ({_one(e.actor_kind)}, {_one(e.channel)})"
                   for e in events]  # fmt: skip
     return "\n".join(lines)
-
-
-def edit_diff(original: Any, edited: Any) -> str:
-    """How an approver changed a request's details: a unified diff of their JSON (escaped);
-    a note when they approved it unchanged."""
-    if edited is None:
-        return "(the edited details are the same as the request's: approved unchanged)"
-    before = safe_json(original, indent=2).splitlines()
-    after = safe_json(edited, indent=2).splitlines()
-    return "\n".join(difflib.unified_diff(before, after, "details", "edited details", lineterm=""))
 
 
 def _noted(req: ApprovalRequest) -> bool:

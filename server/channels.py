@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import grants, policy
 from .digests import DigestBook
@@ -121,6 +122,29 @@ class ChannelService:
         if not note.strip():
             raise EmptyNoteError(NOTE_NEEDED)
         return await self.decide(req, True, user, action, note)
+
+    async def check_edit(self, req: ApprovalRequest, user: str, action: str, details: Any) -> str | None:
+        """``user``'s edit of ``req``, checked before they are asked to confirm it: its canonical
+        JSON, or None when it changes nothing. A bystander or an edit the route or the approver may
+        not make is refused (audited); arguments that are no edit raise ``RequestError``."""
+        approver = await self.check_approver(req, user, action)
+        try:
+            checked = self.service.check_edit(req, details, self.actor(user, approver))
+        except NotAllowedError as exc:
+            await self.refuse(req, user, str(exc), action)
+            raise
+        return None if checked is None else checked[0]
+
+    async def approve_edited(self, req: ApprovalRequest, user: str, action: str, details: Any) -> Decision:
+        """``user``'s approval of ``req`` with ``details`` in place of the agent's arguments (see
+        ``ApprovalService.approve_edited``). The same rules as any approval, and those of an edit;
+        refusals are audited and raised."""
+        approver = await self.check_approver(req, user, action)
+        try:
+            return await self.service.approve_edited(req.id, details, self.actor(user, approver))
+        except NotAllowedError as exc:
+            await self.refuse(req, user, str(exc), action)
+            raise
 
     async def approve_and_grant(self, req: ApprovalRequest, option_index: int, user: str, action: str,
                                 notice_address: str) -> tuple[Decision, Grant | None]:  # fmt: skip

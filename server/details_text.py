@@ -8,7 +8,9 @@ import difflib
 import json
 from typing import Any
 
+from .errors import RequestError
 from .models import ApprovalRequest
+from .sanitize import json_visible
 
 
 def details_text(req: ApprovalRequest) -> str:
@@ -86,3 +88,59 @@ def _tool_text(tool: str, d: dict[str, Any]) -> str | None:
     if tool == "WebFetch" and (url := s("url")):
         return url + (f"\n\n{prompt}" if (prompt := s("prompt")) else "")
     return None
+
+
+# --- "edit before approving" in a chat --------------------------------------------------------
+
+NOT_AN_OBJECT = "That is not a JSON object; reply again."
+EMPTY_COMMAND = "The command is empty; reply again."
+
+
+def editable(req: ApprovalRequest) -> bool:
+    """Whether a prompt of ``req`` offers "Edit": its route allows editing (``allow_edit``, true
+    when an older snapshot lacks it, as ``ApprovalService.approve_edited`` reads it) and one
+    approval decides it (on a quorum route an edit is refused)."""
+    return bool(req.route_snapshot.get("allow_edit", True)) and req.quorum <= 1
+
+
+def edits_command(req: ApprovalRequest) -> bool:
+    """Whether an approver edits ``req`` as a command in plain text: a Bash request whose details
+    are ``{"command": …}``-shaped (their reply replaces only ``command``); anything else is
+    edited as JSON."""
+    d = req.details
+    return req.action == "Bash" and isinstance(d, dict) and isinstance(d.get("command"), str)
+
+
+def edit_source(req: ApprovalRequest) -> str:
+    """The current arguments as an approver edits them (plain text, not yet made visible or escaped)."""
+    if edits_command(req):
+        assert isinstance(req.details, dict)
+        return str(req.details["command"])
+    return json.dumps(req.details, indent=2, ensure_ascii=False)
+
+
+def parse_edit(req: ApprovalRequest, text: str) -> Any:
+    """The arguments an approver's reply ``text`` stands for; ``RequestError`` (with what to say
+    to them) when it is not an edit: not JSON, or not an object where the original is one."""
+    if edits_command(req):
+        if not text.strip():
+            raise RequestError(EMPTY_COMMAND)
+        assert isinstance(req.details, dict)
+        return {**req.details, "command": text}
+    try:
+        edited = json.loads(text)
+    except ValueError:
+        raise RequestError(NOT_AN_OBJECT) from None
+    if isinstance(req.details, dict) and not isinstance(edited, dict):
+        raise RequestError(NOT_AN_OBJECT)
+    return edited
+
+
+def edit_diff(original: Any, edited: Any) -> str:
+    """How an approver changed a request's details: a unified diff of their JSON (escaped);
+    a note when they approved it unchanged."""
+    if edited is None:
+        return "(the edited details are the same as the request's: approved unchanged)"
+    before = json_visible(original, indent=2).splitlines()
+    after = json_visible(edited, indent=2).splitlines()
+    return "\n".join(difflib.unified_diff(before, after, "details", "edited details", lineterm=""))

@@ -99,6 +99,22 @@ class Asked:
     kind: str
 
 
+EDIT = "edit"  # an edit prompt (table edit_prompts): it asks an approver for new arguments
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedEdit:
+    """Arguments ``user_id`` proposed for ``request_id`` at ``address`` ("Edit before
+    approving"), as canonical JSON; ``closed``: already confirmed or discarded."""
+
+    id: int
+    address: str
+    request_id: str
+    user_id: str
+    details: str
+    closed: bool
+
+
 class Outbox:
     """One channel's view of the outbox. ``clock`` is the service's: deadlines and holds are
     measured against it."""
@@ -241,3 +257,55 @@ class Outbox:
             (self.channel, address, message),
         )
         return Asked(str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
+
+    # --- "edit before approving", asked in a chat ----------------------------------------------
+
+    async def ask_edit(self, address: str, message: str, request_id: str, user_id: str) -> None:
+        """``message`` at ``address`` asks ``user_id`` for the new arguments of ``request_id``."""
+        await self.store.write(
+            "INSERT OR REPLACE INTO edit_prompts (channel, address, message, request_id, user_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (self.channel, address, message, request_id, user_id, time.time()),
+        )
+
+    async def edit_asked(self, address: str, message: str) -> Asked | None:
+        """Whom ``message`` asked for an edit of which request (kind "edit"); None if it did not."""
+        rows = await self.store.read(
+            "SELECT request_id, user_id FROM edit_prompts WHERE channel = ? AND address = ? AND message = ?",
+            (self.channel, address, message),
+        )
+        return Asked(str(rows[0][0]), str(rows[0][1]), EDIT) if rows else None
+
+    async def propose_edit(self, address: str, request_id: str, user_id: str, details: str) -> int:
+        """Keep ``user_id``'s checked edit (canonical JSON) of ``request_id`` until they confirm or
+        discard it; its id, never reused."""
+        async with self.store.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO proposed_edits (channel, address, request_id, user_id, details, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (self.channel, address, request_id, user_id, details, time.time()),
+            )
+            edit_id = cursor.lastrowid
+        assert edit_id is not None
+        return int(edit_id)
+
+    async def proposed_edit(self, edit_id: int) -> ProposedEdit | None:
+        rows = await self.store.read(
+            "SELECT id, address, request_id, user_id, details, closed_at FROM proposed_edits "
+            "WHERE id = ? AND channel = ?",
+            (edit_id, self.channel),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return ProposedEdit(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5] is not None)
+
+    async def close_edit(self, edit_id: int) -> bool:
+        """Confirm or discard a proposed edit: True for the one call that closed it, False when it
+        was closed already (a double tap, or Discard then Approve edited)."""
+        async with self.store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE proposed_edits SET closed_at = ? WHERE id = ? AND channel = ? AND closed_at IS NULL",
+                (time.time(), edit_id, self.channel),
+            )
+            return cursor.rowcount == 1

@@ -264,6 +264,11 @@ class ApprovalService:
             self._wake([request_id])
         return decision
 
+    def check_edit(self, req: ApprovalRequest, details: Any, actor: Actor) -> tuple[str, str] | None:
+        """Whether ``actor`` may approve ``req`` with ``details`` (a channel checks an edit before it
+        asks to confirm it): as ``approve_edited`` would, without deciding anything."""
+        return self._check_edit(req, details, actor)
+
     def _check_edit(self, req: ApprovalRequest, details: Any, actor: Actor) -> tuple[str, str] | None:
         """(the edit's JSON, its action digest), None when it changes nothing; refuses an edit
         the route or the actor may not make."""

@@ -141,7 +141,7 @@ def test_the_readme_picture_is_what_the_renderer_draws() -> None:
     spec.loader.exec_module(module)
     html, buttons = module.render()
     assert html.startswith("🔐 <b>Approval needed: Bash</b>") and "$ git push origin main" in html
-    assert buttons == [["✅ Approve", "❌ Reject"], ["📝 Approve with note", "✍️ Reject with reason"]]
+    assert buttons == [["✅ Approve", "❌ Reject"], ["📝 Approve with note", "✍️ Reject with reason"], ["✏️ Edit"]]
     drawn = module.svg(html, buttons)
     assert (ROOT / "docs" / "img" / "prompt.svg").read_text(encoding="utf-8") == drawn, (
         "docs/img/prompt.svg is out of date: run .venv/bin/python docs/img/make_prompt.py"

@@ -10,6 +10,7 @@ from typing import Any
 from signoff.adapters.telegram.buttons import (
     APPROVE,
     APPROVE_WITH_NOTE,
+    EDIT,
     REJECT,
     REJECT_WITH_REASON,
     ButtonSigner,
@@ -62,10 +63,17 @@ def test_outcome_and_buttons() -> None:
     datas = [str(b.callback_data) for row in rows for b in row]
     assert all(len(d.encode()) <= 64 for d in datas)
     labels = [[b.text for b in row] for row in rows]
-    assert labels == [["✅ Approve", "❌ Reject"], ["📝 Approve with note", "✍️ Reject with reason"]]
+    assert labels == [["✅ Approve", "❌ Reject"], ["📝 Approve with note", "✍️ Reject with reason"], ["✏️ Edit"]]
     assert [signer.verify_request(d, req.action_digest) for d in datas] == [
-        Press(action, req.id) for action in (APPROVE, REJECT, APPROVE_WITH_NOTE, REJECT_WITH_REASON)
+        Press(action, req.id) for action in (APPROVE, REJECT, APPROVE_WITH_NOTE, REJECT_WITH_REASON, EDIT)
     ]
+    # "Edit" only where the route allows editing and one approval decides (an old snapshot without
+    # allow_edit allows it, as approve_edited reads it).
+    for snapshot in ({"allow_edit": False}, {"quorum": 2}):
+        labels = [
+            [b.text for b in row] for row in keyboard(replace(req, route_snapshot=snapshot), signer).inline_keyboard
+        ]
+        assert ["✏️ Edit"] not in labels
     assert signer.verify_request(datas[0], "cd" * 32) is None  # made for other content
     assert signer.verify(datas[0]) is None  # request data verifies only against its request's digest
     assert ButtonSigner(new_key()).verify_request(datas[0], req.action_digest) is None  # another database's key

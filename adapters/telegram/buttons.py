@@ -1,7 +1,7 @@
 """Button data that only we can make: ``<action>:<target>:<HMAC>``, at most 64 bytes.
 
 Actions on a request (target: its 12 hex digits): ``a`` approve, ``r`` reject, ``w`` reject
-with a reason, ``n`` approve with a note, ``g0``–``g2`` approve and grant the route's
+with a reason, ``n`` approve with a note, ``e`` edit before approving, ``g0``–``g2`` approve and grant the route's
 first–third grant option. Their
 HMAC also covers the request's ``action_digest``, which the data does not carry: it is checked
 once the request is loaded, so the data is good only for exactly the content the prompt shows.
@@ -9,6 +9,9 @@ On a grant (``v``, target: its hex digits): revoke. On a digest (target: the id 
 one rendering of the digest message, an AUTOINCREMENT id that is never reused): ``A`` approve
 all, ``R`` reject all, ``E`` review each; their HMAC also covers the chat, so the data is
 worthless anywhere else, and a press counts only on the chat's newest render (see updates.py).
+On a proposed edit (target: its id, an AUTOINCREMENT id that is never reused): ``c`` approve
+edited, ``d`` discard; their HMAC also covers the edit's request and that request's action
+digest, so the data is worthless on any other edit, request or content.
 
 The HMAC key is a secret the store generates once (``settings.telegram_callback_key``), so
 every process signs and checks alike, and a forged or altered press is refused. A replayed
@@ -24,12 +27,17 @@ import re
 import secrets
 from dataclasses import dataclass
 
-APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, REVOKE = "a", "r", "w", "n", "v"
+APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, EDIT, REVOKE = "a", "r", "w", "n", "e", "v"
 APPROVE_ALL, REJECT_ALL, REVIEW_EACH = "A", "R", "E"
+APPROVE_EDITED, DISCARD_EDIT = "c", "d"
 GRANT_PREFIX = "g"
-REQUEST_ACTIONS = {APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, "g0", "g1", "g2"}
+REQUEST_ACTIONS = {APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, EDIT, "g0", "g1", "g2"}
 DIGEST_ACTIONS = {APPROVE_ALL, REJECT_ALL, REVIEW_EACH}
-_FORMAT = re.compile(r"([arwnv]|g[0-2]):([0-9a-f]{12}):([A-Za-z0-9_-]{22})|([ARE]):(\d{1,15}):([A-Za-z0-9_-]{22})")
+EDIT_ACTIONS = {APPROVE_EDITED, DISCARD_EDIT}
+_FORMAT = re.compile(
+    r"([arwnev]|g[0-2]):([0-9a-f]{12}):([A-Za-z0-9_-]{22})|([ARE]):(\d{1,15}):([A-Za-z0-9_-]{22})"
+    r"|([cd]):(\d{1,15}):([A-Za-z0-9_-]{22})"
+)
 MAX_CALLBACK_DATA = 64
 _PREFIX = {"v": "grt_"}
 
@@ -49,6 +57,10 @@ class Press:
 
     @property
     def render_id(self) -> int:
+        return int(self.target)
+
+    @property
+    def edit_id(self) -> int:
         return int(self.target)
 
     @property
@@ -82,6 +94,29 @@ class ButtonSigner:
         assert len(data.encode()) <= MAX_CALLBACK_DATA
         return data
 
+    @staticmethod
+    def _edit_message(action: str, edit_id: int, request_id: str, digest: str | None) -> str:
+        return f"{action}:edit {edit_id}:{request_id}:{digest or ''}"
+
+    def sign_edit(self, action: str, edit_id: int, request_id: str, digest: str | None) -> str:
+        """Data for a button on a proposed edit, bound to it, its request and that request's digest."""
+        assert action in EDIT_ACTIONS
+        data = f"{action}:{edit_id}:{self._mac(self._edit_message(action, edit_id, request_id, digest))}"
+        assert len(data.encode()) <= MAX_CALLBACK_DATA
+        return data
+
+    def verify_edit(self, data: str | None, edit_id: int, request_id: str, digest: str | None) -> Press | None:
+        """The press on proposed edit ``edit_id`` (of ``request_id``, whose ``action_digest`` is
+        ``digest``) the data stands for; None if it is not ours or was made for another edit,
+        request or content."""
+        found = _FORMAT.fullmatch(data or "")
+        if found is None or not found.group(7) or int(found.group(8)) != edit_id:
+            return None
+        action, mac = found.group(7), found.group(9)
+        if not hmac.compare_digest(mac, self._mac(self._edit_message(action, edit_id, request_id, digest))):
+            return None
+        return Press(action, str(edit_id))
+
     def sign_digest(self, action: str, render_id: int, chat_id: int) -> str:
         assert action in DIGEST_ACTIONS
         data = f"{action}:{render_id}:{self._mac(self._digest_message(action, str(render_id), chat_id))}"
@@ -97,6 +132,8 @@ class ButtonSigner:
             return None
         if found.group(1):
             return Press(found.group(1), _PREFIX.get(found.group(1), "req_") + found.group(2))
+        if found.group(7):
+            return Press(found.group(7), found.group(8))
         return Press(found.group(4), found.group(5))
 
     def verify(self, data: str | None, chat_id: int | None = None) -> Press | None:
@@ -110,6 +147,8 @@ class ButtonSigner:
             if action != REVOKE or not hmac.compare_digest(mac, self._mac(f"{action}:{hexid}")):
                 return None
             return Press(action, _PREFIX[action] + hexid)
+        if found.group(7):  # edit data verifies only with its edit and request: ``verify_edit``
+            return None
         action, render_id, mac = found.group(4, 5, 6)
         if chat_id is None or not hmac.compare_digest(mac, self._mac(self._digest_message(action, render_id, chat_id))):
             return None

@@ -23,7 +23,7 @@ from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from signoff.server.details_text import details_text
+from signoff.server.details_text import details_text, edit_diff, edit_source, editable, edits_command
 from signoff.server.durations import humanize_delta
 from signoff.server.grant_models import Grant, offer, short_path
 from signoff.server.grant_models import options as grant_options
@@ -33,7 +33,10 @@ from signoff.server.sanitize import json_visible, visible
 from .buttons import (
     APPROVE,
     APPROVE_ALL,
+    APPROVE_EDITED,
     APPROVE_WITH_NOTE,
+    DISCARD_EDIT,
+    EDIT,
     REJECT,
     REJECT_ALL,
     REJECT_WITH_REASON,
@@ -249,7 +252,46 @@ def keyboard(req: ApprovalRequest, signer: ButtonSigner) -> InlineKeyboardMarkup
         for option in grant_options(req)
     ]
     rows[1:1] = [[button] for button in grant_buttons]  # one a row: each says in full what it grants
+    if editable(req):
+        rows.append([InlineKeyboardButton("✏️ Edit", callback_data=data(EDIT))])
     return InlineKeyboardMarkup(rows)
+
+
+# "Edit before approving": the reply prompt with the arguments to edit, and the diff to confirm.
+_EDIT_ROOM = MAX_TEXT - 600  # for the arguments (escaped), under the question
+
+
+def edit_prompt_text(req: ApprovalRequest) -> str | None:
+    """The reply prompt that asks for new arguments: a Bash command as plain text, anything else
+    as pretty JSON, escaped in a <pre> block. None when they are too long to edit in a message."""
+    what = "the new command" if edits_command(req) else "the new arguments, as a JSON object"
+    current = safe(edit_source(req), one_line=False)
+    if length(current) > _EDIT_ROOM:
+        return None
+    return (f"✏️ Edit <code>{escape(req.id)}</code> ({clip(req.action, _ACTION)}). Reply to this message with "
+            f"{what}; nothing is decided until you confirm. Now:\n<pre>{current}</pre>")  # fmt: skip
+
+
+def edit_too_long_text(req: ApprovalRequest) -> str:
+    return (f"The arguments of <code>{escape(req.id)}</code> are too long to edit here: "
+            f"<code>signoff approve {escape(req.id)} --edit FILE</code> edits them at a terminal.")  # fmt: skip
+
+
+def edit_confirm_text(req: ApprovalRequest, edited: object) -> str:
+    """The change an approver proposed, as a diff (escaped and trimmed to fit)."""
+    diff = clip(edit_diff(req.details, edited), _EDIT_ROOM, one_line=False)
+    return (f"✏️ Your edit of <code>{escape(req.id)}</code> ({clip(req.action, _ACTION)}):\n<pre>{diff}</pre>\n"
+            "Nothing is decided until you press “Approve edited”.")  # fmt: skip
+
+
+def edit_keyboard(req: ApprovalRequest, edit_id: int, signer: ButtonSigner) -> InlineKeyboardMarkup:
+    """ "Approve edited" and "Discard", signed for this proposed edit, its request and its content."""
+
+    def data(action: str) -> str:
+        return signer.sign_edit(action, edit_id, req.id, req.action_digest)
+
+    return InlineKeyboardMarkup([[InlineKeyboardButton("✅ Approve edited", callback_data=data(APPROVE_EDITED)),
+                                  InlineKeyboardButton("Discard", callback_data=data(DISCARD_EDIT))]])  # fmt: skip
 
 
 def reminder_text(req: ApprovalRequest, now: float) -> str:

@@ -20,6 +20,7 @@ and covers only what that rendering lists.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -38,19 +39,23 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
-from signoff.server.channels import ChannelService, EmptyNoteError
+from signoff.server.channels import NOT_AN_APPROVER, ChannelService, EmptyNoteError
+from signoff.server.details_text import parse_edit
 from signoff.server.durations import humanize_delta
 from signoff.server.errors import NotAllowedError, NotFoundError, RequestError
 from signoff.server.grant_models import Grant
 from signoff.server.models import ApprovalRequest, Decision, Status
-from signoff.server.outbox import NOTE, REASON, Kind
+from signoff.server.outbox import NOTE, REASON, Asked, Kind
 from signoff.server.sanitize import visible
 
 from .buttons import (
     APPROVE,
     APPROVE_ALL,
+    APPROVE_EDITED,
     APPROVE_WITH_NOTE,
     DIGEST_ACTIONS,
+    EDIT,
+    EDIT_ACTIONS,
     REJECT,
     REJECT_WITH_REASON,
     REQUEST_ACTIONS,
@@ -59,14 +64,29 @@ from .buttons import (
     ButtonSigner,
     Press,
 )
+from .edits import edit_message
 from .outbox import Outbox
-from .render import already, clip, details_file, safe, short_digest, show_text
+from .render import (
+    already,
+    clip,
+    details_file,
+    edit_confirm_text,
+    edit_keyboard,
+    edit_prompt_text,
+    edit_too_long_text,
+    safe,
+    short_digest,
+    show_text,
+)
 
 log = logging.getLogger("signoff.telegram")
 CHANNEL = "telegram"
 NOT_VALID = "This button is not valid."
 NOT_HERE = "This button is not valid here: it is not on a prompt of its request. /pending sends a fresh one."
 OUT_OF_DATE = "This digest is out of date; use the newest one."
+NOT_YOUR_EDIT = "Only the approver who made this edit can confirm or discard it."
+EDIT_CLOSED = "This edit was already approved or discarded."
+NO_CHANGE = "That changes nothing; reply again with the edit, or press Approve on the prompt."
 
 HELP = (
     "I put approval requests from AI agents in front of their approvers.\n\n"
@@ -106,6 +126,9 @@ class UpdateHandler:
         claimed = self.signer.claimed(query.data)
         if claimed is not None and claimed.action in REQUEST_ACTIONS:
             await self._request_press(query, claimed.request_id)
+            return
+        if claimed is not None and claimed.action in EDIT_ACTIONS:
+            await self._edit_press(query, claimed.edit_id)
             return
         press = self.signer.verify(query.data, chat_id)
         if press is None:
@@ -154,6 +177,9 @@ class UpdateHandler:
             await self._answer(query, f"Reply to my next message with the {kind}.")
             chat_id = query.message.chat.id if query.message is not None else user_id
             await self._ask(chat_id, req, user_id, kind)
+            return
+        if press.action == EDIT:
+            await self._ask_edit(query, req, user_id)
             return
         grant: Grant | None = None
         if press.grant_option is not None and press.grant_option >= len(req.route_snapshot.get("grant_options") or []):
@@ -281,7 +307,10 @@ class UpdateHandler:
         asked = await self.core.outbox.reason_asked(str(message.chat.id), str(message.reply_to_message.message_id))
         user = str(message.from_user.id)
         if asked is None:
-            return  # not an answer to our question
+            edit = await self.core.outbox.edit_asked(str(message.chat.id), str(message.reply_to_message.message_id))
+            if edit is not None:
+                await self._edit_reply(message, edit)
+            return  # otherwise not an answer to our question
         req = await self.core.get(asked.request_id)
         note = asked.kind == NOTE
         action = APPROVE_WITH_NOTE if note else REJECT_WITH_REASON
@@ -310,6 +339,118 @@ class UpdateHandler:
             await self._reply(message, f"{verb} <code>{req.id}</code>.")
         else:
             await self._reply(message, escape(await self._result(decision, note)))
+
+    # --- "edit before approving" ---------------------------------------------------------
+
+    async def _ask_edit(self, query: CallbackQuery, req: ApprovalRequest, user_id: int, again: str = "") -> None:
+        """Send ``user_id`` the current arguments of ``req`` in a reply prompt; only their reply counts."""
+        chat_id = query.message.chat.id if query.message is not None else user_id
+        text = edit_prompt_text(req)
+        if text is None:
+            await self._answer(query, "Too long to edit here.")
+            await self.bot.send_message(chat_id, edit_too_long_text(req), parse_mode=ParseMode.HTML)
+            return
+        await self._answer(query, "Reply to my next message with the edit.")
+        await self._send_edit_prompt(chat_id, req, user_id, text)
+
+    async def _send_edit_prompt(self, chat_id: int, req: ApprovalRequest, user_id: int, text: str) -> None:
+        sent = await self.bot.send_message(
+            chat_id, text, parse_mode=ParseMode.HTML,
+            reply_markup=ForceReply(selective=True, input_field_placeholder="The edited arguments"),
+        )  # fmt: skip
+        await self.core.outbox.ask_edit(str(chat_id), str(sent.message_id), req.id, str(user_id))
+
+    async def _edit_reply(self, message: Message, asked: Asked) -> None:
+        """A reply to an edit prompt: from the approver who was asked, it is checked and shown as a
+        diff to confirm; anything else decides nothing (a reply by anyone else is audited)."""
+        assert message.from_user is not None
+        user = str(message.from_user.id)
+        req = await self.core.get(asked.request_id)
+        if req is None:
+            return
+        if asked.user_id != user:  # someone else answered: it counts for nothing
+            await self.core.refuse(req, user, "a reply to an edit prompt that asked another approver", EDIT)
+            return
+        if self.core.approver_of(req, user) is None:
+            return
+        if req.status is not Status.PENDING:
+            await self._reply(message, escape(already(req)))
+            return
+        chat_id = message.chat.id
+        try:
+            details = parse_edit(req, message.text or "")
+            edited = await self.core.check_edit(req, user, EDIT, details)
+        except NotAllowedError as exc:
+            await self._reply(message, safe(str(exc), one_line=False))
+            return
+        except RequestError as exc:  # not JSON, not an object, too long…: asked again, nothing decided
+            again = edit_prompt_text(req)
+            if again is not None:
+                await self._send_edit_prompt(chat_id, req, message.from_user.id,
+                                             f"{safe(str(exc), one_line=False)}\n{again}")  # fmt: skip
+            return
+        if edited is None:
+            again = edit_prompt_text(req)
+            if again is not None:
+                await self._send_edit_prompt(chat_id, req, message.from_user.id, f"{escape(NO_CHANGE)}\n{again}")
+            return
+        edit_id = await self.core.outbox.propose_edit(str(chat_id), req.id, user, edited)
+        await self.bot.send_message(chat_id, edit_confirm_text(req, json.loads(edited)), parse_mode=ParseMode.HTML,
+                                    reply_markup=edit_keyboard(req, edit_id, self.signer))  # fmt: skip
+
+    async def _edit_press(self, query: CallbackQuery, edit_id: int) -> None:
+        """ "Approve edited" or "Discard" on a proposed edit: it counts only when its data was signed
+        for this very edit, its request and that request's content, in the edit's chat, and only
+        for the approver who proposed it."""
+        edit = await self.core.outbox.proposed_edit(edit_id)
+        req = None if edit is None else await self.core.get(edit.request_id)
+        press = None if edit is None or req is None else self.signer.verify_edit(
+            query.data, edit.id, req.id, req.action_digest)  # fmt: skip
+        if edit is None or req is None or press is None:
+            log.warning("telegram: refused an edit press with data that is not ours, or made for another edit "
+                        "(user %d)", query.from_user.id)  # fmt: skip
+            await self._answer(query, NOT_VALID)
+            return
+        user = str(query.from_user.id)
+        message = query.message
+        if message is None or str(message.chat.id) != edit.address:
+            await self.core.refuse(req, user, "the button is not in the chat of its edit", press.action)
+            await self._answer(query, NOT_HERE, alert=True)
+            return
+        if user != edit.user_id:
+            approver = self.core.approver_of(req, user)
+            why = NOT_AN_APPROVER if approver is None else NOT_YOUR_EDIT
+            await self.core.refuse(req, user, why, press.action)
+            await self._answer(query, why, alert=True)
+            return
+        if req.status is not Status.PENDING:
+            await self._answer(query, already(req))
+            await self._close_edit_message(message.chat.id, message.message_id, req, "not used")
+            return
+        if not await self.core.outbox.close_edit(edit.id):
+            await self._answer(query, EDIT_CLOSED)
+            return
+        if press.action != APPROVE_EDITED:
+            await self._answer(query, "Discarded; nothing was decided.")
+            await self._close_edit_message(message.chat.id, message.message_id, req, "discarded")
+            return
+        try:
+            decision = await self.core.approve_edited(req, user, press.action, json.loads(edit.details))
+        except (NotAllowedError, RequestError) as exc:
+            await self._answer(query, str(exc), alert=True)
+            await self._close_edit_message(message.chat.id, message.message_id, req, "not used")
+            return
+        await self._answer(query, await self._result(decision, True))
+        await self._close_edit_message(message.chat.id, message.message_id, req,
+                                       "approved" if decision.changed else "not used")  # fmt: skip
+
+    async def _close_edit_message(self, chat_id: int, message_id: int, req: ApprovalRequest, outcome: str) -> None:
+        """The edit's message loses its buttons and says what became of it."""
+        text = f"✏️ Your edit of <code>{escape(req.id)}</code> ({clip(req.action, 300)}): {outcome}."
+        try:
+            await edit_message(self.bot, chat_id, message_id, text)
+        except TelegramError as exc:  # the outcome stands; only the note is lost
+            log.info("telegram: could not update an edit's message: %s", exc)
 
     # --- commands ------------------------------------------------------------------------
 

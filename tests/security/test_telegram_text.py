@@ -142,6 +142,7 @@ async def test_a_huge_request_still_shows_action_requester_and_id_above_its_butt
             "❌ Reject",
             "📝 Approve with note",
             "✍️ Reject with reason",
+            "✏️ Edit",
         ]
         assert "/show" in prompt.text  # where to read what was left out
 
