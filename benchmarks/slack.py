@@ -30,9 +30,12 @@ from signoff.server.mcp_tools import build_mcp
 from signoff.server.models import Actor, Status
 from signoff.server.service import NewRequest
 from tests.fake_slack import APP_TOKEN, BOT_TOKEN, U_ALICE, FakeSlack, Message, dm_id, fake_slack
+from tests.slack_support import PREFIX
+
+from .telegram import pct
 
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))
-PREFIX = "signoff:"
+
 TOKENS = {"SIGNOFF_SLACK_BOT_TOKEN": BOT_TOKEN, "SIGNOFF_SLACK_APP_TOKEN": APP_TOKEN}
 
 
@@ -162,11 +165,6 @@ async def bench_burst(folder: Path, count: int, seconds: float) -> dict[str, Any
             "violations": fake.rate_violations(), "approved": sum(r.status is Status.APPROVED for r in final),
             "by_alice": sum(r.decided_by == "alice" for r in final), "presses": presses, "stale": stale,
             "pressing": pressing, "errors": len(fake.errors), "in_dm": len(fake.channel(dm_id(U_ALICE)))}  # fmt: skip
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def run(folder: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
