@@ -127,7 +127,14 @@ def format_request(
         lines.append(f"Escalated {req.level} level(s): approvers now {approvers}")
     if req.callback_url:
         lines.append(f"Callback  {_one(req.callback_url)} — {_callback_state(callback)}")
-    lines += ["", "Summary", f"  {_block(req.summary, '  ')}"]
+    if req.answer is not None:
+        lines.append(f"Answer    {_block(req.answer, pad)}")
+    if req.is_question:
+        lines += ["", "Question", f"  {_block(req.summary, '  ')}"]
+        if req.options:
+            lines += ["", "Options"] + [f"  {n}. {_one(o)}" for n, o in enumerate(req.options, 1)]
+    else:
+        lines += ["", "Summary", f"  {_block(req.summary, '  ')}"]
     if req.metadata:
         lines += ["", "Metadata"] + [f"  {_one(k)} = {safe_json(v)}" for k, v in req.metadata.items()]
     if req.details is not None:
@@ -197,6 +204,8 @@ def request_json(req: ApprovalRequest) -> dict[str, Any]:
         session=req.session,
         level=req.level,
         callback_url=req.callback_url,
+        kind=req.kind,
+        options=req.options,
     )
     return out
 
@@ -257,6 +266,14 @@ def format_audit(events: Sequence[AuditEvent], fmt: str) -> str:
     )  # fmt: skip
 
 
+def _console_as(service: ApprovalService, as_approver: str | None) -> Actor:
+    """The human at this terminal, or the configured approver they say they are (``--as``)."""
+    if as_approver is not None and as_approver not in service.config.approvers:
+        known = ", ".join(sorted(service.config.approvers)) or "none"
+        raise NotAllowedError(f"--as {as_approver!r}: no such approver in the configuration (known: {known})")
+    return console_actor() if as_approver is None else Actor("human", as_approver, CHANNEL)
+
+
 async def decide(
     service: ApprovalService,
     request_id: str,
@@ -268,10 +285,7 @@ async def decide(
     """Decide (or, with ``as_approver``, vote as that approver) at this terminal; return
     (whether it counted, what to print). ``edited``: approve these details instead of the
     agent's; the change is printed as a unified diff first (the flag is the confirmation)."""
-    if as_approver is not None and as_approver not in service.config.approvers:
-        known = ", ".join(sorted(service.config.approvers)) or "none"
-        raise NotAllowedError(f"--as {as_approver!r}: no such approver in the configuration (known: {known})")
-    actor = console_actor() if as_approver is None else Actor("human", as_approver, CHANNEL)
+    actor = _console_as(service, as_approver)
     diff = ""
     if edited is not None and approve:
         decision = await service.approve_edited(request_id, edited[0], actor, reason)
@@ -291,4 +305,18 @@ async def decide(
         return False, f"{_one(actor.name)} already voted to {decision.already_voted} {rid}; nothing changed."
     if req.status is Status.PENDING:  # pragma: no cover - decide() always leaves it final
         return False, f"{rid} is still pending."
+    return False, f"{rid} was already {req.status.value} by {by} at {iso(req.decided_at)}; nothing changed."
+
+
+async def answer(
+    service: ApprovalService, request_id: str, text: str, as_approver: str | None = None
+) -> tuple[bool, str]:
+    """Answer a question (``ask_human``) at this terminal, as yourself or ``as_approver``; return
+    (whether this answered it, what to print)."""
+    actor = _console_as(service, as_approver)
+    decision = await service.answer(request_id, text, actor)
+    req = decision.request
+    rid, by = _one(req.id), _one(req.decided_by)
+    if decision.changed:
+        return True, f"{rid} answered by {by}: {_one(req.answer)}"
     return False, f"{rid} was already {req.status.value} by {by} at {iso(req.decided_at)}; nothing changed."

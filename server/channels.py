@@ -146,6 +146,27 @@ class ChannelService:
             await self.refuse(req, user, str(exc), action)
             raise
 
+    async def answer(self, req: ApprovalRequest, user: str, action: str, text: str) -> Decision:
+        """``user``'s answer to the question ``req`` (``ask_human``), in their own words. The first
+        answer wins (``Decision.changed``); a bystander or an answer the rules refuse is audited and
+        raised; an empty or malformed answer raises ``RequestError`` and decides nothing."""
+        approver = await self.check_approver(req, user, action)
+        try:
+            return await self.service.answer(req.id, text, self.actor(user, approver))
+        except NotAllowedError as exc:
+            await self.refuse(req, user, str(exc), action)
+            raise
+
+    async def answer_option(self, req: ApprovalRequest, option_index: int, user: str, action: str) -> Decision:
+        """``user`` picks the question's ``option_index``-th offered answer (the text is the stored
+        option, never anything the button carried)."""
+        await self.check_approver(req, user, action)
+        offered = req.options or []
+        if not 0 <= option_index < len(offered):
+            await self.refuse(req, user, "no such option on this question", action)
+            raise NotAllowedError("This button is not valid.")
+        return await self.answer(req, user, action, offered[option_index])
+
     async def approve_and_grant(self, req: ApprovalRequest, option_index: int, user: str, action: str,
                                 notice_address: str) -> tuple[Decision, Grant | None]:  # fmt: skip
         """Approve ``req`` and grant the route's ``option_index``-th grant option; the grant's
@@ -193,6 +214,8 @@ class ChannelService:
         """What a presser is told about their decision or vote, in plain words; None when the
         request was already final before it (the channel says so in its own terms)."""
         if decision.changed:
+            if decision.request.status is Status.ANSWERED:
+                return "Answered 💬"
             return "Approved ✅" if decision.request.status is Status.APPROVED else "Rejected ❌"
         if decision.voted:
             votes = await self.votes(decision.request.id)

@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", required=True, help="why (the agent is told)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--as", dest="as_approver", metavar="NAME", help="vote as this approver (needed on quorum routes)")
+    s = sub.add_parser("answer", parents=[common], help="answer a question an agent asked (ask_human)")
+    s.add_argument("id")
+    s.add_argument("text", nargs="?", help="the answer, in your words (or pick one with --option)")
+    s.add_argument("--option", type=int, metavar="N", help="answer with the question's N-th option (from 1)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--as", dest="as_approver", metavar="NAME", help="answer as this approver")
     s = sub.add_parser("grants", parents=[common], help="list live grants (with --all, ended ones too)")
     s.add_argument("--all", action="store_true", help="include expired, used-up and revoked grants")
     s.add_argument("--json", action="store_true", help="machine-readable output")
@@ -250,6 +256,7 @@ def _with_config() -> dict[str, Callable[[Config, argparse.Namespace], Coroutine
         "check-config": lambda config, args: doctor.cmd_check_config(config, _console().table),
         "approve": lambda config, args: commands.cmd_decide(config, args, _console(), approve=True),
         "reject": lambda config, args: commands.cmd_decide(config, args, _console(), approve=False),
+        "answer": lambda config, args: commands.cmd_answer(config, args, _console()),
         "doctor": lambda config, args: doctor.cmd_doctor(config, _telegram_check, _slack_check),
         "grants": lambda config, args: commands.cmd_grants(config, args, _console()),
         "revoke": lambda config, args: commands.cmd_revoke(config, args, _console()),

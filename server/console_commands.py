@@ -1,5 +1,5 @@
 """The console commands: ``pending``, ``show``, ``audit``, ``status`` read the database;
-``approve``, ``reject``, ``grants``, ``revoke`` go through the service.
+``approve``, ``reject``, ``answer``, ``grants``, ``revoke`` go through the service.
 
 The read-only ones use plain ``sqlite3``, no event loop and no configuration model: they
 start fast. How requests, grants and the audit log look on a terminal is the console
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
                            votes: Sequence[dict[str, Any]], callback: dict[str, Any] | None, /) -> str: ...  # fmt: skip
         async def decide(self, service: ApprovalService, request_id: str, approve: bool, reason: str | None,
                          as_approver: str | None, edited: tuple[Any] | None = None, /) -> tuple[bool, str]: ...  # fmt: skip
+        async def answer(self, service: ApprovalService, request_id: str, text: str,
+                         as_approver: str | None, /) -> tuple[bool, str]: ...  # fmt: skip
 
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_DECIDED = 0, 1, 2, 3  # every command's exit codes
@@ -148,6 +150,32 @@ async def cmd_decide(config: Config, args: argparse.Namespace, console: Console,
 
     async def go(service: ApprovalService) -> int:
         changed, message = await console.decide(service, args.id, approve, args.reason, args.as_approver, edited)
+        if args.json:
+            print(json.dumps({**console.request_json(await service.get(args.id)), "changed": changed}, indent=2))
+        else:
+            print(message)
+        return EXIT_OK if changed else EXIT_NOT_DECIDED
+
+    return await _with_service(config, go)
+
+
+async def cmd_answer(config: Config, args: argparse.Namespace, console: Console) -> int:
+    """``answer ID TEXT`` or ``answer ID --option N``: 0 when this answered the question, 3 when
+    it had already been answered (or had ended)."""
+    if (args.text is None) == (args.option is None):
+        print_error("give the answer as text, or pick an option with --option N (one of the two)")
+        return EXIT_USAGE
+
+    async def go(service: ApprovalService) -> int:
+        text = args.text
+        if args.option is not None:
+            offered = (await service.get(args.id)).options or []
+            if not 1 <= args.option <= len(offered):
+                print_error(f"--option {args.option}: request {args.id} offers {len(offered)} options; "
+                            "see them with signoff show")  # fmt: skip
+                return EXIT_USAGE
+            text = offered[args.option - 1]
+        changed, message = await console.answer(service, args.id, text, args.as_approver)
         if args.json:
             print(json.dumps({**console.request_json(await service.get(args.id)), "changed": changed}, indent=2))
         else:

@@ -127,19 +127,32 @@ async def migrate(db: aiosqlite.Connection) -> list[str]:
     if all(name in done for name, _ in MIGRATIONS):
         return []
     applied: list[str] = []
-    async with transaction(db):
-        # Re-read under the write lock: another process may have migrated meanwhile.
-        async with db.execute("SELECT name FROM migrations") as cur:
-            done = {row[0] async for row in cur}
-        for name, sql in MIGRATIONS:
-            if name in done:
-                continue
-            for statement in _statements(sql):
-                await db.execute(statement)
-            if name in AFTER_MIGRATION:
-                await AFTER_MIGRATION[name](db)
-            await db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
-            applied.append(name)
+    # A migration may rebuild a table others refer to (SQLite's "other kinds of table schema
+    # changes"): foreign keys are off while it runs — the pragma only takes effect outside a
+    # transaction — and checked before it commits, so a broken reference rolls it all back.
+    await db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        async with transaction(db):
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            async with db.execute("SELECT name FROM migrations") as cur:
+                done = {row[0] async for row in cur}
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in _statements(sql):
+                    await db.execute(statement)
+                if name in AFTER_MIGRATION:
+                    await AFTER_MIGRATION[name](db)
+                await db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+                applied.append(name)
+            broken = list(await db.execute_fetchall("PRAGMA foreign_key_check"))
+            if broken:
+                raise StoreError(
+                    f"migrating the database would leave {len(broken)} broken references (first: table "
+                    f"{broken[0][0]!r} to {broken[0][2]!r}); nothing was changed. Report this as a bug"
+                )
+    finally:
+        await db.execute("PRAGMA foreign_keys = ON")
     return applied
 
 

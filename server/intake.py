@@ -16,6 +16,7 @@ code point and the fix, never the value.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,12 @@ MAX_REASON = 2_000
 MAX_SAFE_INTEGER = 2**53 - 1
 MIN_TIMEOUT = 10.0
 MAX_TIMEOUT = 30 * 86400.0
+# ask_human: the answers a question may offer as buttons (Slack's button text stops at 75).
+MAX_OPTIONS = 10
+MAX_OPTION = 75
+MAX_TOPIC = 64
+QUESTION_ACTION = "ask_human"  # a question's action: this, or "ask_human.<topic>"
+_TOPIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,48 @@ class NewRequest:
     # Where the agent acts, as its transport says (the stdio server's working directory, a hook's
     # ``cwd``) — never an argument the agent chooses. Grants are scoped to it.
     cwd: str | None = None
+    # ask_human files a question (kind "question") with the answers it offers; an agent's
+    # request_approval is always an "approval".
+    kind: str = "approval"
+    options: list[str] | None = None
+
+
+def question_action(topic: str | None) -> str:
+    """A question's action: ``ask_human``, or ``ask_human.<topic>`` so routes can send topics
+    to different people. A topic is letters, digits, ``_``, ``.`` and ``-``."""
+    if topic is None:
+        return QUESTION_ACTION
+    if len(topic) > MAX_TOPIC or not _TOPIC.fullmatch(topic):
+        raise RequestError(
+            f"'topic' must be 1–{MAX_TOPIC} letters, digits, '_', '.' or '-' (e.g. 'billing'), starting "
+            "with a letter, digit or '_'"
+        )
+    return f"{QUESTION_ACTION}.{topic}"
+
+
+def is_question_action(action: str) -> bool:
+    return action == QUESTION_ACTION or action.startswith(QUESTION_ACTION + ".")
+
+
+def _check_options(options: list[str]) -> None:
+    if not isinstance(options, list) or not 1 <= len(options) <= MAX_OPTIONS:
+        raise RequestError(f"'options' must be a list of 1–{MAX_OPTIONS} answers (or omitted for a free answer)")
+    for n, option in enumerate(options, 1):
+        if not isinstance(option, str):
+            raise RequestError(f"option {n} must be a string")
+        _check_text(f"option {n}", option, MAX_OPTION, single_line=True)
+    if len({o.strip().casefold() for o in options}) != len(options):
+        raise RequestError("'options' has the same answer twice; give each once")
+
+
+def check_answer(answer: str) -> str:
+    """A human's answer to a question, stripped: not empty, at most ``MAX_REASON`` characters,
+    line breaks and tabs kept, every other control and bidi character refused."""
+    if not isinstance(answer, str) or not answer.strip():
+        raise RequestError("the answer is empty; write what the agent should know")
+    answer = answer.strip()
+    _check_text("answer", answer, MAX_REASON)
+    return answer
 
 
 def _code(char: str) -> str:
@@ -158,6 +207,17 @@ class Encoded:
 def check_new_request(new: NewRequest) -> Encoded:
     """Validate the bounds of a new request and serialize it."""
     _check_text("action", new.action, MAX_ACTION, single_line=True)
+    if new.kind == "question":
+        if not is_question_action(new.action):
+            raise RequestError("a question's action is 'ask_human' or 'ask_human.<topic>'")
+        if new.options is not None:
+            _check_options(new.options)
+    elif new.kind != "approval":
+        raise RequestError(f"unknown kind of request {new.kind!r}")
+    elif is_question_action(new.action):
+        raise RequestError(f"the action {QUESTION_ACTION!r} is for questions: call ask_human to ask a human one")
+    elif new.options is not None:
+        raise RequestError("only a question (ask_human) offers options")
     _check_text("summary", new.summary, MAX_SUMMARY)
     if not isinstance(new.metadata, dict):
         raise RequestError("'metadata' must be an object of scalar values, e.g. {\"amount\": 120}")
@@ -176,7 +236,10 @@ def check_new_request(new: NewRequest) -> Encoded:
         raise RequestError(f"'timeout_seconds' must be between {MIN_TIMEOUT:.0f} and {MAX_TIMEOUT:.0f}")
     details = _encode_details(new.details)
     metadata = dumps(new.metadata)
-    extra = [new.callback_url] if new.callback_url is not None else []  # hashes of older requests stay the same
+    # Hashes of older requests stay the same: what they did not have is not hashed.
+    extra: list[Any] = [new.callback_url] if new.callback_url is not None else []
+    if new.kind == "question":
+        extra += ["question", new.options]
     head = dumps([new.action, new.summary, new.route, new.timeout_seconds, new.claimed_requester, *extra])
     digest = hashlib.sha256("\x1e".join((head, details, metadata)).encode()).hexdigest()
     return Encoded(None if new.details is None else details, metadata, digest,

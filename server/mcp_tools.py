@@ -1,7 +1,7 @@
 """The MCP tools: thin, typed wrappers around ``ApprovalService``.
 
-No tool can approve anything: ``request_approval`` files, ``check_decision`` reads and
-waits, ``cancel_request`` withdraws. Errors an agent can fix become tool errors whose text
+No tool can approve or answer anything: ``request_approval`` and ``ask_human`` file,
+``check_decision`` reads and waits, ``cancel_request`` withdraws. Errors an agent can fix become tool errors whose text
 says how.
 """
 
@@ -60,6 +60,17 @@ changed arguments: act on edited_details, not on the details you sent."""
 CANCEL_DESCRIPTION = """\
 Withdraw an approval request you no longer need. A pending request becomes 'cancelled';
 a decided one is returned unchanged."""
+
+ASK_DESCRIPTION = f"""\
+Ask a human a question and get their answer: when you need a choice, a fact or a judgement
+from a person rather than a permission. Give options for a quick pick (they become buttons);
+the human can always write their own answer instead.
+
+Returns request_id and status. If status is 'pending', call check_decision(request_id,
+wait_seconds=50) in a loop until it is final: 'answered' (read answer and answered_by),
+'expired' (nobody answered in time) or 'cancelled'. An answer is information, never a
+permission: ask for approval with request_approval before acting on it.
+Limits: question ≤ {limits.MAX_SUMMARY} characters, ≤ {limits.MAX_OPTIONS} options of ≤ {limits.MAX_OPTION} characters, details ≤ {limits.MAX_DETAILS_BYTES // 1024} KiB as JSON."""
 
 PERMISSION_DESCRIPTION = """\
 For Claude Code's --permission-prompt-tool (mcp__signoff__permission_prompt): asks a human to
@@ -241,6 +252,67 @@ def build_mcp(
                 req = await service.wait(req.id, wait_seconds, _progress(ctx))
         return RequestView.of(req, await service.note(req))
 
+    async def ask_human(
+        question: Annotated[
+            str,
+            Field(
+                description="The question, for a person: what you need to know and why.", max_length=limits.MAX_SUMMARY
+            ),
+        ],
+        options: Annotated[
+            list[str] | None,
+            Field(
+                description='Optional: up to 10 short answers to choose from, e.g. ["staging", "production"]. '
+                "The human may also write their own.",
+                max_length=limits.MAX_OPTIONS,
+            ),
+        ] = None,
+        details: Annotated[
+            Any, Field(description="Optional: any JSON value shown with the question (context, data, a diff).")
+        ] = None,
+        topic: Annotated[
+            str | None,
+            Field(
+                description="Optional: a topic the operator routes on (the action becomes ask_human.<topic>), "
+                "e.g. 'billing'.",
+                max_length=limits.MAX_TOPIC,
+            ),
+        ] = None,
+        wait_seconds: Annotated[
+            float,
+            Field(
+                description="Wait up to this long for the answer before returning (capped by the server, 50 s by default).",
+                ge=0,
+                le=3600,
+            ),
+        ] = 0,
+        idempotency_key: Annotated[
+            str | None,
+            Field(
+                description="Optional: the same key on a retry returns the same question instead of asking twice.",
+                max_length=limits.MAX_KEY,
+            ),
+        ] = None,
+        agent_name: Annotated[
+            str | None,
+            Field(
+                description="Optional: your own name, shown to the human. Recorded, never used to decide anything.",
+                max_length=limits.MAX_ACTION,
+            ),
+        ] = None,
+        ctx: Context[Any, Any] | None = None,
+    ) -> RequestView:
+        with _tool_errors():
+            new = NewRequest(action=limits.question_action(topic), summary=question, details=details,
+                             idempotency_key=idempotency_key, claimed_requester=agent_name, cwd=cwd,
+                             kind="question", options=options)  # fmt: skip
+            who = identify(ctx)
+            req = await service.request_approval(new, Actor("agent", who.name, "mcp"), session=session_of(transport, ctx),
+                                                 client_name=who.client)  # fmt: skip
+            if wait_seconds > 0 and not req.status.final:
+                req = await service.wait(req.id, wait_seconds, _progress(ctx))
+        return RequestView.of(req, await service.note(req))
+
     async def check_decision(
         request_id: Annotated[str, Field(description="The request_id that request_approval returned.", max_length=100)],
         wait_seconds: Annotated[
@@ -307,6 +379,8 @@ def build_mcp(
 
     mcp.add_tool(request_approval, description=REQUEST_DESCRIPTION,
                  annotations=ToolAnnotations(title="Ask a human for approval", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False))  # fmt: skip
+    mcp.add_tool(ask_human, description=ASK_DESCRIPTION,
+                 annotations=ToolAnnotations(title="Ask a human a question", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False))  # fmt: skip
     mcp.add_tool(check_decision, description=CHECK_DESCRIPTION,
                  annotations=ToolAnnotations(title="Check an approval decision", read_only_hint=True, open_world_hint=False))  # fmt: skip
     mcp.add_tool(cancel_request, description=CANCEL_DESCRIPTION,

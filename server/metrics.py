@@ -174,7 +174,7 @@ class DbCollector:
                 created.add_metric([route], n)
             decided = CounterMetricFamily(
                 "signoff_requests_decided",
-                "Requests that reached a final status (approved, rejected, expired, cancelled), by route and status.",
+                "Requests that reached a final status (approved, rejected, expired, cancelled, answered), by route and status.",
                 labels=["route", "status"],
             )
             for (route, status), n in sorted(f.decided.items()):

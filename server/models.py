@@ -15,6 +15,7 @@ class Status(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"  # nobody decided in time and the default was to reject
     CANCELLED = "cancelled"
+    ANSWERED = "answered"  # a question (ask_human) a human answered; never "go ahead"
 
     @property
     def final(self) -> bool:
@@ -136,6 +137,14 @@ class ApprovalRequest:
     # when unchanged), and their action digest (action, edited details, metadata).
     edited_details: Any = None
     edited_digest: str | None = None
+    # ask_human: "question" rows are answered (status "answered", ``answer``), never approved.
+    kind: str = "approval"
+    options: list[str] | None = None  # the answers a question offers as buttons
+    answer: str | None = None
+
+    @property
+    def is_question(self) -> bool:
+        return self.kind == "question"
 
     @classmethod
     def from_row(cls, row: Any) -> ApprovalRequest:
@@ -172,6 +181,9 @@ class ApprovalRequest:
             client_name=row["client_name"],
             edited_details=None if row["edited_details"] is None else json.loads(row["edited_details"]),
             edited_digest=row["edited_digest"],
+            kind=row["kind"],
+            options=None if row["options"] is None else json.loads(row["options"]),
+            answer=row["answer"],
         )
 
     @property
@@ -245,6 +257,8 @@ def view(req: ApprovalRequest) -> dict[str, Any]:
         "reason": req.reason,
         "action_digest": req.action_digest,
         "edited_details": req.edited_details,
+        "answer": req.answer,
+        "answered_by": req.decided_by if req.status is Status.ANSWERED else None,
     }
 
 

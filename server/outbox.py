@@ -86,13 +86,14 @@ class Delivery:
     attempts: int
 
 
-REASON, NOTE = "reason", "note"  # what a reply prompt asks: why reject, or the note to approve with
-ASKED_KINDS = (REASON, NOTE)
+# What a reply prompt asks: why reject, the note to approve with, or a question's answer.
+REASON, NOTE, ANSWER = "reason", "note", "answer"
+ASKED_KINDS = (REASON, NOTE, ANSWER)
 
 
 @dataclass(frozen=True, slots=True)
 class Asked:
-    """A reply prompt: it asked ``user_id`` for a ``kind`` ("reason" or "note") on ``request_id``."""
+    """A reply prompt: it asked ``user_id`` for a ``kind`` ("reason", "note" or "answer") on ``request_id``."""
 
     request_id: str
     user_id: str
@@ -242,7 +243,7 @@ class Outbox:
 
     async def ask_reason(self, address: str, message: str, request_id: str, user_id: str, kind: str = "reason") -> None:
         """``message`` at ``address`` asks ``user_id`` why they reject ``request_id`` (``kind``
-        "reason") or what note goes with their approval of it ("note")."""
+        "reason"), what note goes with their approval of it ("note"), or their answer to it ("answer")."""
         assert kind in ASKED_KINDS
         await self.store.write(
             "INSERT OR REPLACE INTO reason_prompts (channel, address, message, request_id, user_id, created_at, kind) "

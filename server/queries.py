@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 # The newest migration (``db.MIGRATIONS``): the read-only console commands need the file to be at it.
-SCHEMA = "0009_edit_prompts"
+SCHEMA = "0010_questions"
 
 REQUEST_COLUMNS = (
     "id, action, summary, details, metadata, route, route_snapshot, approvers, requested_by, requested_via, "
     "claimed_requester, idempotency_key, content_hash, status, on_timeout, created_at, expires_at, "
     "decided_at, decided_by, decided_kind, decided_via, reason, level, next_escalation_at, next_reminder_at, session, "
-    "callback_url, cwd, action_digest, client_name, edited_details, edited_digest"
+    "callback_url, cwd, action_digest, client_name, edited_details, edited_digest, kind, options, answer"
 )
 N_REQUEST_COLUMNS = REQUEST_COLUMNS.count(",") + 1
 GET_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"

@@ -40,4 +40,5 @@ def request_row(
         req.level, req.next_escalation_at, req.next_reminder_at, req.session, req.callback_url,
         req.cwd, req.action_digest, req.client_name,
         None if req.edited_details is None else dumps(req.edited_details), req.edited_digest,
+        req.kind, None if req.options is None else dumps(req.options), req.answer,
     )  # fmt: skip

@@ -21,7 +21,7 @@ from .config import Config, callback_url_problems
 from .errors import NotAllowedError, NotFoundError, RequestError
 from .grant_models import Grant
 from .grant_models import options as grant_options
-from .intake import Encoded, NewRequest, check_edit, check_new_request, check_reason
+from .intake import Encoded, NewRequest, check_answer, check_edit, check_new_request, check_reason
 from .models import Actor, ApprovalRequest, Decision, RouteSnapshot, Status, iso
 from .outbox import QUEUE_ONCE, Kind
 from .quiet import expected_after
@@ -84,14 +84,19 @@ class ApprovalService:
         choice = choose_route(
             self.config, action=new.action, requested_by=requester.name, metadata=new.metadata, named=new.route
         )
+        question = new.kind == "question"
+        if question and choice.route.auto is not None:
+            # Only a human answers a question: a route that decides by itself has nobody to ask.
+            raise RequestError(
+                f"route {choice.route.name!r} decides automatically, so nobody can answer this question; "
+                "the operator must route 'ask_human' to approvers"
+            )
+        # A question nobody answers in time expires, whatever the route says silence means.
+        on_timeout = "reject" if question else choice.on_timeout
         timeout = choice.timeout
         if new.timeout_seconds is not None:
             # An agent may make a human decide sooner, never make silence approve sooner.
-            timeout = (
-                min(timeout, new.timeout_seconds)
-                if choice.on_timeout == "reject"
-                else max(timeout, new.timeout_seconds)
-            )
+            timeout = min(timeout, new.timeout_seconds) if on_timeout == "reject" else max(timeout, new.timeout_seconds)
         route_url = choice.route.callback_url
         if new.callback_url is not None and route_url is not None and new.callback_url != route_url:
             # The operator chose where this route's decisions go; an agent cannot redirect them.
@@ -131,7 +136,7 @@ class ApprovalService:
             idempotency_key=new.idempotency_key,
             content_hash=content_hash,
             status=status,
-            on_timeout=choice.on_timeout,
+            on_timeout=on_timeout,
             created_at=now,
             expires_at=now + timeout,
             decided_at=None if auto is None else now,
@@ -146,12 +151,15 @@ class ApprovalService:
             cwd=new.cwd,
             action_digest=encoded.action_digest,
             client_name=client_name,
+            kind=new.kind,
+            options=new.options,
         )
         if auto is None and (why := policy.unreachable(self.config, req, [])) is not None:
             # Nobody who may approve is left (say, the only approvers made the request): fail closed now.
-            req = replace(req, status=Status.REJECTED, decided_at=now, decided_by=f"route:{choice.route.name}",
-                          decided_kind="system", decided_via="policy", reason=why)  # fmt: skip
-        if req.status is Status.PENDING and choice.route.grant_options:
+            req = replace(req, status=Status.CANCELLED if question else Status.REJECTED, decided_at=now,
+                          decided_by=f"route:{choice.route.name}", decided_kind="system", decided_via="policy",
+                          reason=why)  # fmt: skip
+        if req.status is Status.PENDING and choice.route.grant_options and not question:
             granted = await self._insert_granted(req, encoded, snapshot_json, now)
             if granted is not None:
                 return granted
@@ -242,6 +250,8 @@ class ApprovalService:
             raise RequestError("only a human, through a channel, can decide a request")
         reason = check_reason(reason)
         req = await self.get(request_id)  # not found → error; past deadline → expired first
+        if req.is_question:
+            raise NotAllowedError(f"request {req.id} is a question, not an approval: answer it (signoff answer)")
         if req.status.final:
             return Decision(False, req)
         edit = None if edited is None else self._check_edit(req, edited[0], actor)
@@ -258,6 +268,30 @@ class ApprovalService:
                 f"vote as one of them ({', '.join(req.eligible())})"
             )
         decision = await policy.cast(self.store, self.config, request_id, approve, actor, self.clock(), reason, edit)
+        if decision is None:
+            raise NotFoundError(f"unknown request_id {request_id!r}")
+        if decision.changed:
+            self._wake([request_id])
+        return decision
+
+    async def answer(self, request_id: str, answer: str, actor: Actor) -> Decision:
+        """A human's answer to a question (``ask_human``). The first answer wins; any approver who
+        may decide the question now may give it (on a route without approvers: whoever runs the
+        console), never the identity that asked it unless the route allows self-approval."""
+        if actor.kind != "human":
+            raise RequestError("only a human, through a channel, can answer a question")
+        answer = check_answer(answer)
+        req = await self.get(request_id)
+        if not req.is_question:
+            raise NotAllowedError(f"request {req.id} asks for an approval, not an answer: approve or reject it")
+        if req.status.final:
+            return Decision(False, req)
+        if req.eligible() and actor.name not in req.eligible():
+            raise NotAllowedError(f"{actor.name} may not answer question {req.id} "
+                                  f"(who may: {', '.join(req.eligible())})")  # fmt: skip
+        if not policy.may_approve(self.config, req, actor.name):
+            raise NotAllowedError(f"{actor.name} asked question {req.id} and cannot answer it; another approver must")
+        decision = await self.store.answer(request_id, answer, actor, self.clock())
         if decision is None:
             raise NotFoundError(f"unknown request_id {request_id!r}")
         if decision.changed:

@@ -35,6 +35,11 @@ DECIDE = (
     "edited_details = ?, edited_digest = ? "
     f"WHERE id = ? AND status = 'pending' RETURNING {queries.REQUEST_COLUMNS}"
 )
+# A question's answer: the same compare-and-set, only on a question (the table's CHECKs agree).
+_ANSWER = (
+    "UPDATE requests SET status = 'answered', answer = ?, decided_at = ?, decided_by = ?, decided_kind = ?, "
+    f"decided_via = ? WHERE id = ? AND status = 'pending' AND kind = 'question' RETURNING {queries.REQUEST_COLUMNS}"
+)
 _EXPIRE = (
     "UPDATE requests SET status = CASE on_timeout WHEN 'approve' THEN 'approved' ELSE 'expired' END, "
     "decided_at = ?, decided_by = 'timeout', decided_kind = 'system', decided_via = 'scheduler' "
@@ -132,6 +137,15 @@ class Store:
         args = (status.value, at, actor.name, actor.kind, actor.channel, reason, None, None, request_id)
         async with self._write_lock:
             row = await self._one(DECIDE, args)
+        if row is not None:
+            return Decision(True, ApprovalRequest.from_row(row))
+        current = await self.get(request_id)
+        return None if current is None else Decision(False, current)
+
+    async def answer(self, request_id: str, answer: str, actor: Actor, at: float) -> Decision | None:
+        """Compare-and-set a pending question to ``answered``; ``None`` if there is no such request."""
+        async with self._write_lock:
+            row = await self._one(_ANSWER, (answer, at, actor.name, actor.kind, actor.channel, request_id))
         if row is not None:
             return Decision(True, ApprovalRequest.from_row(row))
         current = await self.get(request_id)

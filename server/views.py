@@ -18,15 +18,16 @@ def _nullable(description: str) -> WithJsonSchema:
     return WithJsonSchema({"type": ["string", "null"], "description": description})
 
 
-StatusName = Literal["pending", "approved", "rejected", "expired", "cancelled"]
+StatusName = Literal["pending", "approved", "rejected", "expired", "cancelled", "answered"]
 
 
 class RequestView(BaseModel):
-    """What every MCP tool returns: the state of one approval request."""
+    """What every MCP tool returns: the state of one approval request (or one ask_human question)."""
 
     request_id: str = Field(description="Pass this to check_decision and cancel_request.")
     status: StatusName = Field(
-        description="pending, approved, rejected, expired or cancelled. Only 'approved' means go ahead."
+        description="pending, approved, rejected, expired or cancelled; for a question (ask_human): pending, "
+        "answered, expired or cancelled. Only 'approved' means go ahead."
     )
     route: str = Field(description="The route that decides this request.")
     approvers: list[str] = Field(description="Who may decide it.")
@@ -64,6 +65,10 @@ class RequestView(BaseModel):
             }
         ),
     ] = None
+    answer: Annotated[
+        str | None, _nullable("A question's answer (status 'answered'): the human's own words or the option chosen.")
+    ] = None
+    answered_by: Annotated[str | None, _nullable("Who answered the question, or null.")] = None
 
     @classmethod
     def of(cls, req: ApprovalRequest, note: str | None = None) -> RequestView:

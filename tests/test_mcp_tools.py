@@ -47,7 +47,7 @@ async def call_error(client: Client, tool: str, **args: Any) -> str:
 
 async def test_tools_are_listed_with_schemas_and_guidance(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"request_approval", "check_decision", "cancel_request", "permission_prompt"}
+    assert set(tools) == {"request_approval", "ask_human", "check_decision", "cancel_request", "permission_prompt"}
     req = tools["request_approval"]
     assert req.input_schema["required"] == ["action", "summary"]
     assert "Only status 'approved' means go ahead" in (req.description or "")
@@ -66,7 +66,8 @@ async def test_whole_lifecycle(app: App, client: Client) -> None:
                      metadata={"env": "prod"}, agent_name="my-bot")  # fmt: skip
     assert out["status"] == "pending" and out["route"] == "default" and out["approvers"] == ["alice", "bob"]
     assert set(out) == {"request_id", "status", "route", "approvers", "created_at", "expires_at", "decided_at",
-                        "decided_by", "reason", "note", "action_digest", "edited_details"}  # fmt: skip
+                        "decided_by", "reason", "note", "action_digest", "edited_details", "answer",
+                        "answered_by"}  # fmt: skip
     rid = out["request_id"]
     stored = await app.service.get(rid)
     assert stored.requested_by == "claude-code"  # the transport's word
