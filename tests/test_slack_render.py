@@ -26,6 +26,7 @@ from signoff.adapters.slack.buttons import (
     APPROVE_WITH_NOTE,
     DETAILS,
     DIGEST_ACTIONS,
+    EDIT,
     NOTE_MODAL,
     REJECT,
     REJECT_ALL,
@@ -300,7 +301,7 @@ def test_pending_buttons_are_signed_for_the_request_and_its_content() -> None:
     req = request(route_snapshot={"grant_options": ["30m", "2h"]}, cwd="/srv/shop")
     _, blocks = render.prompt(req, NOW, [], SIGNER)
     found = buttons(blocks)
-    assert list(found) == [APPROVE, REJECT, APPROVE_WITH_NOTE, REJECT_WITH_REASON, "grant0", "grant1"]  # no Details
+    assert list(found) == [APPROVE, REJECT, APPROVE_WITH_NOTE, REJECT_WITH_REASON, "grant0", "grant1", EDIT]
     assert found[APPROVE_WITH_NOTE]["text"]["text"] == "📝 Approve with note"
     assert found[APPROVE]["style"] == "primary" and found[REJECT]["style"] == "danger"
     assert found["grant0"]["text"]["text"] == "✅ any Bash call in /srv/shop, from claude-code, 30 min"

@@ -7,8 +7,8 @@ with a secret the store generates once (setting ``slack_button_key``), and a val
 only when its MAC checks out. Formats (``:``-separated, matched by one strict regex each):
 
 * on a request, ``q:<action>:<req_id>:<mac>`` — ``approve``, ``reject``, ``reason`` (reject
-  with a reason), ``note`` (approve with a note), ``details``, ``grant0``–``grant2`` (approve and grant the route's first–third
-  grant option). The MAC also covers the request's ``action_digest``, which the value does not
+  with a reason), ``note`` (approve with a note), ``details``, ``edit`` (edit before approving),
+  ``grant0``–``grant2`` (approve and grant the route's first–third grant option). The MAC also covers the request's ``action_digest``, which the value does not
   carry: it is checked once the request is loaded, so a value is good only for exactly the
   content the prompt showed.
 * on a digest, ``d:<action>:<render id>:<mac>`` — ``approve_all``, ``reject_all``,
@@ -22,10 +22,16 @@ only when its MAC checks out. Formats (``:``-separated, matched by one strict re
   ``mac_content`` itself. So the user and message can be checked before the request is loaded
   (``verify_modal``), and the content after it is loaded (``verify_modal_digest``); a change to
   any character fails both. Both MACs also bind the modal's kind (``MODAL_KINDS``): a reason
-  modal's metadata never verifies as a note modal's (it cannot approve), nor the reverse.
+  modal's metadata never verifies as a note modal's (it cannot approve), nor the reverse; an
+  edit modal's (``edit``) only asks for an edit, it decides nothing.
+* a proposed edit's confirmation view ("Approve edited"),
+  ``e:<edit id>:<req_id>:<channel>:<ts>:<mac>``: the MAC binds the proposed edit (a row the
+  store keeps, with the edited arguments, the request and the approver who proposed it), the
+  request, the prompt message, the Slack user and the request's ``action_digest``.
 
 Every MAC is over a JSON array that starts with a version tag and the kind (``request``,
-``digest``, ``grant``, ``modal-user``, ``modal``, ``note-modal-user``, ``note-modal``): the
+``digest``, ``grant``, ``modal-user``, ``modal``, ``note-modal-user``, ``note-modal``,
+``edit-modal-user``, ``edit-modal``, ``edit-confirm``): the
 encoding is unambiguous and a value of one kind never verifies as another. A replayed value is harmless: it names the same target,
 action and content, and a decision is made only once.
 """
@@ -41,20 +47,31 @@ import secrets
 from dataclasses import dataclass
 
 APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, DETAILS = "approve", "reject", "reason", "note", "details"
+EDIT = "edit"  # "✏️ Edit": opens the edit modal
+APPROVE_EDITED = "approve_edited"  # the edit's confirmation view (no button value: the audit's name for it)
 GRANT = "grant"  # the actions are "grant0".."grant2": the route's grant option of that index
 APPROVE_ALL, REJECT_ALL, REVIEW_EACH = "approve_all", "reject_all", "review_each"
 REVOKE = "revoke"
 ACTION_PREFIX = "signoff:"  # every action_id is ACTION_PREFIX + action; the interaction handler dispatches on it
 GRANT_OPTIONS = 3  # grant0..grant2
 REQUEST_ACTIONS = frozenset(
-    {APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, DETAILS, *(f"{GRANT}{i}" for i in range(GRANT_OPTIONS))}
+    {
+        APPROVE,
+        REJECT,
+        REJECT_WITH_REASON,
+        APPROVE_WITH_NOTE,
+        DETAILS,
+        EDIT,
+        *(f"{GRANT}{i}" for i in range(GRANT_OPTIONS)),
+    }
 )
 DIGEST_ACTIONS = frozenset({APPROVE_ALL, REJECT_ALL, REVIEW_EACH})
 MAX_VALUE = 2000  # Slack's limit on a button value
 MAX_METADATA = 3000  # and on a view's private_metadata
 # A modal's kind: the MAC tags of its metadata (content, user). "reason" keeps the tags it always had.
-REASON_MODAL, NOTE_MODAL = "reason", "note"
-MODAL_KINDS = {REASON_MODAL: ("modal", "modal-user"), NOTE_MODAL: ("note-modal", "note-modal-user")}
+REASON_MODAL, NOTE_MODAL, EDIT_MODAL = "reason", "note", "edit"
+MODAL_KINDS = {REASON_MODAL: ("modal", "modal-user"), NOTE_MODAL: ("note-modal", "note-modal-user"),
+               EDIT_MODAL: ("edit-modal", "edit-modal-user")}  # fmt: skip
 
 _VERSION = "signoff-slack-1"
 _MAC = r"[A-Za-z0-9_-]{43}"  # 32 bytes, base64url without padding
@@ -63,11 +80,13 @@ _GRANT_ID = r"grt_[0-9a-f]{12}"
 _RENDER_ID = r"0|[1-9][0-9]{0,17}"
 _MESSAGE = r"[A-Z0-9]{1,40}:[0-9]{1,12}\.[0-9]{1,9}"  # "<channel id>:<message ts>"
 _VALUE = re.compile(
-    rf"q:(?P<q_action>approve|reject|reason|note|details|grant[0-2]):(?P<q_target>{_REQUEST_ID}):(?P<q_mac>{_MAC})"
+    rf"q:(?P<q_action>approve|reject|reason|note|details|edit|grant[0-2]):(?P<q_target>{_REQUEST_ID}):(?P<q_mac>{_MAC})"
     rf"|d:(?P<d_action>approve_all|reject_all|review_each):(?P<d_target>{_RENDER_ID}):(?P<d_mac>{_MAC})"
     rf"|g:(?P<g_action>revoke):(?P<g_target>{_GRANT_ID}):(?P<g_mac>{_MAC})"
 )
 _MODAL = re.compile(rf"m:(?P<request>{_REQUEST_ID}):(?P<message>{_MESSAGE}):(?P<user_mac>{_MAC}):(?P<mac>{_MAC})")
+_EDIT_ID = r"[1-9][0-9]{0,17}"
+_CONFIRM = re.compile(rf"e:(?P<edit>{_EDIT_ID}):(?P<request>{_REQUEST_ID}):(?P<message>{_MESSAGE}):(?P<mac>{_MAC})")
 
 
 def new_key() -> str:
@@ -225,6 +244,33 @@ class SlackSigner:
             return False
         content_tag = MODAL_KINDS[kind][0]
         return self._check(found["mac"], content_tag, found["request"], found["message"], user_id, digest or "")
+
+    # --- a proposed edit's confirmation view --------------------------------------------------------
+
+    def edit_confirm(self, edit_id: int, request_id: str, digest: str | None, user_id: str, message: str) -> str:
+        """The ``private_metadata`` of the view that confirms proposed edit ``edit_id`` of request
+        ``request_id``, made by ``user_id`` from the prompt ``message`` (``"<channel id>:<ts>"``)."""
+        if edit_id < 1 or not re.fullmatch(_REQUEST_ID, request_id) or not re.fullmatch(_MESSAGE, message):
+            raise ValueError(f"not an edit, request and message: {edit_id!r}, {request_id!r}, {message!r}")
+        mac = self._mac("edit-confirm", str(edit_id), request_id, message, user_id, digest or "")
+        metadata = f"e:{edit_id}:{request_id}:{message}:{mac}"
+        assert len(metadata) <= MAX_METADATA
+        return metadata
+
+    @staticmethod
+    def claimed_edit(metadata: str | None) -> tuple[int, str, str] | None:
+        """(edit id, request id, prompt message) the metadata *claims*, unverified: what to load
+        before ``verify_edit_confirm``. None for anything not in the format."""
+        found = _CONFIRM.fullmatch(metadata) if isinstance(metadata, str) else None
+        return None if found is None else (int(found["edit"]), found["request"], found["message"])
+
+    def verify_edit_confirm(self, metadata: str | None, user_id: str, digest: str | None) -> bool:
+        """Whether the metadata was made for ``user_id`` and the request's content as it is now
+        (its ``action_digest``), for the edit, request and message it names."""
+        found = _CONFIRM.fullmatch(metadata) if isinstance(metadata, str) else None
+        return found is not None and self._check(
+            found["mac"], "edit-confirm", found["edit"], found["request"], found["message"], user_id, digest or ""
+        )
 
     @staticmethod
     def _checked(value: str) -> str:

@@ -197,6 +197,8 @@ async def on_envelope(handler: Interactions, kind: str, payload: Any, ack: Ack) 
             await ack(await _bounded(handler.slash(payload)))
         elif kind == "interactive" and payload.get("type") == "view_submission":
             await ack(await _bounded(handler.view_submission(payload)))
+        elif kind == "interactive" and payload.get("type") == "view_closed":
+            await ack(await _bounded(handler.view_closed(payload)))  # "Discard" on an edit's confirmation
         elif kind == "interactive" and payload.get("type") == "block_actions":
             await ack(None)  # first: the trigger for a modal lives 3 s, and the presser waits on it
             await handler.block_actions(payload)

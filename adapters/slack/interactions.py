@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from signoff.server.channels import ChannelService
+from signoff.server.details_text import EMPTY_COMMAND, NOT_AN_OBJECT, parse_edit
 from signoff.server.errors import NotAllowedError, NotFoundError, RequestError
 from signoff.server.models import ApprovalRequest, Decision, Status
 from signoff.server.outbox import Kind
@@ -27,8 +28,11 @@ from .buttons import (
     ACTION_PREFIX,
     APPROVE,
     APPROVE_ALL,
+    APPROVE_EDITED,
     APPROVE_WITH_NOTE,
     DETAILS,
+    EDIT,
+    EDIT_MODAL,
     NOTE_MODAL,
     REASON_MODAL,
     REJECT,
@@ -38,12 +42,24 @@ from .buttons import (
     REVOKE,
     SlackSigner,
 )
+from .edits import (
+    CONFIRM_CALLBACK,
+    EDIT_BLOCK,
+    EDIT_CALLBACK,
+    confirm_view,
+    diff_too_long,
+    edit_modal,
+    note_view,
+    plain_note,
+    too_long,
+)
 from .render import (
     NOTE_BLOCK,
     NOTE_CALLBACK,
     REASON_BLOCK,
     REASON_CALLBACK,
     already,
+    clock,
     details_modal,
     escape,
     grants_list,
@@ -58,6 +74,10 @@ log = logging.getLogger("signoff.slack")
 NOT_VALID = "This button is not valid."
 NOT_HERE = "This button is not valid here: it is not on a prompt of its request. `/signoff pending` sends a fresh one."
 OUT_OF_DATE = "This digest is out of date; use the newest one."
+# "Edit before approving": what the edit modal and its confirmation say (the core's words where it has them).
+NO_CHANGE = "That changes nothing: edit the arguments, or press Approve on the prompt."
+EDIT_CLOSED = "This edit was already approved or discarded."
+_EDIT_ERRORS = {NOT_AN_OBJECT: "That is not a JSON object.", EMPTY_COMMAND: "The command is empty."}
 HELP = (
     "signoff puts approval requests from AI agents in front of their approvers.\n"
     "`/signoff pending` — the requests waiting for you, with their buttons\n"
@@ -90,11 +110,16 @@ class Interactions:
             await self._press(payload, user, action_id.removeprefix(ACTION_PREFIX), action.get("value"))
 
     async def view_submission(self, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """The reason or the note modal was submitted; return the ack's payload (errors keep it
-        open). Each modal's metadata is signed for its kind: a reason modal's can only reject,
-        a note modal's only approve, whatever callback_id the payload claims."""
+        """The reason or the note modal was submitted (or an edit, or its confirmation); return
+        the ack's payload (errors keep it open). Each modal's metadata is signed for its kind: a
+        reason modal's can only reject, a note modal's only approve, an edit modal's only propose
+        an edit, whatever callback_id the payload claims."""
         view = payload.get("view") or {}
         callback = view.get("callback_id")
+        if callback == EDIT_CALLBACK:
+            return await self._edit_submitted(payload, view)
+        if callback == CONFIRM_CALLBACK:
+            return await self._edit_confirmed(payload, view)
         if callback not in (REASON_CALLBACK, NOTE_CALLBACK):
             return None
         note = callback == NOTE_CALLBACK
@@ -185,6 +210,9 @@ class Interactions:
             return
         if untracked is not None:  # an approver's press on a prompt we lost track of: edited with the rest
             await self.core.outbox.track(req.id, untracked, where)
+        if press.action == EDIT:
+            await self._open_edit(payload, req, user, where)
+            return
         if press.action in (REJECT_WITH_REASON, APPROVE_WITH_NOTE):
             kind = REASON_MODAL if press.action == REJECT_WITH_REASON else NOTE_MODAL
             metadata = self.signer.modal(req.id, req.action_digest, user, where, kind)
@@ -291,6 +319,101 @@ class Interactions:
         self.on_decided()
         await self._tell(where, user, f"Revoked {grant.id}." if revoked else f"{grant.id} had already ended.")
 
+    # --- "edit before approving" -------------------------------------------------------------
+
+    async def _open_edit(self, payload: dict[str, Any], req: ApprovalRequest, user: str, where: str) -> None:
+        """ "✏️ Edit": the modal with the current arguments, for an approver who may edit this request."""
+        try:  # whether ``user`` may edit it at all (the route's allow_edit, its quorum): the core's rule
+            await self.core.check_edit(req, user, EDIT, req.details)
+        except NotAllowedError as exc:  # refused and audited by the core
+            await self._tell(where, user, str(exc))
+            return
+        except RequestError:  # the arguments as they stand fail a check of an edit's content: the
+            pass  # modal opens all the same, and what is submitted is checked then
+        view = edit_modal(req, self.signer.modal(req.id, req.action_digest, user, where, EDIT_MODAL))
+        if view is None:
+            await self._tell_mrkdwn(where, user, too_long(req))
+            return
+        await self._open(payload, view, where, user)
+
+    async def _edit_submitted(self, payload: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+        """The edited arguments: checked (by the core) and, if they are an edit, kept as a proposed
+        edit and shown as a diff to confirm. Anything else keeps the modal open, saying why;
+        nothing is decided here."""
+        user = str((payload.get("user") or {}).get("id") or "")
+        metadata = view.get("private_metadata")
+        found = self.signer.verify_modal(metadata, user, EDIT_MODAL)
+        req = None if found is None else await self.core.get(found[0])
+        if (found is None or req is None
+                or not self.signer.verify_modal_digest(metadata, user, req.action_digest, EDIT_MODAL)):  # fmt: skip
+            log.warning("slack: refused an edit modal with metadata that is not ours (user %s)", user)
+            return _errors(NOT_VALID, EDIT_BLOCK)
+        where = found[1]
+        if await self.core.outbox.request_on(where) != req.id:
+            await self.core.refuse(req, user, "the modal is not from a prompt of this request", EDIT)
+            return _errors(NOT_HERE, EDIT_BLOCK)
+        if req.status is not Status.PENDING:
+            return _errors(_plain_already(req), EDIT_BLOCK)
+        try:
+            edited = await self.core.check_edit(req, user, EDIT, parse_edit(req, _text_input(view, EDIT_BLOCK)))
+        except RequestError as exc:  # not JSON, not an object, too long…, or refused (audited)
+            return _errors(_EDIT_ERRORS.get(str(exc), str(exc)), EDIT_BLOCK)
+        if edited is None:
+            return _errors(NO_CHANGE, EDIT_BLOCK)
+        edit_id = await self.core.outbox.propose_edit(where, req.id, user, edited)
+        confirm = confirm_view(req, json.loads(edited),
+                               self.signer.edit_confirm(edit_id, req.id, req.action_digest, user, where))  # fmt: skip
+        if confirm is None:
+            await self.core.outbox.close_edit(edit_id)
+            return _update(note_view(diff_too_long(req)))
+        return _update(confirm)
+
+    async def _edit_confirmed(self, payload: dict[str, Any], view: dict[str, Any]) -> dict[str, Any] | None:
+        """ "Approve edited": approves with exactly the proposed edit's arguments — the ones its
+        diff showed — only when the view's metadata was signed for this very edit, its request,
+        that request's content, its prompt and this user, and the edit is still open."""
+        user = str((payload.get("user") or {}).get("id") or "")
+        found = await self._confirmed_edit(user, view.get("private_metadata"))
+        if found is None:
+            return _update(plain_note(NOT_VALID))
+        edit_id, req, details = found
+        if req.status is not Status.PENDING:
+            await self.core.outbox.close_edit(edit_id)
+            return _update(note_view(f"{already(req)} Your edit was not used."))
+        if not await self.core.outbox.close_edit(edit_id):
+            return _update(plain_note(EDIT_CLOSED))
+        try:
+            decision = await self.core.approve_edited(req, user, APPROVE_EDITED, details)
+        except RequestError as exc:  # refused (audited) or arguments the core does not take now
+            return _update(plain_note(f"{exc} Your edit was not used."))
+        if not decision.changed:  # another decision came first: this one made none
+            return _update(note_view(f"{already(decision.request)} Your edit was not used."))
+        self.on_decided()
+        return None  # closes the view; every prompt now says "Approved with changes"
+
+    async def view_closed(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """The confirmation view was closed ("Discard"): its proposed edit can approve nothing any more."""
+        view = payload.get("view") or {}
+        if view.get("callback_id") == CONFIRM_CALLBACK:
+            user = str((payload.get("user") or {}).get("id") or "")
+            found = await self._confirmed_edit(user, view.get("private_metadata"))
+            if found is not None:
+                await self.core.outbox.close_edit(found[0])
+        return None  # the ack of a view_closed carries nothing
+
+    async def _confirmed_edit(self, user: str, metadata: Any) -> tuple[int, ApprovalRequest, Any] | None:
+        """(edit id, request, edited arguments) of confirmation metadata made for ``user``, for an
+        edit of the request that ``user`` proposed from its prompt; None (logged) otherwise."""
+        claimed = self.signer.claimed_edit(metadata)
+        edit = None if claimed is None else await self.core.outbox.proposed_edit(claimed[0])
+        req = None if edit is None else await self.core.get(edit.request_id)
+        if (claimed is None or edit is None or req is None or (edit.request_id, edit.address) != claimed[1:]
+                or edit.user_id != user or not self.signer.verify_edit_confirm(metadata, user, req.action_digest)):  # fmt: skip
+            log.warning("slack: refused an edit confirmation that is not ours, or made for another edit (user %s)",
+                        user)  # fmt: skip
+            return None
+        return edit.id, req, json.loads(edit.details)
+
     # --- commands --------------------------------------------------------------------------
 
     async def _pending(self, user: str) -> str:
@@ -342,6 +465,15 @@ class Interactions:
         except SlackApiError as exc:  # the decision stands regardless
             log.info("slack: could not answer a press: %s", exc.response.get("error"))
 
+    async def _tell_mrkdwn(self, where: str | None, user: str, text: str) -> None:
+        """``_tell`` for mrkdwn we rendered (agent text in it already escaped and in code)."""
+        channel = where.partition(":")[0] if where else user
+        block = {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
+        try:
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=[block])
+        except SlackApiError as exc:
+            log.info("slack: could not answer a press: %s", exc.response.get("error"))
+
     async def _open(self, payload: dict[str, Any], view: dict[str, Any], where: str | None, user: str) -> None:
         try:
             await self.client.views_open(trigger_id=str(payload.get("trigger_id") or ""), view=view)
@@ -370,6 +502,17 @@ def _text_input(view: dict[str, Any], block_id: str) -> str:
 
 def _errors(text: str, block: str = "reason") -> dict[str, Any]:
     return {"response_action": "errors", "errors": {block: text[:150]}}
+
+
+def _update(view: dict[str, Any]) -> dict[str, Any]:
+    return {"response_action": "update", "view": view}
+
+
+def _plain_already(req: ApprovalRequest) -> str:
+    """``already`` as plain text (a modal's error under its input shows no mrkdwn)."""
+    who = f" by {req.decided_by}" if req.decided_by else ""
+    when = f" at {clock(req.decided_at)}" if req.decided_at else ""
+    return f"Already {req.status.value}{who}{when}."
 
 
 def _ephemeral(text: str) -> dict[str, Any]:

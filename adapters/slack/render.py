@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from signoff.server.details_text import details_text
+from signoff.server.details_text import details_text, editable
 from signoff.server.durations import humanize_delta
 from signoff.server.grant_models import Grant, offer, option_text, short_path
 from signoff.server.grant_models import options as grant_options
@@ -41,6 +41,7 @@ from .buttons import (
     APPROVE_ALL,
     APPROVE_WITH_NOTE,
     DETAILS,
+    EDIT,
     REJECT,
     REJECT_ALL,
     REJECT_WITH_REASON,
@@ -382,6 +383,8 @@ def _actions(req: ApprovalRequest, signer: SlackSigner, *, details_button: bool)
     for option in grant_options(req):
         action = grant_action(offered.index(option))
         buttons.append(_button(grant_label(req, option), action, value(action)))
+    if editable(req):  # "Edit before approving": where the route allows it and one approval decides
+        buttons.append(_button("✏️ Edit", EDIT, value(EDIT)))
     if details_button:
         buttons.append(_button("🔎 Details", DETAILS, value(DETAILS)))
     return {"type": "actions", "block_id": "signoff_decide", "elements": buttons}
