@@ -270,7 +270,7 @@ async def test_migrating_a_0009_store_keeps_every_row_and_reference(tmp_path: Pa
     references, triggers and the audit chain all survive."""
     path = tmp_path / "old.db"
     with monkeypatch.context() as m:
-        m.setattr(db, "MIGRATIONS", [x for x in db.MIGRATIONS if x[0] != "0010_questions"])
+        m.setattr(db, "MIGRATIONS", [x for x in db.MIGRATIONS if x[0] < "0010"])
         async with Store.open(path) as store:
             now = time.time()
             for rid, status in (("req_old1", "pending"), ("req_old2", "approved")):

@@ -2,7 +2,9 @@
 
 Actions on a request (target: its 12 hex digits): ``a`` approve, ``r`` reject, ``w`` reject
 with a reason, ``n`` approve with a note, ``e`` edit before approving, ``g0``–``g2`` approve and grant the route's
-first–third grant option. Their
+first–third grant option; on a question (``ask_human``), ``o0``–``o9`` answer with its first–tenth
+offered option (the data carries only the index: the answer is the stored option) and ``q``
+asks for an answer in the approver's own words. Their
 HMAC also covers the request's ``action_digest``, which the data does not carry: it is checked
 once the request is loaded, so the data is good only for exactly the content the prompt shows.
 On a grant (``v``, target: its hex digits): revoke. On a digest (target: the id of the render —
@@ -31,11 +33,13 @@ APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, EDIT, REVOKE = "a", "r",
 APPROVE_ALL, REJECT_ALL, REVIEW_EACH = "A", "R", "E"
 APPROVE_EDITED, DISCARD_EDIT = "c", "d"
 GRANT_PREFIX = "g"
-REQUEST_ACTIONS = {APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, EDIT, "g0", "g1", "g2"}
+ANSWER, OPTION_PREFIX = "q", "o"  # a question's "✍️ Answer…", and its options "o0".."o9"
+QUESTION_ACTIONS = {ANSWER, *(f"{OPTION_PREFIX}{i}" for i in range(10))}
+REQUEST_ACTIONS = {APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, EDIT, "g0", "g1", "g2", *QUESTION_ACTIONS}
 DIGEST_ACTIONS = {APPROVE_ALL, REJECT_ALL, REVIEW_EACH}
 EDIT_ACTIONS = {APPROVE_EDITED, DISCARD_EDIT}
 _FORMAT = re.compile(
-    r"([arwnev]|g[0-2]):([0-9a-f]{12}):([A-Za-z0-9_-]{22})|([ARE]):(\d{1,15}):([A-Za-z0-9_-]{22})"
+    r"([arwnevq]|g[0-2]|o[0-9]):([0-9a-f]{12}):([A-Za-z0-9_-]{22})|([ARE]):(\d{1,15}):([A-Za-z0-9_-]{22})"
     r"|([cd]):(\d{1,15}):([A-Za-z0-9_-]{22})"
 )
 MAX_CALLBACK_DATA = 64
@@ -67,6 +71,11 @@ class Press:
     def grant_option(self) -> int | None:
         """For ``g0``–``g2``: which of the route's grant_options."""
         return int(self.action[1]) if self.action.startswith(GRANT_PREFIX) else None
+
+    @property
+    def option(self) -> int | None:
+        """For ``o0``–``o9``: which of the question's options."""
+        return int(self.action[1]) if self.action.startswith(OPTION_PREFIX) else None
 
 
 class ButtonSigner:

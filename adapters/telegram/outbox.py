@@ -34,7 +34,8 @@ from signoff.server.outbox import PROMPTS, Delivery, Kind
 from .buttons import ButtonSigner
 from .digest import Digests
 from .edits import edit_message
-from .render import escalated_text, grant_notice, keyboard, prompt_text, reminder_text, revoke_keyboard
+from .questions import escalated_text_for, keyboard_for, prompt_text_for, reminder_text_for
+from .render import grant_notice, revoke_keyboard
 
 log = logging.getLogger("signoff.telegram")
 
@@ -135,7 +136,7 @@ class Outbox:
             if req.status is not Status.PENDING:
                 return False
             # One call per slot: the prompt's own header catches up at its next edit.
-            await self.bot.send_message(chat_id, escalated_text(req), parse_mode=ParseMode.HTML,
+            await self.bot.send_message(chat_id, escalated_text_for(req), parse_mode=ParseMode.HTML,
                                         disable_notification=True)  # fmt: skip
             return True
         if kind in (Kind.GRANT_USED, Kind.GRANT_NOTICE):
@@ -151,8 +152,8 @@ class Outbox:
         if kind == Kind.PROMPT and await self.rows.prompts(req.id, str(chat_id)):
             return False  # the chat has it already (asked for with /pending while this one was held)
         votes = await self.core.votes(req.id)
-        message = await self.bot.send_message(chat_id, prompt_text(req, self.clock(), votes),
-                                              parse_mode=ParseMode.HTML, reply_markup=keyboard(req, self.signer))  # fmt: skip
+        message = await self.bot.send_message(chat_id, prompt_text_for(req, self.clock(), votes),
+                                              parse_mode=ParseMode.HTML, reply_markup=keyboard_for(req, self.signer))  # fmt: skip
         await self.rows.sent(outbox_id, req.id, str(chat_id), str(message.message_id))
         # Changed while we were sending? Then what it queued may have missed this chat.
         current = await self.core.get(req.id)
@@ -172,8 +173,8 @@ class Outbox:
         ids = await self._prompt_ids(req.id, chat_id)
         if not ids:
             return False
-        text = prompt_text(req, self.clock(), await self.core.votes(req.id))
-        markup = keyboard(req, self.signer) if req.status is Status.PENDING else None
+        text = prompt_text_for(req, self.clock(), await self.core.votes(req.id))
+        markup = keyboard_for(req, self.signer) if req.status is Status.PENDING else None
         for message_id in ids:
             await edit_message(self.bot, chat_id, message_id, text, markup)
         return True
@@ -185,7 +186,7 @@ class Outbox:
             return False  # voted since the reminder was queued
         ids = await self._prompt_ids(req.id, chat_id)
         reply = ReplyParameters(message_id=ids[-1], allow_sending_without_reply=True) if ids else None
-        await self.bot.send_message(chat_id, reminder_text(req, self.clock()), parse_mode=ParseMode.HTML,
+        await self.bot.send_message(chat_id, reminder_text_for(req, self.clock()), parse_mode=ParseMode.HTML,
                                     reply_parameters=reply)  # fmt: skip
         return True
 

@@ -109,21 +109,32 @@ def short_digest(req: ApprovalRequest) -> str:
     return (req.action_digest or "")[:DIGEST_SHORT_DIGEST] or "none"
 
 
-def _header(req: ApprovalRequest, now: float) -> str:
-    """What every prompt shows, whatever the agent sent: bounded field by field (≤ ~1,700)."""
+def requester(req: ApprovalRequest) -> str:
+    """Which agent asked: the transport's name, what the agent calls itself, its client (≤ ~500)."""
     who = clip(req.requested_by, _NAME)
     if req.claimed_requester:
         who += f" (calls itself “{clip(req.claimed_requester, _NAME)}”)"
     if req.client_name and req.client_name != req.requested_by:
         who += f" · client “{clip(req.client_name, _NAME)}”"
-    lines = [f"🔐 <b>Approval needed: {clip(req.action, _ACTION)}</b>", f"Asked by <b>{who}</b>"]
+    return who
+
+
+def header(req: ApprovalRequest, now: float, first: list[str], route_note: str = "") -> str:
+    """What every prompt shows, whatever the agent sent, under its ``first`` lines: bounded field
+    by field (≤ ~1,700)."""
+    lines = list(first)
     if req.cwd:
         lines.append(f"In <code>{clip(short_path(req.cwd), _CWD, keep_end=True)}</code>")
     lines += [
-        f"Route <b>{clip(req.route, _ROUTE)}</b> · expires {humanize_delta(req.expires_at - now)} ({clock(req.expires_at)})",
+        f"{route_note}Route <b>{clip(req.route, _ROUTE)}</b> · expires {humanize_delta(req.expires_at - now)} ({clock(req.expires_at)})",
         f"ID <code>{escape(req.id)}</code> · digest <code>{safe(short_digest(req))}</code>",
     ]
     return "\n".join(lines)
+
+
+def _header(req: ApprovalRequest, now: float) -> str:
+    first = [f"🔐 <b>Approval needed: {clip(req.action, _ACTION)}</b>", f"Asked by <b>{requester(req)}</b>"]
+    return header(req, now, first)
 
 
 def _metadata(req: ApprovalRequest, budget: int) -> tuple[str, bool]:
@@ -149,7 +160,7 @@ def _metadata(req: ApprovalRequest, budget: int) -> tuple[str, bool]:
     return line, trimmed
 
 
-def _outcome(req: ApprovalRequest) -> str:
+def outcome(req: ApprovalRequest) -> str:
     line = _OUTCOME.get(req.status, escape(req.status.value))
     if req.status is Status.APPROVED and req.edited_details is not None:
         line += " <b>with changes</b>"  # "Edit before approving": the agent runs the edited arguments
@@ -189,9 +200,14 @@ def show_text(req: ApprovalRequest, now: float) -> str:
 
 
 def _request_text(req: ApprovalRequest, now: float, votes: Sequence[Vote], *, with_details: bool) -> str:
-    head = _header(req, now)
-    tail = "" if req.status is Status.PENDING else "\n\n" + _outcome(req)
-    extra = "\n".join(line for line in (progress(req, votes), _escalation(req)) if line)
+    tail = "" if req.status is Status.PENDING else "\n\n" + outcome(req)
+    extra = "\n".join(line for line in (progress(req, votes), escalation(req)) if line)
+    return compose(req, _header(req, now), tail, extra, with_details=with_details)
+
+
+def compose(req: ApprovalRequest, head: str, tail: str, extra: str, *, with_details: bool) -> str:
+    """A prompt: ``head``, the summary, metadata, ``extra`` (dropped if the request's own text
+    needs the room), the details if ``with_details``, and ``tail`` — in at most 4,096 characters."""
     room = MAX_TEXT - 200  # separators and the notes of what was left out
     budget = room - length(head) - length(tail) - length(extra)
     if budget < 600:
@@ -222,7 +238,7 @@ def _request_text(req: ApprovalRequest, now: float, votes: Sequence[Vote], *, wi
     return text
 
 
-def _escalation(req: ApprovalRequest) -> str:
+def escalation(req: ApprovalRequest) -> str:
     if req.level <= 0:
         return ""
     added = [a for step in req.route_snapshot.get("escalation", [])[: req.level] for a in step.get("approvers", [])]
@@ -325,7 +341,7 @@ def digest_view(items: Sequence[ApprovalRequest], decided: int, now: float) -> t
     ``DIGEST_LISTED`` (fewer if their text is long), the only ones its buttons decide."""
     if not items:
         return (f"📋 Digest: nothing pending ({decided} decided)." if decided else "📋 Digest: nothing pending."), []
-    counts = Counter(r.action for r in items)
+    counts = Counter("question" if r.is_question else r.action for r in items)
     kinds = ", ".join(f"{n} × {clip(a, 40)}" for a, n in counts.most_common(8))
     if len(counts) > 8:
         kinds += f", {len(counts) - 8} more kinds"
@@ -335,7 +351,10 @@ def digest_view(items: Sequence[ApprovalRequest], decided: int, now: float) -> t
     if decided:
         foot += f"\n{decided} decided since this digest began."
     lines = [
-        f"• <code>{escape(r.id)}</code> {clip(r.action, 40)}: {clip(r.summary, 100)}" for r in items[:DIGEST_LISTED]
+        f"• <code>{escape(r.id)}</code> ❓ question: {clip(r.summary, 100)}"
+        if r.is_question
+        else f"• <code>{escape(r.id)}</code> {clip(r.action, 40)}: {clip(r.summary, 100)}"
+        for r in items[:DIGEST_LISTED]
     ]
     while True:
         rest = len(items) - len(lines)
@@ -344,6 +363,11 @@ def digest_view(items: Sequence[ApprovalRequest], decided: int, now: float) -> t
             if rest
             else ""
         )
+        listed = items[: len(lines)]
+        if any(r.is_question for r in listed):  # "Approve all" and "Reject all" never answer a question
+            more += ("\nQuestions (❓) are answered one by one: “Review each” sends them."
+                     if all(r.is_question for r in listed) else
+                     "\nApprove all and Reject all skip the questions (❓): “Review each” sends them to answer.")  # fmt: skip
         text = head + "\n" + "\n".join(lines) + more + "\n" + foot
         if length(text) <= MAX_TEXT or len(lines) <= 1:
             return text, list(items[: len(lines)])
@@ -357,11 +381,15 @@ def digest_keyboard(
     if not listed:
         return None
     row = [InlineKeyboardButton("🔎 Review each", callback_data=signer.sign_digest(REVIEW_EACH, render_id, chat_id))]
-    if all(r.route_snapshot.get("allow_bulk") for r in listed):
+    approvals = [r for r in listed if not r.is_question]  # a question is never approved or rejected in bulk
+    if approvals and all(r.route_snapshot.get("allow_bulk") for r in approvals):
         row.append(
             InlineKeyboardButton("✅ Approve all", callback_data=signer.sign_digest(APPROVE_ALL, render_id, chat_id))
         )
-    row.append(InlineKeyboardButton("❌ Reject all", callback_data=signer.sign_digest(REJECT_ALL, render_id, chat_id)))
+    if approvals:
+        row.append(
+            InlineKeyboardButton("❌ Reject all", callback_data=signer.sign_digest(REJECT_ALL, render_id, chat_id))
+        )
     return InlineKeyboardMarkup([row])
 
 

@@ -16,6 +16,11 @@ content no longer matches (the data no longer verifies); every prompt of a pendi
 shows the same request and stays valid. A digest's data names one rendering of it (see
 digest.py): it counts only on the chat's newest rendering, on the message it was sent on,
 and covers only what that rendering lists.
+
+A question (``ask_human``) is answered, never approved: its option buttons answer with the
+stored option their index names, and "✍️ Answer…" sends the presser a reply prompt whose reply
+(theirs alone) is the answer. Request buttons on a question, or question buttons on an
+approval request, are not valid; a digest's "Approve all" and "Reject all" skip questions.
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ from signoff.server.durations import humanize_delta
 from signoff.server.errors import NotAllowedError, NotFoundError, RequestError
 from signoff.server.grant_models import Grant
 from signoff.server.models import ApprovalRequest, Decision, Status
-from signoff.server.outbox import NOTE, REASON, Asked, Kind
+from signoff.server.outbox import ANSWER, NOTE, REASON, Asked, Kind
 from signoff.server.sanitize import visible
 
+from .buttons import ANSWER as ANSWER_BUTTON
 from .buttons import (
     APPROVE,
     APPROVE_ALL,
@@ -56,6 +62,7 @@ from .buttons import (
     DIGEST_ACTIONS,
     EDIT,
     EDIT_ACTIONS,
+    QUESTION_ACTIONS,
     REJECT,
     REJECT_WITH_REASON,
     REQUEST_ACTIONS,
@@ -66,6 +73,7 @@ from .buttons import (
 )
 from .edits import edit_message
 from .outbox import Outbox
+from .questions import answer_prompt, show_text_for
 from .render import (
     already,
     clip,
@@ -76,7 +84,6 @@ from .render import (
     edit_too_long_text,
     safe,
     short_digest,
-    show_text,
 )
 
 log = logging.getLogger("signoff.telegram")
@@ -146,7 +153,7 @@ class UpdateHandler:
         content (its action digest) and it is on a message that shows this request."""
         req = await self.core.get(request_id)
         press = None if req is None else self.signer.verify_request(query.data, req.action_digest)
-        if req is None or press is None:
+        if req is None or press is None or req.is_question != (press.action in QUESTION_ACTIONS):
             log.warning("telegram: refused a button press with data that is not ours, or made for other content "
                         "(user %d)", query.from_user.id)  # fmt: skip
             await self._answer(query, NOT_VALID)
@@ -172,6 +179,9 @@ class UpdateHandler:
             log.info("telegram: a press on an untracked prompt of %s (chat %d, message %d); tracking it",
                      req.id, chat_id, message_id)  # fmt: skip
             await self.outbox.track(req.id, chat_id, message_id)
+        if req.is_question:
+            await self._question_press(query, req, press)
+            return
         if press.action in (REJECT_WITH_REASON, APPROVE_WITH_NOTE):
             kind = REASON if press.action == REJECT_WITH_REASON else NOTE
             await self._answer(query, f"Reply to my next message with the {kind}.")
@@ -198,6 +208,21 @@ class UpdateHandler:
         if grant is not None:  # its notice goes out through the outbox: paced, and retried after a 429
             await self.outbox.queue(req.id, Kind.GRANT_NOTICE, chat_id)
             self.on_decided()
+
+    async def _question_press(self, query: CallbackQuery, req: ApprovalRequest, press: Press) -> None:
+        """An option answers the question with that option (the stored text, never the data's);
+        "✍️ Answer…" asks the presser for their own words in a reply prompt."""
+        user_id = query.from_user.id
+        if press.option is None:  # "✍️ Answer…"
+            await self._answer(query, "Reply to my next message with your answer.")
+            await self._ask(query.message.chat.id if query.message is not None else user_id, req, user_id, ANSWER)
+            return
+        try:
+            decision = await self.core.answer_option(req, press.option, str(user_id), press.action)
+        except RequestError as exc:  # refused (audited by the core): not this approver's, or no such option
+            await self._answer(query, str(exc), alert=True)
+            return
+        await self._answer(query, await self._result(decision, True))
 
     async def _where(self, query: CallbackQuery, req: ApprovalRequest) -> tuple[int, int | None] | None:
         """Whether the pressed message shows ``req``: ``(chat, None)`` for one of its known prompts,
@@ -249,6 +274,10 @@ class UpdateHandler:
             await self._answer(query, f"Sending the {len(taken)} oldest one by one.")
             return
         approve = press.action == APPROVE_ALL
+        items = [r for r in items if not r.is_question]  # answered one by one, never in bulk
+        if not items:
+            await self._answer(query, "Questions are answered one by one: press “Review each”.")
+            return
         try:
             bulk = await self.core.decide_bulk(items, approve, user, press.action)
         except NotAllowedError as exc:
@@ -288,6 +317,8 @@ class UpdateHandler:
         if kind == NOTE:
             question = f"📝 What note goes with approving <code>{req.id}</code> ({clip(req.action, 300)})?"
             placeholder = "The note the agent receives"
+        elif kind == ANSWER:
+            question, placeholder = answer_prompt(req), "Your answer, for the agent"
         else:
             question = f"✍️ Why reject <code>{req.id}</code> ({clip(req.action, 300)})?"
             placeholder = "The reason for rejecting"
@@ -312,6 +343,9 @@ class UpdateHandler:
                 await self._edit_reply(message, edit)
             return  # otherwise not an answer to our question
         req = await self.core.get(asked.request_id)
+        if asked.kind == ANSWER:
+            await self._answer_reply(message, asked, req)
+            return
         note = asked.kind == NOTE
         action = APPROVE_WITH_NOTE if note else REJECT_WITH_REASON
         if req is not None and asked.user_id != user:  # someone else answered: it counts for nothing
@@ -339,6 +373,32 @@ class UpdateHandler:
             await self._reply(message, f"{verb} <code>{req.id}</code>.")
         else:
             await self._reply(message, escape(await self._result(decision, note)))
+
+    async def _answer_reply(self, message: Message, asked: Asked, req: ApprovalRequest | None) -> None:
+        """A reply to an answer prompt: from the approver who was asked, it answers the question in
+        their words (an empty reply is asked again); anyone else's reply answers nothing (audited)."""
+        assert message.from_user is not None
+        user = str(message.from_user.id)
+        if req is not None and asked.user_id != user:  # someone else answered: it counts for nothing
+            await self.core.refuse(req, user, "a reply to an answer prompt that asked another approver", ANSWER_BUTTON)
+            return
+        if req is None or self.core.approver_of(req, user) is None:
+            return
+        try:
+            decision = await self.core.answer(req, user, ANSWER_BUTTON, message.text or "")
+        except NotAllowedError as exc:
+            await self._reply(message, safe(str(exc), one_line=False))
+            return
+        except RequestError as exc:  # empty, too long, or with control characters: nothing is answered
+            if req.status is Status.PENDING:
+                why = "That answer is empty." if not (message.text or "").strip() else safe(str(exc), one_line=False)
+                await self._ask(message.chat.id, req, message.from_user.id, ANSWER, f"{why}\n")
+            return
+        if decision.changed:
+            self.on_decided()
+            await self._reply(message, f"Answered <code>{req.id}</code>.")
+        else:
+            await self._reply(message, escape(await self._result(decision, True)))
 
     # --- "edit before approving" ---------------------------------------------------------
 
@@ -482,9 +542,9 @@ class UpdateHandler:
         if not mine:
             await self._reply(message, "Nothing is waiting for you.")
             return
-        await self._reply(
-            message, f"{len(mine)} request(s) waiting for you" + (" (the 10 oldest):" if len(mine) > 10 else ":")
-        )
+        asks = sum(1 for req, _ in mine if req.is_question)
+        what = f"{len(mine)} request(s) waiting for you" + (f", {asks} of them question(s)" if asks else "")
+        await self._reply(message, what + (" (the 10 oldest):" if len(mine) > 10 else ":"))
         for req, approver in mine[:10]:
             # Through the outbox, so the per-chat pacing holds and the prompt is tracked like any other.
             await self.outbox.queue(req.id, Kind.SHOW, message.chat.id, approver)
@@ -515,7 +575,7 @@ class UpdateHandler:
         except NotFoundError:
             await self._reply(message, "No such request among yours. /pending lists them.")
             return
-        await self._reply(message, show_text(req, time.time()))
+        await self._reply(message, show_text_for(req, time.time()))
         data = details_file(req)
         if data is not None:  # one file instead of a burst of messages
             await self.bot.send_document(message.chat.id, InputFile(data, filename=f"{req.id}-details.json"),
