@@ -8,7 +8,10 @@ only when its MAC checks out. Formats (``:``-separated, matched by one strict re
 
 * on a request, ``q:<action>:<req_id>:<mac>`` — ``approve``, ``reject``, ``reason`` (reject
   with a reason), ``note`` (approve with a note), ``details``, ``edit`` (edit before approving),
-  ``grant0``–``grant2`` (approve and grant the route's first–third grant option). The MAC also covers the request's ``action_digest``, which the value does not
+  ``grant0``–``grant2`` (approve and grant the route's first–third grant option); on a question
+  (``ask_human``), ``option0``–``option9`` (answer with its first–tenth offered option: the value
+  carries only the index, the answer is always the stored option) and ``answer`` (opens the answer
+  modal). The MAC also covers the request's ``action_digest``, which the value does not
   carry: it is checked once the request is loaded, so a value is good only for exactly the
   content the prompt showed.
 * on a digest, ``d:<action>:<render id>:<mac>`` — ``approve_all``, ``reject_all``,
@@ -23,7 +26,8 @@ only when its MAC checks out. Formats (``:``-separated, matched by one strict re
   (``verify_modal``), and the content after it is loaded (``verify_modal_digest``); a change to
   any character fails both. Both MACs also bind the modal's kind (``MODAL_KINDS``): a reason
   modal's metadata never verifies as a note modal's (it cannot approve), nor the reverse; an
-  edit modal's (``edit``) only asks for an edit, it decides nothing.
+  edit modal's (``edit``) only asks for an edit, it decides nothing; an answer modal's
+  (``answer``) only answers a question.
 * a proposed edit's confirmation view ("Approve edited"),
   ``e:<edit id>:<req_id>:<channel>:<ts>:<mac>``: the MAC binds the proposed edit (a row the
   store keeps, with the edited arguments, the request and the approver who proposed it), the
@@ -31,7 +35,7 @@ only when its MAC checks out. Formats (``:``-separated, matched by one strict re
 
 Every MAC is over a JSON array that starts with a version tag and the kind (``request``,
 ``digest``, ``grant``, ``modal-user``, ``modal``, ``note-modal-user``, ``note-modal``,
-``edit-modal-user``, ``edit-modal``, ``edit-confirm``): the
+``edit-modal-user``, ``edit-modal``, ``answer-modal-user``, ``answer-modal``, ``edit-confirm``): the
 encoding is unambiguous and a value of one kind never verifies as another. A replayed value is harmless: it names the same target,
 action and content, and a decision is made only once.
 """
@@ -50,10 +54,14 @@ APPROVE, REJECT, REJECT_WITH_REASON, APPROVE_WITH_NOTE, DETAILS = "approve", "re
 EDIT = "edit"  # "✏️ Edit": opens the edit modal
 APPROVE_EDITED = "approve_edited"  # the edit's confirmation view (no button value: the audit's name for it)
 GRANT = "grant"  # the actions are "grant0".."grant2": the route's grant option of that index
+ANSWER = "answer"  # a question's "✍️ Answer…": opens the answer modal
+OPTION = "option"  # a question's actions "option0".."option9": answer with its offered option of that index
 APPROVE_ALL, REJECT_ALL, REVIEW_EACH = "approve_all", "reject_all", "review_each"
 REVOKE = "revoke"
 ACTION_PREFIX = "signoff:"  # every action_id is ACTION_PREFIX + action; the interaction handler dispatches on it
 GRANT_OPTIONS = 3  # grant0..grant2
+QUESTION_OPTIONS = 10  # option0..option9 (the core offers at most 10)
+QUESTION_ACTIONS = frozenset({ANSWER, *(f"{OPTION}{i}" for i in range(QUESTION_OPTIONS))})
 REQUEST_ACTIONS = frozenset(
     {
         APPROVE,
@@ -63,15 +71,16 @@ REQUEST_ACTIONS = frozenset(
         DETAILS,
         EDIT,
         *(f"{GRANT}{i}" for i in range(GRANT_OPTIONS)),
+        *QUESTION_ACTIONS,
     }
 )
 DIGEST_ACTIONS = frozenset({APPROVE_ALL, REJECT_ALL, REVIEW_EACH})
 MAX_VALUE = 2000  # Slack's limit on a button value
 MAX_METADATA = 3000  # and on a view's private_metadata
 # A modal's kind: the MAC tags of its metadata (content, user). "reason" keeps the tags it always had.
-REASON_MODAL, NOTE_MODAL, EDIT_MODAL = "reason", "note", "edit"
+REASON_MODAL, NOTE_MODAL, EDIT_MODAL, ANSWER_MODAL = "reason", "note", "edit", "answer"
 MODAL_KINDS = {REASON_MODAL: ("modal", "modal-user"), NOTE_MODAL: ("note-modal", "note-modal-user"),
-               EDIT_MODAL: ("edit-modal", "edit-modal-user")}  # fmt: skip
+               EDIT_MODAL: ("edit-modal", "edit-modal-user"), ANSWER_MODAL: ("answer-modal", "answer-modal-user")}  # fmt: skip
 
 _VERSION = "signoff-slack-1"
 _MAC = r"[A-Za-z0-9_-]{43}"  # 32 bytes, base64url without padding
@@ -80,7 +89,7 @@ _GRANT_ID = r"grt_[0-9a-f]{12}"
 _RENDER_ID = r"0|[1-9][0-9]{0,17}"
 _MESSAGE = r"[A-Z0-9]{1,40}:[0-9]{1,12}\.[0-9]{1,9}"  # "<channel id>:<message ts>"
 _VALUE = re.compile(
-    rf"q:(?P<q_action>approve|reject|reason|note|details|edit|grant[0-2]):(?P<q_target>{_REQUEST_ID}):(?P<q_mac>{_MAC})"
+    rf"q:(?P<q_action>approve|reject|reason|note|details|edit|grant[0-2]|answer|option[0-9]):(?P<q_target>{_REQUEST_ID}):(?P<q_mac>{_MAC})"
     rf"|d:(?P<d_action>approve_all|reject_all|review_each):(?P<d_target>{_RENDER_ID}):(?P<d_mac>{_MAC})"
     rf"|g:(?P<g_action>revoke):(?P<g_target>{_GRANT_ID}):(?P<g_mac>{_MAC})"
 )
@@ -118,6 +127,13 @@ class Press:
         """For ``grant0``–``grant2``: which of the route's grant_options."""
         if self.action.startswith(GRANT) and self.action[len(GRANT) :].isdigit():
             return int(self.action[len(GRANT) :])
+        return None
+
+    @property
+    def option(self) -> int | None:
+        """For ``option0``–``option9``: which of the question's offered answers."""
+        if self.action.startswith(OPTION) and self.action[len(OPTION) :].isdigit():
+            return int(self.action[len(OPTION) :])
         return None
 
 
@@ -210,7 +226,7 @@ class SlackSigner:
     # --- the reject-with-reason and approve-with-note modals --------------------------------------
 
     def modal(self, request_id: str, digest: str | None, user_id: str, message: str, kind: str = REASON_MODAL) -> str:
-        """The ``private_metadata`` of the ``kind`` modal (``REASON_MODAL``, ``NOTE_MODAL``)
+        """The ``private_metadata`` of the ``kind`` modal (``REASON_MODAL``, ``NOTE_MODAL``, ``EDIT_MODAL``, ``ANSWER_MODAL``)
         ``user_id`` opened from the prompt ``message`` (``"<channel id>:<ts>"``) of request ``request_id``."""
         if not re.fullmatch(_REQUEST_ID, request_id) or not re.fullmatch(_MESSAGE, message):
             raise ValueError(f"not a request and message: {request_id!r}, {message!r}")

@@ -1,5 +1,5 @@
-"""What signoff does with what a person does in Slack: button presses, the reason and note
-modals, the ``/signoff`` command. Socket Mode and HTTP mode hand their payloads to the same ``Interactions``.
+"""What signoff does with what a person does in Slack: button presses, the reason, note and
+answer modals, the ``/signoff`` command. Socket Mode and HTTP mode hand their payloads to the same ``Interactions``.
 
 A press counts only when its value is ours (signed), made for this request's very content (its
 action digest), on a message that shows this request (one of its recorded prompts), by the
@@ -26,6 +26,8 @@ from signoff.server.outbox import Kind
 
 from .buttons import (
     ACTION_PREFIX,
+    ANSWER,
+    ANSWER_MODAL,
     APPROVE,
     APPROVE_ALL,
     APPROVE_EDITED,
@@ -34,12 +36,14 @@ from .buttons import (
     EDIT,
     EDIT_MODAL,
     NOTE_MODAL,
+    QUESTION_ACTIONS,
     REASON_MODAL,
     REJECT,
     REJECT_ALL,
     REJECT_WITH_REASON,
     REVIEW_EACH,
     REVOKE,
+    Press,
     SlackSigner,
 )
 from .edits import (
@@ -53,6 +57,7 @@ from .edits import (
     plain_note,
     too_long,
 )
+from .questions import ANSWER_BLOCK, ANSWER_CALLBACK, EMPTY_ANSWER, answer_modal, late_view, prompt_for
 from .render import (
     NOTE_BLOCK,
     NOTE_CALLBACK,
@@ -64,7 +69,6 @@ from .render import (
     escape,
     grants_list,
     note_modal,
-    prompt,
     reason_modal,
     short_digest,
 )
@@ -120,6 +124,8 @@ class Interactions:
             return await self._edit_submitted(payload, view)
         if callback == CONFIRM_CALLBACK:
             return await self._edit_confirmed(payload, view)
+        if callback == ANSWER_CALLBACK:
+            return await self._answer_submitted(payload, view)
         if callback not in (REASON_CALLBACK, NOTE_CALLBACK):
             return None
         note = callback == NOTE_CALLBACK
@@ -186,7 +192,12 @@ class Interactions:
         claimed = self.signer.claimed(value)
         req = None if claimed is None else await self.core.get(claimed.request_id)
         press = None if req is None else self.signer.verify_request(value, req.action_digest)
-        if req is None or press is None:
+        # A question's buttons only answer it, an approval's only decide it (Details: both).
+        if (
+            req is None
+            or press is None
+            or (press.action != DETAILS and req.is_question != (press.action in QUESTION_ACTIONS))
+        ):
             log.warning(
                 "slack: refused a press with a value that is not ours, or made for other content (user %s)", user
             )
@@ -210,6 +221,9 @@ class Interactions:
             return
         if untracked is not None:  # an approver's press on a prompt we lost track of: edited with the rest
             await self.core.outbox.track(req.id, untracked, where)
+        if req.is_question:
+            await self._question_press(payload, req, press, user, where)
+            return
         if press.action == EDIT:
             await self._open_edit(payload, req, user, where)
             return
@@ -292,6 +306,10 @@ class Interactions:
             await self._tell(where, user, f"Sending the {len(taken)} oldest one by one.")
             return
         approve = action == APPROVE_ALL
+        items = [r for r in items if not r.is_question]  # answered one by one, never in bulk
+        if not items:
+            await self._tell(where, user, "Questions are answered one by one: press “Review each”.")
+            return
         try:
             bulk = await self.core.decide_bulk(items, approve, user, action)
         except NotAllowedError as exc:
@@ -318,6 +336,59 @@ class Interactions:
             await self.core.outbox.queue(grant.from_request, Kind.GRANT_NOTICE, grant.notice_address)
         self.on_decided()
         await self._tell(where, user, f"Revoked {grant.id}." if revoked else f"{grant.id} had already ended.")
+
+    # --- questions (ask_human) ----------------------------------------------------------------
+
+    async def _question_press(self, payload: dict[str, Any], req: ApprovalRequest, press: Press, user: str,
+                              where: str) -> None:  # fmt: skip
+        """An offered answer answers the question with that option (the stored text, never the
+        value's); "✍️ Answer…" opens a modal for the approver's own words."""
+        if press.action == ANSWER:
+            metadata = self.signer.modal(req.id, req.action_digest, user, where, ANSWER_MODAL)
+            await self._open(payload, answer_modal(req, metadata), where, user)
+            return
+        if press.option is None:  # cannot happen: a question's buttons are options and Answer…
+            await self._tell(where, user, NOT_VALID)
+            return
+        try:
+            decision = await self.core.answer_option(req, press.option, user, press.action)
+        except RequestError as exc:  # refused (audited by the core): not this approver's, or no such option
+            await self._tell(where, user, str(exc))
+            return
+        if decision.changed:
+            self.on_decided()  # every prompt now says who answered and what
+        else:
+            await self._tell(where, user, await self._result(decision, True))
+
+    async def _answer_submitted(self, payload: dict[str, Any], view: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer modal: answers the question with what was written, when its metadata was
+        signed for an answer modal, this user, this question's content and one of its prompts.
+        An empty or refused answer keeps the modal open, saying why; a question that ended
+        meanwhile is shown as it ended, and nothing is decided."""
+        user = str((payload.get("user") or {}).get("id") or "")
+        metadata = view.get("private_metadata")
+        found = self.signer.verify_modal(metadata, user, ANSWER_MODAL)
+        req = None if found is None else await self.core.get(found[0])
+        if (found is None or req is None or not req.is_question
+                or not self.signer.verify_modal_digest(metadata, user, req.action_digest, ANSWER_MODAL)):  # fmt: skip
+            log.warning("slack: refused an answer modal with metadata that is not ours (user %s)", user)
+            return _errors(NOT_VALID, ANSWER_BLOCK)
+        if await self.core.outbox.request_on(found[1]) != req.id:
+            await self.core.refuse(req, user, "the modal is not from a prompt of this request", ANSWER)
+            return _errors(NOT_HERE, ANSWER_BLOCK)
+        if req.status is not Status.PENDING:
+            return _update(late_view(req))
+        text = _text_input(view, ANSWER_BLOCK)
+        if not text.strip():
+            return _errors(EMPTY_ANSWER, ANSWER_BLOCK)
+        try:
+            decision = await self.core.answer(req, user, ANSWER, text)
+        except RequestError as exc:  # refused (audited), too long, control characters
+            return _errors(str(exc), ANSWER_BLOCK)
+        if not decision.changed:  # someone else answered first, or it expired: this answer made none
+            return _update(late_view(decision.request))
+        self.on_decided()
+        return None  # closes the modal; every prompt now shows the answer
 
     # --- "edit before approving" -------------------------------------------------------------
 
@@ -425,6 +496,8 @@ class Interactions:
             await self.core.outbox.queue(req.id, Kind.SHOW, user, approver)
         self.on_decided()
         more = " (the 10 oldest)" if len(mine) > 10 else ""
+        asks = sum(1 for req, _ in mine if req.is_question)
+        more += f", {asks} of them question(s) to answer" if asks else ""
         return f"{len(mine)} request(s) waiting for you{more}: sending them to you in a direct message from signoff."
 
     async def _show(self, user: str, request_id: str, trigger_id: str) -> dict[str, Any]:
@@ -437,7 +510,7 @@ class Interactions:
                 await self.client.views_open(trigger_id=trigger_id, view=details_modal(req))
             except SlackApiError as exc:
                 log.info("slack: could not open the details of %s: %s", req.id, exc.response.get("error"))
-        text, blocks = prompt(req, self.core.clock(), await self.core.votes(req.id), self.signer)
+        text, blocks = prompt_for(req, self.core.clock(), await self.core.votes(req.id), self.signer)
         # Shown to the caller alone: a look, not a prompt (its buttons would not be on a prompt).
         return {"response_type": "ephemeral", "text": text, "blocks": [b for b in blocks if b.get("type") != "actions"]}
 

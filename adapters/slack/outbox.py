@@ -29,7 +29,8 @@ from signoff.server.models import ApprovalRequest, Status
 from signoff.server.outbox import PROMPTS, Delivery, Kind
 
 from .buttons import SlackSigner
-from .render import digest, escalated, grant_notice, prompt, reminder
+from .questions import escalated_for, prompt_for, reminder_for
+from .render import digest, grant_notice
 
 log = logging.getLogger("signoff.slack")
 
@@ -175,9 +176,9 @@ class SlackOutbox:
         elif kind in (Kind.OUTCOME, Kind.PROGRESS):
             await self.edit_prompts(req, row.address)
         elif kind == Kind.REMINDER:
-            await self._thread_note(req, row, reminder(req, self.clock()), voted_check=True)
+            await self._thread_note(req, row, reminder_for(req, self.clock()), voted_check=True)
         elif kind == Kind.ESCALATED:
-            await self._thread_note(req, row, escalated(req))
+            await self._thread_note(req, row, escalated_for(req))
         elif kind in (Kind.GRANT_USED, Kind.GRANT_NOTICE):
             await self._grant_count(req, row)
         elif kind == Kind.DIGEST:
@@ -191,7 +192,7 @@ class SlackOutbox:
         if row.kind == Kind.PROMPT and await self.rows.prompts(req.id, row.address):
             return  # the place has it already (asked for with /signoff pending while this one was held)
         votes = await self.core.votes(req.id)
-        text, blocks = prompt(req, self.clock(), votes, self.signer)
+        text, blocks = prompt_for(req, self.clock(), votes, self.signer)
         message = await self.post(row.address, text, blocks)
         await self.rows.sent(row.id, req.id, row.address, message)
         # Changed while we were sending? Then what it queued may have missed this place.
@@ -208,7 +209,7 @@ class SlackOutbox:
         messages = await self.rows.prompts(req.id, address)
         if not messages:
             return
-        text, blocks = prompt(req, self.clock(), await self.core.votes(req.id), self.signer)
+        text, blocks = prompt_for(req, self.clock(), await self.core.votes(req.id), self.signer)
         for message in messages:
             try:
                 await self.update(message, text, blocks)

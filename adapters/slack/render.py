@@ -410,30 +410,8 @@ def prompt(req: ApprovalRequest, now: float, votes: Sequence[Vote], signer: Slac
         after.append(_section(offers))
     if req.status is not Status.PENDING:
         after.append(_section(_outcome(req)))
-
-    details_cut = False
-    if req.details is not None:
-        full = details_text(req)
-        notes_room = 200  # the note of what was left out, and the trimmed note, below
-        actions_room = 0 if req.status.final else text_size([_actions(req, signer, details_button=True)])
-        budget = MAX_MESSAGE_TEXT - text_size(blocks) - text_size(after) - notes_room - actions_room
-        pos = 0
-        for _ in range(DETAILS_SECTIONS):
-            room = min(MAX_SECTION, budget) - _FENCED
-            if pos >= len(full) or room < 100:
-                break
-            inner, nxt = _split(full, pos, room)
-            if nxt == pos:
-                break
-            section = _fenced(inner)
-            blocks.append(_section(section))
-            budget -= length(section)
-            pos = nxt
-        if pos < len(full):
-            details_cut = True
-            more = f"… {len(full) - pos:,} more characters of details"
-            more += " — press *Details* for all of it" if req.status is Status.PENDING else ""
-            blocks.append(_context(more))
+    details_cut = details_blocks(req, blocks, after,
+                                 0 if req.status.final else text_size([_actions(req, signer, details_button=True)]))  # fmt: skip
     if trimmed:
         blocks.append(_context(f"Trimmed to fit: {code('signoff show ' + req.id, 80)} shows it all."))
     blocks += after
@@ -441,6 +419,28 @@ def prompt(req: ApprovalRequest, now: float, votes: Sequence[Vote], signer: Slac
         blocks.append(_actions(req, signer, details_button=details_cut))
     assert len(blocks) <= MAX_BLOCKS and text_size(blocks) <= MAX_MESSAGE_TEXT
     return _fallback(req), blocks
+
+
+def details_blocks(req: ApprovalRequest, blocks: list[Block], after: Sequence[Block], actions_room: int) -> bool:
+    """Append to ``blocks`` the details that fit beside ``after`` and the buttons; whether some did not."""
+    full, pos = ("" if req.details is None else details_text(req)), 0
+    # 200: the note of what was left out, and the trimmed note, below
+    budget = MAX_MESSAGE_TEXT - text_size(blocks) - text_size(after) - 200 - actions_room
+    for _ in range(DETAILS_SECTIONS):
+        room = min(MAX_SECTION, budget) - _FENCED
+        if pos >= len(full) or room < 100:
+            break
+        inner, nxt = _split(full, pos, room)
+        if nxt == pos:
+            break
+        section = _fenced(inner)
+        blocks.append(_section(section))
+        budget -= length(section)
+        pos = nxt
+    if pos < len(full):
+        blocks.append(_context(f"… {len(full) - pos:,} more characters of details"
+                               + (" — press *Details* for all of it" if req.status is Status.PENDING else "")))  # fmt: skip
+    return pos < len(full)
 
 
 def _fallback(req: ApprovalRequest) -> str:
@@ -613,12 +613,12 @@ def digest(
         text = f"📋 Digest: nothing pending ({decided} decided)." if decided else "📋 Digest: nothing pending."
         return text, [_section(text)], []
     listed = list(items[:DIGEST_LISTED])
-    counts = Counter(r.action for r in items)
-    kinds = ", ".join(f"{n} × {code(a, 40)}" for a, n in counts.most_common(8))
+    counts = Counter("" if r.is_question else r.action for r in items)  # "": questions, answered one by one
+    kinds = ", ".join(f"{n} × {code(a, 40) if a else '❓ question'}" for a, n in counts.most_common(8))
     if len(counts) > 8:
         kinds += f", {len(counts) - 8} more kinds"
     blocks: list[Block] = [_section(f"📋 *{len(items)} pending* — {kinds}")]
-    lines = [f"• {code(r.id, 40)} {code(r.action, 40)}: {code(r.summary, 100)}" for r in listed]
+    lines = [f"• {code(r.id, 40)} {'❓ question' if r.is_question else code(r.action, 40)}: {code(r.summary, 100)}" for r in listed]  # fmt: skip
     chunk: list[str] = []
     for line in lines:  # each line ≤ ~200 units: sections of ≤ 3,000
         if chunk and length("\n".join([*chunk, line])) > MAX_SECTION:
@@ -634,18 +634,21 @@ def digest(
     notes.append(f"The first expires {humanize_delta(soonest - now)} ({clock(soonest)}).")
     if decided:
         notes.append(f"{decided} decided since this digest began.")
+    if len(approvals := [r for r in listed if not r.is_question]) < len(listed):  # never decided in bulk
+        notes.append("Questions (❓) are answered one by one: *Review each* sends them.")
     blocks.append(_context(*notes))
 
     def value(action: str) -> str:
         return signer.digest(action, render_id, address)
 
-    n = len(listed)
+    n = len(approvals)
     buttons = [_button("🔎 Review each", REVIEW_EACH, value(REVIEW_EACH))]
-    if all(r.route_snapshot.get("allow_bulk") for r in listed):
+    if approvals and all(r.route_snapshot.get("allow_bulk") for r in approvals):
         buttons.append(_button("✅ Approve all", APPROVE_ALL, value(APPROVE_ALL), "primary",
                                _confirm(f"Approve {n}?", f"Approve all {n} requests listed in the digest?", "Approve all")))  # fmt: skip
-    buttons.append(_button("❌ Reject all", REJECT_ALL, value(REJECT_ALL), "danger",
-                           _confirm(f"Reject {n}?", f"Reject all {n} requests listed in the digest?", "Reject all")))  # fmt: skip
+    if approvals:
+        buttons.append(_button("❌ Reject all", REJECT_ALL, value(REJECT_ALL), "danger",
+                               _confirm(f"Reject {n}?", f"Reject all {n} requests listed in the digest?", "Reject all")))  # fmt: skip
     blocks.append({"type": "actions", "block_id": "signoff_digest", "elements": buttons})
     assert len(blocks) <= MAX_BLOCKS and text_size(blocks) <= MAX_MESSAGE_TEXT
     return f"📋 {len(items)} pending approval{'s' if len(items) != 1 else ''}", blocks, listed
