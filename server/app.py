@@ -94,6 +94,16 @@ async def open_app(
             yield app
 
 
+def web_app(app: App) -> Any:
+    """The web inbox's ASGI app, to mount at ``/web`` (None when ``[web] enabled = false``).
+    Built only by ``signoff serve``: other commands never import the web adapter."""
+    if not app.config.web.enabled:
+        return None
+    from signoff.adapters.web import build_web
+
+    return build_web(app.service)[0]
+
+
 async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:
     """Run background ``work`` for the life of the process, restarting it after an error.
 

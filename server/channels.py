@@ -25,7 +25,9 @@ from .outbox import Outbox
 from .quiet import held_until
 from .routing import resolve
 from .service import ApprovalService
+from .web_auth import WebAuth
 
+WEB = "web"  # the web inbox: its users are approver names, signed in through server/web_auth.py
 NOT_AN_APPROVER = "You are not an approver of this request."
 NOTE_NEEDED = "Write the note, or press Approve instead."
 
@@ -63,7 +65,10 @@ class ChannelService:
 
     def approver_of(self, req: ApprovalRequest, user: str) -> str | None:
         """The approver of ``req`` whom ``user`` is, as the request's route snapshot *and* the
-        current configuration both say; None for anyone else."""
+        current configuration both say; None for anyone else. On the web, ``user`` is the approver
+        name a signed-in session belongs to: one who may decide ``req`` now."""
+        if self.channel == WEB:
+            return user if user in req.eligible() and self.configured(user) == user else None
         for entry in req.reach(channel=self.channel):
             if entry.user == user and self.configured(user) == entry.approver:
                 return entry.approver
@@ -71,6 +76,8 @@ class ChannelService:
 
     def configured(self, user: str) -> str | None:
         """The approver ``user`` is in the current configuration, if any."""
+        if self.channel == WEB:
+            return user if user in self.config.approvers else None
         for name, approver in self.config.approvers.items():
             if self.channel == "telegram" and approver.telegram_user_id is not None:
                 if str(approver.telegram_user_id) == user:
@@ -286,6 +293,29 @@ class ChannelService:
         await grants.set_notice(self.service.store, grant.id, message)
 
     # --- the connection ------------------------------------------------------------------
+
+    async def web_link(self, user: str) -> str | None:
+        """A sign-in link to the web inbox for the approver ``user`` is (valid 10 minutes, once),
+        or None for anyone who is not a configured approver or when the inbox is off. Send it
+        to that person alone (a DM), never to a group."""
+        approver = self.configured(user)
+        if approver is None or not self.config.web.enabled:
+            return None
+        auth = WebAuth(self.service.store, self.config, self.clock)
+        return auth.link_url(await auth.issue_link(approver, self.channel))
+
+    async def last_change(self) -> int:
+        """A number that grows whenever a request is filed, decided, voted on, escalated or granted
+        (by any process on the database): the audit log's last sequence number."""
+        rows = await self.service.store.read("SELECT coalesce(max(seq), 0) FROM audit")
+        return int(rows[0][0])
+
+    def may_see(self, req: ApprovalRequest, user: str) -> bool:
+        """Whether ``user`` may read ``req`` (on the web: any approver it ever reaches, its
+        escalation levels included, for history; elsewhere: an approver of it now)."""
+        if self.channel == WEB:
+            return self.configured(user) == user and user in req.everyone()
+        return self.approver_of(req, user) is not None
 
     def lease(self, name: str, ttl: float) -> Lease:
         """The lease that makes one process at a time hold this channel's connection."""

@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--option", type=int, metavar="N", help="answer with the question's N-th option (from 1)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--as", dest="as_approver", metavar="NAME", help="answer as this approver")
+    s = sub.add_parser("web-link", parents=[common], help="print a sign-in link to the web inbox (10 minutes, once)")
+    s.add_argument("--as", dest="as_approver", metavar="NAME", required=True, help="the approver to sign in as")
+    s = sub.add_parser("web-sessions", parents=[common], help="list web inbox sessions, or end them")
+    s.add_argument("--all", action="store_true", help="include ended sessions")
+    s.add_argument("--revoke", metavar="ID", help="end this session")
+    s.add_argument("--revoke-approver", metavar="NAME", help="end every session of this approver")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
     s = sub.add_parser("grants", parents=[common], help="list live grants (with --all, ended ones too)")
     s.add_argument("--all", action="store_true", help="include expired, used-up and revoked grants")
     s.add_argument("--json", action="store_true", help="machine-readable output")
@@ -247,7 +254,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def _with_config() -> dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]]:
     """The commands that load the configuration first (imported here: ``hook`` needs none of them)."""
     from . import console_commands as commands
-    from . import doctor, proxy_commands, serve_commands
+    from . import doctor, proxy_commands, serve_commands, web_commands
 
     return {
         "mcp": serve_commands.cmd_mcp,
@@ -260,6 +267,8 @@ def _with_config() -> dict[str, Callable[[Config, argparse.Namespace], Coroutine
         "doctor": lambda config, args: doctor.cmd_doctor(config, _telegram_check, _slack_check),
         "grants": lambda config, args: commands.cmd_grants(config, args, _console()),
         "revoke": lambda config, args: commands.cmd_revoke(config, args, _console()),
+        "web-link": web_commands.cmd_web_link,
+        "web-sessions": web_commands.cmd_web_sessions,
     }
 
 

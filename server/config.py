@@ -113,6 +113,19 @@ class SlackConfig(_Model):
     )
 
 
+class WebConfig(_Model):
+    enabled: bool = Field(default=True, description="serve the web inbox at /web on `signoff serve`")
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="the address people open signoff at, e.g. https://signoff.example.com (sign-in links use it); "
+        "without it the inbox answers on loopback only",
+    )
+    session_ttl: Duration = Field(
+        default=12 * 3600.0, ge=300, le=30 * 86400, description="how long a web session lasts"
+    )
+
+
 _SLACK_USER = r"^[UW][A-Z0-9]{2,20}$"
 _SLACK_CHANNEL = r"^[CGD][A-Z0-9]{2,20}$"
 
@@ -298,6 +311,7 @@ class Config(_Model):
     server: ServerConfig = ServerConfig()
     telegram: TelegramConfig = TelegramConfig()
     slack: SlackConfig = SlackConfig()
+    web: WebConfig = WebConfig()
     approvers: dict[str, ApproverConfig] = Field(default_factory=dict)
     groups: dict[str, list[str]] = Field(default_factory=dict)
     defaults: DefaultsConfig = DefaultsConfig()

@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import health
-from .app import App
+from .app import App, web_app
 from .config import Config
 from .errors import ConfigError
 from .listen import bind  # re-exported: callers import bind from here too
@@ -64,11 +64,15 @@ class BearerAuth:
     """Pure ASGI middleware (it must not buffer the MCP SSE streams). The scheme is matched
     case-insensitively (RFC 7235: ``bearer``, ``BEARER``); the token in constant time."""
 
-    def __init__(self, app: ASGIApp, token: str, *, open_posts: set[str] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, token: str, *, open_posts: set[str] | None = None, open_prefix: str | None = None
+    ) -> None:
         self.app = app
         self.expected = token.encode()
         # The channels' endpoints verify their own signatures (Slack's): open to POST, nothing else.
         self.open_posts = open_posts or set()
+        # The web inbox signs its people in itself (links and sessions): a browser has no bearer token.
+        self.open_prefix = open_prefix
 
     def _given(self, header: bytes) -> bytes:
         scheme, _, credentials = header.partition(b" ")
@@ -76,6 +80,8 @@ class BearerAuth:
 
     def _open(self, scope: Scope) -> bool:
         path = scope["path"]
+        if self.open_prefix is not None and (path == self.open_prefix or path.startswith(self.open_prefix + "/")):
+            return True
         return path == "/healthz" or (scope["method"] == "POST" and path in self.open_posts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,10 +130,16 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp:
 
     # answer_unreadable_http: a POST the SDK cannot parse (nested too deep) gets its error under the request's id.
     channels = [Route(path, endpoint, methods=["POST"]) for path, endpoint in app.routes]
-    routes = [Route("/healthz", healthz), Route("/metrics", metrics), *channels,
+    web = web_app(app)  # the web inbox: its own sign-in, so outside the bearer token
+    pages = [Mount("/web", app=web)] if web is not None else []
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics), *channels, *pages,
               Mount("/", app=answer_unreadable_http(mcp_app))]  # fmt: skip
     starlette = Starlette(routes=routes, lifespan=lifespan)
-    return BearerAuth(starlette, token, open_posts={path for path, _ in app.routes}) if token else starlette
+    if not token:
+        return starlette
+    return BearerAuth(
+        starlette, token, open_posts={path for path, _ in app.routes}, open_prefix="/web" if web else None
+    )
 
 
 async def serve(app: App, token: str | None) -> None:

@@ -1,0 +1,143 @@
+"""What every web response carries and every web request must pass, before any page runs.
+
+- **Where**: without ``[web] public_url`` the inbox answers only clients on loopback, and only
+  under a loopback ``Host`` (a DNS-rebinding page cannot reach it under its own name). With
+  it, only that host.
+- **Headers**: a strict Content-Security-Policy (scripts, styles and images from signoff
+  itself, nothing inline, ``frame-ancestors 'none'``), ``nosniff``, ``same-origin`` referrers (a sign-in
+  link's token never leaks in a Referer), ``no-store``.
+- **Session**: the cookie is read once; pages get ``request.state.session`` (None when signed out).
+- **CSRF**: a POST whose ``Origin`` is another site is refused here; every state-changing page
+  also requires the session's token, in the form or the ``X-CSRF-Token`` header (``csrf_ok``).
+  The sign-in's secret is its token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from collections import deque
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from signoff.server.web_auth import WebAuth, WebSession
+
+COOKIE = "signoff_session"
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),  # no Referer to other sites (a link's token never leaks); Origin stays
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RateLimit:
+    """At most ``limit`` failures per ``window`` seconds per key (a client address), in this process."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.seen: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str) -> deque[float]:
+        now = time.monotonic()
+        q = self.seen.setdefault(key, deque())
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        return q
+
+    def blocked(self, key: str) -> bool:
+        return len(self._recent(key)) >= self.limit
+
+    def failed(self, key: str) -> None:
+        self._recent(key).append(time.monotonic())
+        if len(self.seen) > 10_000:  # bounded memory under a flood of addresses
+            self.seen = {k: v for k, v in self.seen.items() if v}
+
+
+class WebGuard:
+    """Pure ASGI middleware in front of the web pages (it must not buffer the event stream)."""
+
+    def __init__(self, app: ASGIApp, auth: WebAuth, public_url: str | None) -> None:
+        self.app = app
+        self.auth = auth
+        self.public = urlsplit(public_url) if public_url else None
+        self.secure = self.public is not None and self.public.scheme == "https"
+
+    def _where_refused(self, scope: Scope) -> str | None:
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        name = urlsplit(f"//{host}").hostname or ""
+        if self.public is not None:
+            if host.lower() != (self.public.netloc or "").lower():
+                return "This address is not the one signoff's web inbox is served at ([web] public_url)."
+            return None
+        client = scope.get("client") or ("", 0)
+        if not _loopback(str(client[0])) or not _loopback(name):
+            return "The web inbox answers on loopback only; set [web] public_url to serve it elsewhere."
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []), *(h for h in HEADERS if h[0] not in names)]
+            await send(message)
+
+        why = self._where_refused(scope)
+        if why is not None:
+            await PlainTextResponse(why, status_code=403)(scope, receive, send_with_headers)
+            return
+        request = Request(scope)
+        secret = request.cookies.get(COOKIE, "")
+        session = await self.auth.session(secret) if secret else None
+        scope.setdefault("state", {})
+        scope["state"]["session"] = session
+        scope["state"]["secret"] = secret if session else ""
+        scope["state"]["secure"] = self.secure
+        if scope["method"] not in ("GET", "HEAD") and _foreign_origin(request):
+            refused = PlainTextResponse("Refused: this form was sent from another site.", status_code=403)
+            await refused(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+
+def _foreign_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False  # not sent by every browser on every form; the CSRF token still is required
+    return origin == "null" or urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+
+
+async def csrf_ok(request: Request) -> bool:
+    """Whether a POST carries its session's CSRF token (the ``X-CSRF-Token`` header, or the
+    ``csrf`` form field). Every state-changing page calls it first (``pages.posting``)."""
+    session: WebSession | None = request.state.session
+    if session is None:
+        return False
+    given: object = request.headers.get("x-csrf-token")
+    if given is None:
+        given = (await request.form()).get("csrf")
+    return isinstance(given, str) and hmac.compare_digest(given, session.csrf)

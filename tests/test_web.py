@@ -1,0 +1,201 @@
+"""The web inbox's front door: sign-in links and sessions, the headers and checks every page
+passes, and the inbox (live, in a real Chromium)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from signoff.server.app import App, open_app
+from signoff.server.config import load_config
+from signoff.server.intake import NewRequest
+from signoff.server.models import Actor
+from signoff.server.web_auth import LINK_TTL, WebAuth
+
+from .conftest import SIGNOFF, subprocess_env
+from .web_support import TOKEN_IN, PageWatch, Served, browser, serve_web
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = """
+[store]
+path = "signoff.db"
+
+[approvers.alice]
+telegram_user_id = 111
+
+[approvers.bob]
+telegram_user_id = 222
+
+[[routes]]
+name = "payments"
+match = { action = "refund*" }
+approvers = ["alice"]
+
+[[routes]]
+name = "ops"
+match = { action = "deploy*" }
+approvers = ["bob"]
+
+[[routes]]
+name = "default"
+approvers = ["alice", "bob"]
+"""
+
+AGENT = Actor("agent", "claude-code", "mcp")
+
+
+@pytest.fixture
+async def served(write_config: Callable[[str], Path]) -> AsyncIterator[Served]:
+    async with open_app(load_config(write_config(CONFIG)), background=False) as app, serve_web(app) as s:
+        yield s
+
+
+async def file(app: App, action: str, summary: str = "Do the thing", **kw: Any) -> str:
+    req = await app.service.request_approval(NewRequest(action=action, summary=summary, **kw), AGENT)
+    return req.id
+
+
+async def signed_in(served: Served, client: httpx.AsyncClient, approver: str) -> None:
+    link = await served.link(approver)
+    token = TOKEN_IN.search(link)
+    assert token is not None
+    r = await client.post(f"{served.base}/web/login", data={"token": token.group(1)})
+    assert r.status_code == 303 and r.headers["location"] == "/web/"
+
+
+async def test_a_link_signs_in_once_and_a_get_spends_nothing(served: Served) -> None:
+    link = await served.link("alice")
+    async with httpx.AsyncClient() as client:
+        for _ in range(2):  # a chat app's preview fetches the link: it must not use it up
+            r = await client.get(link)
+            assert r.status_code == 200 and 'id="sign-in"' in r.text and "alice" not in r.text
+        token = TOKEN_IN.search(link)
+        assert token is not None
+        r = await client.post(f"{served.base}/web/login", data={"token": token.group(1)})
+        assert r.status_code == 303
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/web" in cookie
+        inbox = await client.get(f"{served.base}/web/")
+        assert inbox.status_code == 200 and "Waiting for you" in inbox.text and "alice" in inbox.text
+    async with httpx.AsyncClient() as other:  # the same link again, from anyone: spent
+        again = await other.post(f"{served.base}/web/login", data={"token": token.group(1)})
+        assert again.status_code == 400 and "expired or was already used" in again.text
+        assert "set-cookie" not in again.headers
+
+
+async def test_signed_out_sees_the_sign_in_page_and_nothing_else(served: Served) -> None:
+    rid = await file(served.app, "refund", "Refund order 7")
+    async with httpx.AsyncClient() as client:
+        for path in ("/web/", "/web/inbox/rows", "/web/events", f"/web/r/{rid}", "/web/history", "/web/grants"):
+            r = await client.get(served.base + path)
+            assert r.status_code in (401, 404), path
+            assert "Refund order 7" not in r.text and rid not in r.text
+    async with httpx.AsyncClient(cookies={"signoff_session": "forged"}) as client:
+        r = await client.get(served.base + "/web/")
+        assert r.status_code == 401 and "Ask for a sign-in link" in r.text
+
+
+async def test_every_page_carries_the_security_headers(served: Served) -> None:
+    async with httpx.AsyncClient() as client:
+        for path in ("/web/", "/web/login?token=x", "/web/static/app.js"):
+            r = await client.get(served.base + path)
+            csp = r.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+            assert r.headers["x-content-type-options"] == "nosniff"
+            assert r.headers["referrer-policy"] == "same-origin"
+        page = await client.get(served.base + "/web/")
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page.text)  # no inline script …
+        assert not re.search(r"\son[a-z]+\s*=", page.text)  # … and no inline handler
+
+
+async def test_links_expire_and_unknown_people_get_none(served: Served) -> None:
+    auth = WebAuth(served.app.store, served.app.config, lambda: 1_000.0)
+    token = await auth.issue_link("alice", "console")
+    late = WebAuth(served.app.store, served.app.config, lambda: 1_000.0 + LINK_TTL + 1)
+    assert await late.redeem(token, "test") is None
+    with pytest.raises(Exception, match="not an approver"):
+        await auth.issue_link("mallory", "console")
+
+
+async def test_state_changing_posts_need_the_csrf_token_and_this_origin(served: Served) -> None:
+    async with httpx.AsyncClient() as client:
+        await signed_in(served, client, "alice")
+        r = await client.post(f"{served.base}/web/logout")  # no token
+        assert r.status_code == 403 and "security token" in r.text
+        r = await client.post(f"{served.base}/web/logout", data={"csrf": "0" * 64})
+        assert r.status_code == 403
+        r = await client.post(f"{served.base}/web/logout", headers={"Origin": "https://evil.example"})
+        assert r.status_code == 403 and "another site" in r.text
+        assert (await client.get(f"{served.base}/web/")).status_code == 200  # still signed in
+        page = (await client.get(f"{served.base}/web/")).text
+        csrf = page.split('name="csrf" content="')[1].split('"')[0]
+        r = await client.post(f"{served.base}/web/logout", data={"csrf": csrf})
+        assert r.status_code == 303
+        assert (await client.get(f"{served.base}/web/")).status_code == 401  # the session ended in the database
+
+
+async def test_sign_in_attempts_are_rate_limited(served: Served) -> None:
+    async with httpx.AsyncClient() as client:
+        codes = [(await client.post(f"{served.base}/web/login", data={"token": f"guess{n}"})).status_code
+                 for n in range(12)]  # fmt: skip
+    assert codes[:10] == [400] * 10 and codes[10:] == [429, 429]
+
+
+async def test_without_public_url_only_loopback_names_are_served(served: Served) -> None:
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"{served.base}/web/", headers={"Host": "evil.example"})  # DNS rebinding
+        assert r.status_code == 403 and "loopback only" in r.text
+
+
+async def test_the_inbox_shows_only_what_this_approver_may_decide(served: Served) -> None:
+    await file(served.app, "refund", "Refund order 7")  # alice's
+    await file(served.app, "deploy", "Deploy v2")  # bob's
+    await file(served.app, "other", "Rotate keys")  # both
+    async with httpx.AsyncClient() as client:
+        await signed_in(served, client, "alice")
+        page = (await client.get(f"{served.base}/web/")).text
+        assert "Refund order 7" in page and "Rotate keys" in page and "Deploy v2" not in page
+        rows = await client.get(f"{served.base}/web/inbox/rows", params={"route": "payments"})
+        assert rows.headers["x-count"] == "1" and "Refund order 7" in rows.text and "Rotate keys" not in rows.text
+
+
+async def test_sessions_are_listed_and_revoked_at_the_console(served: Served) -> None:
+    config = served.app.config.source
+    async with httpx.AsyncClient() as client:
+        await signed_in(served, client, "bob")
+        listed = subprocess.run([SIGNOFF, "web-sessions", "--config", config], env=subprocess_env(),
+                                capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+        assert "bob" in listed.stdout
+        session_id = listed.stdout.split()[0]
+        ended = subprocess.run([SIGNOFF, "web-sessions", "--revoke", session_id, "--config", config],
+                               env=subprocess_env(), capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+        assert ended.returncode == 0 and "1 session(s) ended" in ended.stdout
+        assert (await client.get(f"{served.base}/web/")).status_code == 401
+        link = subprocess.run([SIGNOFF, "web-link", "--as", "alice", "--config", config], env=subprocess_env(),
+                              capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+        assert "/web/login?token=" in link.stdout and "once" in link.stdout
+        unknown = subprocess.run([SIGNOFF, "web-link", "--as", "mallory", "--config", config],
+                                 env=subprocess_env(), capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+        assert unknown.returncode == 2 and "no such approver" in unknown.stderr
+
+
+async def test_the_inbox_updates_live_in_a_browser(served: Served) -> None:
+    async with browser() as b:
+        page = await b.new_page()
+        watch = PageWatch(page)
+        await page.goto(await served.link("alice"))
+        await page.click("#sign-in")
+        await page.wait_for_url(f"{served.base}/web/")
+        assert "(0)" in await page.title()
+        await page.wait_for_function("document.body.dataset.liveOpen === '1'", timeout=10_000)
+        await file(served.app, "refund", "Refund <b>order</b> 9")
+        await page.locator("#inbox").get_by_text("Refund <b>order</b> 9").wait_for(timeout=10_000)
+        await page.wait_for_function("document.title.startsWith('(1)')", timeout=10_000)
+        assert watch.dialogs == [] and watch.errors == []

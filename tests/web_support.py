@@ -1,0 +1,103 @@
+"""The web inbox under test: the real ``signoff serve`` ASGI app on uvicorn, in this event loop,
+and a real Chromium driven by Playwright (async API).
+
+Chromium is Debian's (``apt-get install chromium``; ``.ci/run`` installs it). Without it the
+browser tests skip, saying so — unless ``SIGNOFF_REQUIRE_BROWSER=1`` (CI), where they fail.
+Playwright never downloads a browser here: it is pointed at the system one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+
+from signoff.server.app import App
+from signoff.server.http import build_http_app
+from signoff.server.listen import bind
+from signoff.server.web_auth import WebAuth
+
+
+@dataclass
+class Served:
+    app: App
+    base: str  # http://127.0.0.1:PORT
+
+    async def link(self, approver: str) -> str:
+        """A fresh sign-in link for ``approver`` at this server."""
+        auth = WebAuth(self.app.store, self.app.config, time.time)
+        token = await auth.issue_link(approver, "console")
+        return f"{self.base}/web/login?token={token}"
+
+
+@asynccontextmanager
+async def serve_web(app: App, token: str | None = None) -> AsyncIterator[Served]:
+    """``app`` served over HTTP on a free loopback port until the block ends."""
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(build_http_app(app, token, port=port), log_level="warning", log_config=None,
+                            lifespan="on", timeout_graceful_shutdown=1)  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        yield Served(app, f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(10):
+            await task
+        sock.close()
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("SIGNOFF_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@asynccontextmanager
+async def browser() -> AsyncIterator[Any]:
+    """A headless Chromium (Playwright ``Browser``), closed afterwards."""
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("SIGNOFF_REQUIRE_BROWSER") == "1":
+            pytest.fail("SIGNOFF_REQUIRE_BROWSER=1 but no Chromium: apt-get install chromium")
+        pytest.skip("no Chromium here: apt-get install chromium to run the browser tests")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=path)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+class PageWatch:
+    """What a page did that it must not: dialogs (alert, confirm), uncaught errors, console errors."""
+
+    def __init__(self, page: Any) -> None:
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+
+        async def on_dialog(dialog: Any) -> None:
+            self.dialogs.append(dialog.message)
+            await dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+
+
+TOKEN_IN = re.compile(r"token=([A-Za-z0-9_-]+)")
