@@ -20,7 +20,7 @@ from signoff.server.channels import WEB, ChannelService
 from signoff.server.service import ApprovalService
 from signoff.server.web_auth import WebAuth
 
-from . import pages
+from . import grants_page, history, overview, pages, request_page
 from .guard import WebGuard
 from .live import Hub
 from .render import Web
@@ -33,7 +33,8 @@ def build_web(service: ApprovalService) -> tuple[ASGIApp, WebAuth]:
     web = Web(channels, auth, Hub(channels))
     static = StaticFiles(directory=str(resources.files("signoff.adapters.web") / "static"))
     # Each page module brings its own routes.
-    routes = [*pages.routes(web), Mount("/static", app=static)]
+    routes = [*pages.routes(web), *request_page.routes(web), *history.routes(web), *grants_page.routes(web),
+              *overview.routes(web), Mount("/static", app=static)]  # fmt: skip
     return WebGuard(Starlette(routes=routes), auth, service.config.web.public_url), auth
 
 
