@@ -199,3 +199,19 @@ async def test_the_inbox_updates_live_in_a_browser(served: Served) -> None:
         await page.locator("#inbox").get_by_text("Refund <b>order</b> 9").wait_for(timeout=10_000)
         await page.wait_for_function("document.title.startsWith('(1)')", timeout=10_000)
         assert watch.dialogs == [] and watch.errors == []
+
+
+async def test_the_overview_draws_this_approvers_figures_as_svg(served: Served) -> None:
+    rid = await file(served.app, "refund", "Refund <script>alert(1)</script>")  # alice's route
+    await file(served.app, "deploy", "Deploy v2")  # bob's: not in alice's figures
+    await served.app.service.decide(rid, True, Actor("human", "alice", "console"))
+    await file(served.app, "other", "Still pending")
+    async with httpx.AsyncClient() as client:
+        await signed_in(served, client, "alice")
+        r = await client.get(f"{served.base}/web/overview")
+    assert r.status_code == 200 and r.text.count("<svg") == 3
+    assert "1 approved" in r.text  # the day's bar says what it counts
+    assert "< 5 min: 1 pending" in r.text.replace("&lt;", "<")  # only alice's pending one
+    assert "<script>" not in r.text
+    assert re.search(r"default: median .* over 0", r.text) is None
+    assert "payments: median" in r.text  # a person's decision on the payments route
