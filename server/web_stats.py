@@ -12,7 +12,9 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from . import queries
 from .intake import MAX_TIMEOUT
+from .models import ApprovalRequest
 from .store import Store
 
 DAYS = 30
@@ -22,11 +24,27 @@ AGE_BUCKETS: list[tuple[str, float]] = [
 OUTCOMES = ("approved", "rejected", "expired", "cancelled", "answered")
 
 _MINE = "EXISTS (SELECT 1 FROM request_approvers a WHERE a.approver = ? AND a.created_at = r.created_at AND a.request_id = r.id)"
-_PENDING = f"SELECT r.created_at FROM requests r WHERE r.status = 'pending' AND {_MINE}"
+_PENDING = f"SELECT r.created_at FROM requests r INDEXED BY requests_pending_by_deadline WHERE r.status = 'pending' AND {_MINE}"
 _DECIDED = (
     "SELECT r.status, r.route, r.created_at, r.decided_at, r.decided_kind FROM request_approvers a "
     "JOIN requests r ON r.id = a.request_id WHERE a.approver = ? AND a.created_at >= ? AND r.decided_at >= ?"
 )
+
+
+# A listing: every column but ``details`` (it can be 64 KiB of JSON, and a list never shows it).
+_LISTED = ", ".join("NULL AS details" if c.strip() == "details" else "r." + c.strip()
+                    for c in queries.REQUEST_COLUMNS.split(","))  # fmt: skip
+_PENDING_ROWS = (
+    # The partial index of pending requests: a few hundred rows at most, not every request by date.
+    f"SELECT {_LISTED} FROM requests r INDEXED BY requests_pending_by_deadline WHERE r.status = 'pending' AND {_MINE} "
+    "ORDER BY r.created_at DESC, r.id DESC LIMIT ?"
+)
+
+
+async def pending_for(store: Store, approver: str, limit: int = 500) -> list[ApprovalRequest]:
+    """The pending requests ``approver`` is an approver of (at any escalation level), newest
+    first, without their ``details`` (None): for lists."""
+    return [ApprovalRequest.from_row(r) for r in await store.read(_PENDING_ROWS, (approver, limit))]
 
 
 @dataclass

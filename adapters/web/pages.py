@@ -16,11 +16,12 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from signoff.server.models import ApprovalRequest
+from signoff.server.web_stats import pending_for
 
 from .guard import COOKIE, csrf_ok
 from .render import Web, page, session_of
 
-INBOX_LIMIT = 200
+INBOX_LIMIT = 100  # rows shown; the filters narrow a longer list
 AGES = {"": 0.0, "1h": 3600.0, "1d": 86400.0}
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -108,7 +109,8 @@ async def _inbox_rows(request: Request, web: Web) -> tuple[list[ApprovalRequest]
     f = _filters(request)
     older = AGES.get(f["age"], 0.0)
     now = web.clock()
-    mine = [r for r in await web.channels.service.pending()
+    await web.channels.service.sweep()  # deadlines that passed show as expired, not waiting
+    mine = [r for r in await pending_for(web.channels.service.store, session.approver, 5000)
             if web.channels.approver_of(r, session.approver) is not None]  # fmt: skip
     routes = sorted({r.route for r in mine})
     rows = [
@@ -118,18 +120,18 @@ async def _inbox_rows(request: Request, web: Web) -> tuple[list[ApprovalRequest]
         and (not older or now - r.created_at >= older)
         and (not f["kind"] or (f["kind"] == "question") == r.is_question)
     ]  # fmt: skip
-    rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-    return rows[:INBOX_LIMIT], f, routes
+    return rows, f, routes
 
 
 async def inbox(request: Request, web: Web) -> Response:
     rows, f, routes = await _inbox_rows(request, web)
-    return page(request, web, "inbox.html", rows=rows, filters=f, routes=routes, query=request.url.query)
+    return page(request, web, "inbox.html", rows=rows[:INBOX_LIMIT], total=len(rows), filters=f, routes=routes,
+                query=request.url.query)  # fmt: skip
 
 
 async def inbox_rows(request: Request, web: Web) -> Response:
     rows, _, _ = await _inbox_rows(request, web)
-    response = page(request, web, "_inbox_rows.html", rows=rows)
+    response = page(request, web, "_inbox_rows.html", rows=rows[:INBOX_LIMIT], total=len(rows))
     response.headers["X-Count"] = str(len(rows))
     return response
 
