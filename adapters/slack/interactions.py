@@ -71,6 +71,7 @@ from .render import (
     note_modal,
     reason_modal,
     short_digest,
+    web_link_text,
 )
 
 log = logging.getLogger("signoff.slack")
@@ -87,6 +88,7 @@ HELP = (
     "`/signoff pending` — the requests waiting for you, with their buttons\n"
     "`/signoff show ID` — one request in full\n"
     "`/signoff grants` — the live grants, with a button to revoke each\n"
+    "`/signoff web` — a sign-in link to the web inbox, shown to you alone\n"
     "`/signoff whoami` — your Slack member id, and whether you are an approver"
 )
 
@@ -168,6 +170,8 @@ class Interactions:
             return await self._show(user, rest.strip(), str(payload.get("trigger_id") or ""))
         if word == "grants":
             return await self._grants(user)
+        if word == "web":
+            return await self._web(user)
         if word in ("whoami", "start"):
             name = self.core.configured(user)
             role = (f"You are approver *{escape(name)}*." if name else
@@ -523,6 +527,18 @@ class Interactions:
             return _ephemeral("No grants are live. Approve a request with “Approve for …” to make one.")
         text, blocks = grants_list(live, self.core.clock(), self.signer)
         return {"response_type": "ephemeral", "text": text, "blocks": blocks}
+
+    async def _web(self, user: str) -> dict[str, Any]:
+        """A sign-in link to the web inbox, for an approver: in the command's own answer, which
+        only the caller sees (ephemeral, never ``in_channel``), with no unfurl."""
+        if self.core.configured(user) is None:
+            return _ephemeral("Sorry, only approvers can sign in to the web inbox. `/signoff whoami` shows your "
+                              "member id and how to become one.")  # fmt: skip
+        url = await self.core.web_link(user)
+        if url is None:
+            return _ephemeral("The web inbox is off (`[web] enabled = false` in the configuration).")
+        text = web_link_text(url, local=not self.core.config.web.public_url)
+        return {"response_type": "ephemeral", "text": text, "unfurl_links": False, "unfurl_media": False}
 
     # --- answering -------------------------------------------------------------------------
 

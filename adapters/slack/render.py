@@ -34,6 +34,7 @@ from signoff.server.grant_models import Grant, offer, option_text, short_path
 from signoff.server.grant_models import options as grant_options
 from signoff.server.models import ApprovalRequest, Status, Vote
 from signoff.server.sanitize import visible
+from signoff.server.web_auth import LINK_TTL
 
 from .buttons import (
     ACTION_PREFIX,
@@ -652,3 +653,14 @@ def digest(
     blocks.append({"type": "actions", "block_id": "signoff_digest", "elements": buttons})
     assert len(blocks) <= MAX_BLOCKS and text_size(blocks) <= MAX_MESSAGE_TEXT
     return f"📋 {len(items)} pending approval{'s' if len(items) != 1 else ''}", blocks, listed
+
+
+def web_link_text(url: str, *, local: bool) -> str:
+    """The answer (for its caller alone) with a sign-in link to the web inbox, in mrkdwn;
+    ``local``: no ``[web] public_url``, so the link is a loopback address."""
+    text = (f":key: Your sign-in link to the signoff web inbox: it works once, within {int(LINK_TTL // 60)} "
+            f"minutes. Do not share it.\n<{escape(url)}>")  # fmt: skip
+    if local:
+        text += ("\nIt works only on the machine that runs `signoff serve` (set `[web] public_url` to open "
+                 "the inbox from elsewhere).")  # fmt: skip
+    return text

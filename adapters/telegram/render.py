@@ -29,6 +29,7 @@ from signoff.server.grant_models import Grant, offer, short_path
 from signoff.server.grant_models import options as grant_options
 from signoff.server.models import ApprovalRequest, Status, Vote
 from signoff.server.sanitize import json_visible, visible
+from signoff.server.web_auth import LINK_TTL
 
 from .buttons import (
     APPROVE,
@@ -406,3 +407,14 @@ def details_file(req: ApprovalRequest) -> bytes | None:
     if req.details is None:
         return None
     return json_visible(req.details, indent=2).encode()
+
+
+def web_link_text(url: str, *, local: bool) -> str:
+    """The message with a sign-in link to the web inbox (for the approver's private chat only);
+    ``local``: no ``[web] public_url``, so the link is a loopback address."""
+    text = (f"🔑 Your sign-in link to the signoff web inbox: it works once, within {int(LINK_TTL // 60)} minutes. "
+            f"Do not forward it.\n{escape(url)}")  # fmt: skip
+    if local:
+        text += ("\n\nIt works only on the machine that runs <code>signoff serve</code> (set "
+                 "<code>[web] public_url</code> to open the inbox from elsewhere).")  # fmt: skip
+    return text

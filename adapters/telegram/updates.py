@@ -38,11 +38,12 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
+    LinkPreviewOptions,
     Message,
     Update,
 )
-from telegram.constants import ParseMode
-from telegram.error import TelegramError
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden, TelegramError
 
 from signoff.server.channels import NOT_AN_APPROVER, ChannelService, EmptyNoteError
 from signoff.server.details_text import parse_edit
@@ -84,6 +85,7 @@ from .render import (
     edit_too_long_text,
     safe,
     short_digest,
+    web_link_text,
 )
 
 log = logging.getLogger("signoff.telegram")
@@ -100,6 +102,7 @@ HELP = (
     "/pending — the requests waiting for you, with their buttons\n"
     "/show ID — one request in full\n"
     "/grants — the live grants, with a button to revoke each\n"
+    "/web — a sign-in link to the web inbox, sent to you privately\n"
     "/start — your user id and chat id, and whether you are an approver\n"
     "/help — this text"
 )
@@ -534,6 +537,8 @@ class UpdateHandler:
             await self._show(message, user.id, rest.strip())
         elif command == "/grants":
             await self._grants(message, user.id)
+        elif command == "/web":
+            await self._web(message, user.id)
         else:
             await self._reply(message, escape(HELP))
 
@@ -580,6 +585,45 @@ class UpdateHandler:
         if data is not None:  # one file instead of a burst of messages
             await self.bot.send_document(message.chat.id, InputFile(data, filename=f"{req.id}-details.json"),
                                          caption=f"Details of {req.id}, in full")  # fmt: skip
+
+    async def _web(self, message: Message, user_id: int) -> None:
+        """A sign-in link to the web inbox, for the approver alone: in a private chat it is the
+        answer; from a group it goes to their private chat with the bot (their user id), and the
+        group hears only where it went — or, when the bot may not write to them (they never
+        started it, or blocked it), how to ask for it privately. Never a link in a group."""
+        user = str(user_id)
+        if self.core.configured(user) is None:
+            await self._reply(message, "Sorry, only approvers can sign in to the web inbox. /start shows your "
+                                       "user id and how to become one.")  # fmt: skip
+            return
+        url = await self.core.web_link(user)
+        if url is None:
+            await self._reply(
+                message, "The web inbox is off (<code>[web] enabled = false</code> in the configuration)."
+            )
+            return
+        text = web_link_text(url, local=not self.core.config.web.public_url)
+        private = message.chat.type == ChatType.PRIVATE and message.chat.id == user_id
+        try:
+            await self.bot.send_message(user_id, text, parse_mode=ParseMode.HTML,
+                                        link_preview_options=LinkPreviewOptions(is_disabled=True))  # fmt: skip
+        except (Forbidden, BadRequest) as exc:  # no private chat with them: they never started the bot
+            log.info("telegram: could not send user %d their web link privately: %s", user_id, exc)
+            if not private:  # (in their private chat, where they just wrote, this cannot happen)
+                await self._reply(message, f"I cannot write to you privately yet: open a private chat with "
+                                           f"{self._me()}, press Start and send /web there.")  # fmt: skip
+            return
+        if not private:
+            try:  # the link went out: a failed note here must not send another one (the update's retry)
+                await self._reply(message, "I sent you a sign-in link in our private chat.")
+            except TelegramError as exc:
+                log.info("telegram: could not say in chat %d where the web link went: %s", message.chat.id, exc)
+
+    def _me(self) -> str:
+        try:
+            return escape(f"@{self.bot.username}")
+        except RuntimeError:  # not initialized (it always is while it handles updates)
+            return "the bot"
 
     async def _reply(self, message: Message, html: str) -> None:
         await self.bot.send_message(message.chat.id, html, parse_mode=ParseMode.HTML)
