@@ -13,13 +13,12 @@ line, so it cannot fake a line of the layout ("Status    approved"); JSON output
 
 from __future__ import annotations
 
-import csv
 import getpass
-import io
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from signoff.server import audit_export
 from signoff.server.details_text import edit_diff
 from signoff.server.durations import humanize_delta
 from signoff.server.errors import NotAllowedError
@@ -210,53 +209,15 @@ def request_json(req: ApprovalRequest) -> dict[str, Any]:
     return out
 
 
-AUDIT_FIELDS = ("seq", "at", "event", "request_id", "actor_kind", "actor", "channel", "content_hash", "route", "data",
-                "action_digest", "prev_hash", "hash")  # fmt: skip
-
-
-def audit_rows(events: Sequence[AuditEvent]) -> list[dict[str, Any]]:
-    """The events for export. Besides the readable fields, each carries what its hash covers, as
-    stored (``at_unix``, ``route_snapshot_json``, ``data_json``), so a copy verifies anywhere."""
-    return [
-        {
-            "seq": e.seq,
-            "at": iso(e.at),
-            "event": e.event,
-            "request_id": e.request_id,
-            "actor_kind": e.actor_kind,
-            "actor": e.actor,
-            "channel": e.channel,
-            "content_hash": e.content_hash,
-            "route": e.route_snapshot.get("name"),
-            "data": e.data,
-            "action_digest": e.action_digest,
-            "prev_hash": e.prev_hash,
-            "hash": e.hash,
-            "at_unix": e.at,
-            "route_snapshot_json": (e.raw or {}).get("route_snapshot"),
-            "data_json": (e.raw or {}).get("data"),
-        }
-        for e in events
-    ]
-
-
-def _cell(text: str) -> str:
-    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a leading quote."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+audit_rows = audit_export.audit_rows  # `signoff show --json` lists a request's events this way
 
 
 def format_audit(events: Sequence[AuditEvent], fmt: str) -> str:
-    rows = audit_rows(events)
     if fmt == "jsonl":  # exact: JSON escapes decode to the stored text, so the hashes still verify
-        return "\n".join(safe_json(r) for r in rows)
+        return audit_export.to_jsonl(events)
     if fmt == "csv":  # text cells escaped like the table (lossy); 'data' is JSON (exact)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=AUDIT_FIELDS, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            cells = {k: _cell(_one(v)) if isinstance(v, str) else v for k, v in r.items()}
-            writer.writerow({**cells, "data": "" if r["data"] is None else _cell(safe_json(r["data"]))})
-        return buf.getvalue().rstrip("\n")
+        return audit_export.to_csv(events)
+    rows = audit_rows(events)
     if not rows:
         return "No audit events."
     return table(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 # The newest migration (``db.MIGRATIONS``): the read-only console commands need the file to be at it.
-SCHEMA = "0011_web"
+SCHEMA = "0012_request_search"
 
 REQUEST_COLUMNS = (
     "id, action, summary, details, metadata, route, route_snapshot, approvers, requested_by, requested_via, "

@@ -82,7 +82,7 @@ def test_the_detector_finds_a_cycle() -> None:
 # The core's public API and models: all an adapter may import of it (DESIGN.md's dependency rule).
 # Notably not the store, the SQL, policy, grants or routing: a channel delivers outbox rows and
 # turns a person's input into calls on the service (``channels.ChannelService``), nothing more.
-_PUBLIC = "models errors config service channels outbox digests grant_models details_text sanitize durations lease listen metrics web_auth web_queries web_stats"
+_PUBLIC = "models errors config service channels outbox digests grant_models details_text sanitize durations lease listen metrics web_auth web_queries web_stats audit_export"
 ADAPTER_MAY_IMPORT = {f"signoff.server.{m}" for m in _PUBLIC.split()}
 # Where the application is put together from the configuration: the only server modules that
 # may import an adapter.
