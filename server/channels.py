@@ -20,7 +20,7 @@ from .digests import DigestBook
 from .errors import NotAllowedError, NotFoundError, RequestError
 from .grant_models import Grant
 from .lease import Lease
-from .models import Actor, ApprovalRequest, Decision, Status, Vote
+from .models import Actor, ApprovalRequest, AuditEvent, Decision, Status, Vote
 from .outbox import Outbox
 from .quiet import held_until
 from .routing import resolve
@@ -184,8 +184,10 @@ class ChannelService:
             await self.refuse(req, user, "no such grant option on this route", action)
             raise NotAllowedError("This button is not valid.")
         try:
+            # The web has no message to keep a grant's count in: its grants page shows the grant instead.
+            notice = None if self.channel == WEB else (self.channel, notice_address)
             return await self.service.approve_and_grant(req.id, offered[option_index], self.actor(user, approver),
-                                                        notice=(self.channel, notice_address))  # fmt: skip
+                                                        notice=notice)  # fmt: skip
         except NotAllowedError as exc:
             await self.refuse(req, user, str(exc), action)
             raise
@@ -251,6 +253,10 @@ class ChannelService:
 
     async def votes(self, request_id: str) -> list[Vote]:
         return await policy.votes(self.service.store, request_id)
+
+    async def events(self, request_id: str) -> list[AuditEvent]:
+        """The audit trail of one request, oldest first (show it only to whom ``may_see`` it)."""
+        return await self.service.store.audit(request_id=request_id)
 
     def held_until(self, req: ApprovalRequest, approver: str) -> float | None:
         """Until when quiet hours hold a new message to ``approver`` about ``req`` (None: not held)."""
