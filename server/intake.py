@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,15 +88,30 @@ def is_question_action(action: str) -> bool:
     return action == QUESTION_ACTION or action.startswith(QUESTION_ACTION + ".")
 
 
+def _seen(text: str) -> str:
+    """What a person sees of ``text``: compatibility forms folded (NFKC), the invisible format
+    characters (Unicode Cf: zero-width space, word joiner, soft hyphen, BOM…) gone, trimmed."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf").strip()
+
+
 def _check_options(options: list[str]) -> None:
+    """Options a person can tell apart, and whose text is exactly the answer the agent gets."""
     if not isinstance(options, list) or not 1 <= len(options) <= MAX_OPTIONS:
         raise RequestError(f"'options' must be a list of 1–{MAX_OPTIONS} answers (or omitted for a free answer)")
     for n, option in enumerate(options, 1):
         if not isinstance(option, str):
             raise RequestError(f"option {n} must be a string")
         _check_text(f"option {n}", option, MAX_OPTION, single_line=True)
-    if len({o.strip().casefold() for o in options}) != len(options):
-        raise RequestError("'options' has the same answer twice; give each once")
+        if option != option.strip():
+            raise RequestError(
+                f"option {n} starts or ends with spaces; remove them (the answer is the option's exact text)"
+            )
+        # Emoji sequences join with U+200D; any other invisible character only hides what the option says.
+        if any(unicodedata.category(c) == "Cf" and c != "\u200d" for c in option) or not _seen(option):
+            raise RequestError(f"option {n} contains invisible characters (U+200B, U+2060, U+FEFF, soft hyphen…); "
+                               "write it in plain visible text")  # fmt: skip
+    if len({_seen(o).casefold() for o in options}) != len(options):
+        raise RequestError("'options' has the same answer twice (or two that look the same); give each once")
 
 
 def check_answer(answer: str) -> str:
@@ -214,11 +230,16 @@ def check_new_request(new: NewRequest) -> Encoded:
             _check_options(new.options)
     elif new.kind != "approval":
         raise RequestError(f"unknown kind of request {new.kind!r}")
-    elif is_question_action(new.action):
-        raise RequestError(f"the action {QUESTION_ACTION!r} is for questions: call ask_human to ask a human one")
+    elif new.action.casefold().startswith(QUESTION_ACTION):
+        # Not only ask_human and ask_human.*: a route written for questions ("ask_human*")
+        # must never receive an approval, whose silence it might treat as consent.
+        raise RequestError(f"actions starting with {QUESTION_ACTION!r} are for questions: call ask_human to ask a "
+                           "human one, or name the action otherwise")  # fmt: skip
     elif new.options is not None:
         raise RequestError("only a question (ask_human) offers options")
-    _check_text("summary", new.summary, MAX_SUMMARY)
+    _check_text("question" if new.kind == "question" else "summary", new.summary, MAX_SUMMARY)
+    if new.kind == "question" and not _seen(new.summary):
+        raise RequestError("'question' shows nothing (only invisible characters); write the question")
     if not isinstance(new.metadata, dict):
         raise RequestError("'metadata' must be an object of scalar values, e.g. {\"amount\": 120}")
     _check_metadata(new.metadata)

@@ -185,7 +185,11 @@ async def test_the_table_refuses_to_mix_the_two_kinds(app: App, client: Client) 
 
 async def test_bad_questions_are_tool_errors_and_file_nothing(app: App, client: Client) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"question": " "}, "'summary' must not be empty"),
+        ({"question": " "}, "'question' must not be empty"),
+        ({"question": "\u200b\u2060"}, "shows nothing"),
+        ({"question": "?", "options": [" prod "]}, "spaces"),
+        ({"question": "?", "options": ["Yes", "Yes\u200b"]}, "invisible"),
+        ({"question": "?", "options": ["ｙｅｓ", "yes"]}, "look the same"),
         ({"question": "?", "options": []}, "'options'"),
         ({"question": "?", "options": [str(n) for n in range(11)]}, ""),
         ({"question": "?", "options": ["yes", "Yes"]}, "twice"),
