@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,9 +41,10 @@ class Served:
 
 
 @asynccontextmanager
-async def serve_web(app: App, token: str | None = None) -> AsyncIterator[Served]:
-    """``app`` served over HTTP on a free loopback port until the block ends."""
-    sock = bind("127.0.0.1", 0)
+async def serve_web(app: App, token: str | None = None, *, sock: socket.socket | None = None) -> AsyncIterator[Served]:
+    """``app`` served over HTTP on a free loopback port (or on ``sock``, bound already: for a
+    configuration that must name the port) until the block ends."""
+    sock = sock or bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     config = uvicorn.Config(build_http_app(app, token, port=port), log_level="warning", log_config=None,
                             lifespan="on", timeout_graceful_shutdown=1)  # fmt: skip
