@@ -9,6 +9,7 @@ checked, on every run either way).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -56,7 +57,9 @@ AGENT = Actor("agent", "claude-code", "mcp")
 
 
 @pytest.fixture
-async def served(fake: FakeTelegram, write_config: Callable[[str], Path], unpaced_telegram: None) -> AsyncIterator[Served]:
+async def served(
+    fake: FakeTelegram, write_config: Callable[[str], Path], unpaced_telegram: None
+) -> AsyncIterator[Served]:
     sock = bind("127.0.0.1", 0)  # the port the links name: known before the configuration is written
     text = CONFIG.format(port=sock.getsockname()[1], api=fake.api_base_url)
     async with open_app(load_config(write_config(text))) as app, serve_web(app, sock=sock) as s:
@@ -75,7 +78,9 @@ async def test_from_web_in_telegram_to_approving_an_edited_request(fake: FakeTel
     await fake.say(ALICE, ALICE, "/web")
     sent = await fake.wait_for(lambda: next((m for m in fake.chat(ALICE) if "token=" in m.text), None))
     found = TOKEN_IN.search(sent.text)
-    assert found is not None and f"{served.base}/web/login?token={found.group(1)}" in sent.text  # the link works as sent
+    assert (
+        found is not None and f"{served.base}/web/login?token={found.group(1)}" in sent.text
+    )  # the link works as sent
     link = f"{served.base}/web/login?token={found.group(1)}"
     async with browser() as b:
         page = await b.new_page()
@@ -94,7 +99,11 @@ async def test_from_web_in_telegram_to_approving_an_edited_request(fake: FakeTel
         assert "with changes" in await page.locator("#outcome").inner_text()
         assert watch.dialogs == [] and watch.errors == []
     req = await served.app.service.get(rid)
-    assert (req.status, req.edited_details, req.decided_via) == (Status.APPROVED, {"command": "git push origin main"}, "web")
+    assert (req.status, req.edited_details, req.decided_via) == (
+        Status.APPROVED,
+        {"command": "git push origin main"},
+        "web",
+    )
     await fake.wait_for(lambda: not prompt.buttons() and "with changes" in prompt.text and "alice" in prompt.text)
 
 
@@ -106,12 +115,28 @@ async def _populate(app: App) -> str:
     await file(app, "Bash", "Run the migration on staging", {"command": "alembic upgrade head"})
     await file(app, "refund", "Refund order #4411 in full (damaged in transit)", {"order": 4411, "amount": 129.5},
                metadata={"amount": 129.5, "currency": "EUR"})  # fmt: skip
-    await file(app, "ask_human", "Which region should the new bucket live in?", kind="question",
-               options=["eu-west-1", "us-east-1"])
+    await file(
+        app,
+        "ask_human",
+        "Which region should the new bucket live in?",
+        kind="question",
+        options=["eu-west-1", "us-east-1"],
+    )
     alice, bob = Actor("human", "alice", "telegram"), Actor("human", "bob", "slack")
-    for n in range(24):
-        rid = await file(app, "Bash", f"Deploy build {n}", {"command": f"make deploy BUILD={n}"})
-        await app.service.decide(rid, n % 5 != 0, alice if n % 2 else bob, None if n % 5 else "not today")
+    now, clock = time.time(), app.service.clock
+    try:  # a month of history: filed and decided at their own times
+        for n in range(60):
+            filed = now - (n % 29) * 86400 - 3600 * (n % 7)
+            app.service.clock = lambda t=filed: t
+            route = ("Bash", {"command": f"make deploy BUILD={n}"}) if n % 3 else ("refund", {"order": n})
+            rid = await file(app, route[0], f"Deploy build {n}" if n % 3 else f"Refund order {n}", route[1])
+            app.service.clock = lambda t=filed + 60 * (1 + n % 40): t
+            if n % 11 == 0:
+                await app.service.sweep()
+            else:
+                await app.service.decide(rid, n % 5 != 0, alice if n % 2 else bob, None if n % 5 else "not today")
+    finally:
+        app.service.clock = clock
     return diff
 
 

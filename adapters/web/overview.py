@@ -60,7 +60,9 @@ def _per_day(o: Overview) -> dict[str, Any]:
                 h = (HEIGHT - 40) * n / top
                 base -= h
                 bars.append(Bar(d * slot + 1, base, slot - 2, h, f"bar-{outcome}", f"{day}: {n} {outcome}"))
-    ticks = [(d * slot + slot / 2, o.days[d][5:]) for d in range(0, len(o.days), 5)]
+    # Label every fifth day back from today (today is the one people look for), none cut at the edge.
+    ticks = [(min(d * slot + slot / 2, WIDTH - 18), o.days[d][5:]) for d in range(len(o.days) - 1, -1, -5)
+             if d * slot > 20]  # fmt: skip
     return {"bars": bars, "ticks": ticks, "top": top}
 
 
