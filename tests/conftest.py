@@ -93,6 +93,18 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
+def unpaced_telegram(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Telegram outbox's pacing (a call a second to a chat, one per three seconds to a group) cut
+    to a few milliseconds in this process, for tests about what is sent, not when: a prompt and a few
+    digest edits would otherwise take seconds each. The fake does not enforce pacing unless a test
+    checks ``rate_violations()``, and tests of the pacing itself must not use this."""
+    from signoff.adapters.telegram import outbox
+
+    monkeypatch.setattr(outbox, "PRIVATE_GAP", 0.05)
+    monkeypatch.setattr(outbox, "GROUP_GAP", 0.05)
+
+
+@pytest.fixture
 def write_config(tmp_path: Path) -> Callable[[str], Path]:
     def write(text: str, name: str = "signoff.toml") -> Path:
         path = tmp_path / name

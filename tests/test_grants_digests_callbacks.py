@@ -40,6 +40,7 @@ def npm(command: str) -> dict[str, Any]:
 # --- grants -------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("unpaced_telegram")  # about what is sent, not when
 async def test_a_grant_approves_matching_requests_until_it_expires(fake: FakeTelegram, tmp_path: Path) -> None:
     clock = Clock()
     async with open_app(example_config("grants", fake, tmp_path), clock=clock) as app:
@@ -83,6 +84,7 @@ async def test_a_grant_approves_matching_requests_until_it_expires(fake: FakeTel
         assert events == ["created", "approved", "granted"]
 
 
+@pytest.mark.usefixtures("unpaced_telegram")  # about what is sent, not when
 async def test_a_grant_notice_survives_a_429_when_the_grant_is_made(fake: FakeTelegram, tmp_path: Path) -> None:
     async with open_app(example_config("grants", fake, tmp_path), clock=Clock()) as app:
         first = await file(app, "Bash", details=npm("npm test"), session="s1")
@@ -99,6 +101,7 @@ async def test_a_grant_notice_survives_a_429_when_the_grant_is_made(fake: FakeTe
         assert sum("Grant <code>grt_" in m.text for m in fake.chat(ALICE)) == 1
 
 
+@pytest.mark.usefixtures("unpaced_telegram")  # about what is sent, not when
 async def test_session_grants_max_uses_and_revoking_from_telegram(fake: FakeTelegram, tmp_path: Path) -> None:
     config = example_config("grants", fake, tmp_path, edit={"grant_max_uses = 50": "grant_max_uses = 2"})
     async with open_app(config, clock=Clock()) as app:
@@ -162,6 +165,7 @@ def test_grants_and_revoke_on_the_command_line(tmp_path: Path, capsys: pytest.Ca
 # --- digests ------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("unpaced_telegram")  # about what is sent, not when
 async def test_a_digest_in_a_group_bulk_decisions_and_a_bystander(fake: FakeTelegram, tmp_path: Path) -> None:
     edit = {"digest_threshold = 5": "digest_threshold = 1",
             "telegram_user_id = 111": f"telegram_user_id = 111\ntelegram_chat_id = {GROUP}"}  # fmt: skip
@@ -200,7 +204,7 @@ async def test_a_digest_in_a_group_bulk_decisions_and_a_bystander(fake: FakeTele
         assert await answer_to(fake, cq) == "Rejected ❌"
         await fake.wait_for(
             lambda: "2 pending" in digest.text and "Approve all" in str(digest.buttons()), 45
-        )  # 3 s a call in a group
+        )  # 3 s a call in a group (when paced)
         cq = await fake.press(ALICE, digest, digest.button("Approve all"))
         assert await answer_to(fake, cq) == "Approved 2 of 2."
         for rid in first:
@@ -232,6 +236,7 @@ async def test_a_burst_keeps_to_telegrams_limits_and_is_decidable_from_the_diges
         assert fake.rate_violations() == 0
 
 
+@pytest.mark.usefixtures("unpaced_telegram")  # about what is sent, not when
 async def test_approve_all_needs_every_route_to_allow_bulk(fake: FakeTelegram, tmp_path: Path) -> None:
     pager = '[[routes]]\nname = "pager"\nmatch = { action = "page" }\napprovers = ["alice"]\nurgent = true\n\n'
     edit = {

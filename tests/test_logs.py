@@ -119,9 +119,20 @@ def test_hook_is_quiet_unless_asked(config_path: Path) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port that nothing listens on and that the kernel hands to nobody else for a while, so
+    that tests running alongside (pytest-xdist) cannot take it before ``signoff serve`` binds it: a
+    connection accepted on it and closed by this side first leaves it in TIME_WAIT, which keeps it out of
+    the kernel's choices (bind to port 0, outgoing connections) while a socket with SO_REUSEADDR, as
+    ``signoff serve`` binds, can still take it."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = listener.accept()
+            accepted.close()
+    return port
 
 
 async def test_serve_json_logs_and_host_port_flags(config_path: Path) -> None:

@@ -42,6 +42,7 @@ pytestmark = pytest.mark.anyio
 # --- groups, reminders, escalation ---------------------------------------------------------
 
 
+@pytest.mark.usefixtures("unpaced_telegram")  # about what is sent, not when
 async def test_groups_reminders_and_escalation(fake: FakeTelegram, tmp_path: Path) -> None:
     clock = Clock()
     config = example_config("escalation", fake, tmp_path)
@@ -265,6 +266,7 @@ def _next(hour: int, minute: int, zone: str, after: float | None = None) -> floa
     return (at if at > now else at + timedelta(days=1)).timestamp()
 
 
+@pytest.mark.usefixtures("unpaced_telegram")  # about what is sent, not when
 async def test_quiet_hours_hold_non_urgent_prompts_until_morning(fake: FakeTelegram, tmp_path: Path) -> None:
     clock = Clock(at=_next(23, 30, "Europe/Berlin"))
     config = example_config("quiet", fake, tmp_path)

@@ -21,7 +21,7 @@ from signoff.server.models import Actor, Status
 from tests.fake_telegram import FakeTelegram, Message
 from tests.policies import ALICE, Clock, answer_to, example_config, file, prompt_for
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("unpaced_telegram")]  # what is sent, not when
 
 OUT_OF_DATE = "This digest is out of date; use the newest one."
 THRESHOLD_1 = {"digest_threshold = 5": "digest_threshold = 1"}
