@@ -60,6 +60,7 @@ class World:
     def env(self, **extra: str) -> dict[str, str]:
         return subprocess_env(HOME=str(self.home), ANTHROPIC_BASE_URL=self.api.url, ANTHROPIC_API_KEY="sk-ant-e2e",
                               DISABLE_AUTOUPDATER="1", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+                              MCP_TIMEOUT="120000",  # a loaded machine starts an npx server slowly
                               SIGNOFF_TELEGRAM_TOKEN=self.telegram.token, **extra)  # fmt: skip
 
 

@@ -96,10 +96,16 @@ async def test_mcp_inspector_cli_lists_and_calls_the_tools(world: World) -> None
     listed = json.loads((await anyio.run_process([*base, "--method", "tools/list"], env=world.env())).stdout)
     assert {t["name"] for t in listed["tools"]} == {
         "request_approval",
+        "ask_human",
         "check_decision",
         "cancel_request",
         "permission_prompt",
     }
+    asked = await anyio.run_process([*base, "--method", "tools/call", "--tool-name", "ask_human",
+                                     "--tool-arg", "question=Which region?"], env=world.env())  # fmt: skip
+    question: dict[str, Any] = json.loads(asked.stdout)
+    assert question["isError"] is False and question["structuredContent"]["status"] == "pending"
+    assert question["structuredContent"]["answer"] is None
     called = await anyio.run_process([*base, "--method", "tools/call", "--tool-name", "request_approval",
                                       "--tool-arg", "action=deploy", "--tool-arg", "summary=from the inspector"], env=world.env())  # fmt: skip
     result: dict[str, Any] = json.loads(called.stdout)
