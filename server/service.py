@@ -276,8 +276,9 @@ class ApprovalService:
 
     async def answer(self, request_id: str, answer: str, actor: Actor) -> Decision:
         """A human's answer to a question (``ask_human``). The first answer wins; any approver who
-        may decide the question now may give it (on a route without approvers: whoever runs the
-        console), never the identity that asked it unless the route allows self-approval."""
+        may decide the question now may give it, and whoever runs the console (trusted as any
+        approver, as for ``decide``), never the identity that asked it unless the route allows
+        self-approval."""
         if actor.kind != "human":
             raise RequestError("only a human, through a channel, can answer a question")
         answer = check_answer(answer)
@@ -286,7 +287,7 @@ class ApprovalService:
             raise NotAllowedError(f"request {req.id} asks for an approval, not an answer: approve or reject it")
         if req.status.final:
             return Decision(False, req)
-        if req.eligible() and actor.name not in req.eligible():
+        if req.eligible() and actor.name not in req.eligible() and actor.channel != "console":
             raise NotAllowedError(f"{actor.name} may not answer question {req.id} "
                                   f"(who may: {', '.join(req.eligible())})")  # fmt: skip
         if not policy.may_approve(self.config, req, actor.name):

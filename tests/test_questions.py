@@ -64,7 +64,7 @@ name = "default"
 approvers = ["alice", "bob"]
 """
 
-ALICE, BOB, CAROL = (Actor("human", n, "console") for n in ("alice", "bob", "carol"))
+ALICE, BOB, CAROL = (Actor("human", n, "web") for n in ("alice", "bob", "carol"))
 
 
 @pytest.fixture
@@ -266,6 +266,10 @@ async def test_console_answers_by_text_or_option(app: App, client: Client, tmp_p
     again = signoff("answer", rid, "eu-west-1", "--as", "bob")
     assert again.returncode == 3 and "already answered" in again.stdout
     assert "Answer    us-east-1" in signoff("show", rid).stdout
+    # Whoever runs the console is trusted as any approver, for answers as for approvals.
+    other = (await call(client, "ask_human", question="Ship it?", topic="billing"))["request_id"]
+    mine = signoff("answer", other, "yes, after lunch")
+    assert mine.returncode == 0 and "answered by" in mine.stdout, mine.stderr
 
 
 async def test_migrating_a_0009_store_keeps_every_row_and_reference(tmp_path: Path,
