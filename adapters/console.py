@@ -108,7 +108,8 @@ def format_request(
         f"Action    {_one(req.action)}",
         f"Asked by  {asked}",
         *([f"Folder    {_one(req.cwd)}"] if req.cwd else []),
-        f"Route     {_one(req.route)} — approvers: {approvers}; on timeout: {req.on_timeout}",
+        f"Route     {_one(req.route)} — approvers: {approvers}; on timeout: "
+        + ("expire (a question)" if req.is_question else req.on_timeout),
         f"Created   {iso(req.created_at)} ({humanize_delta(req.created_at - now)})",
         f"Expires   {iso(req.expires_at)} ({humanize_delta(req.expires_at - now)})",
     ]

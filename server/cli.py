@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("upstream_command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS…]",
                    help="the stdio MCP server to run and put behind approvals")  # fmt: skip
     s = sub.add_parser("serve", parents=[common, verbosity],
-                       help="serve MCP over streamable HTTP at /mcp, with /healthz and /metrics")  # fmt: skip
+                       help="serve MCP over streamable HTTP at /mcp, the web inbox at /web, /healthz and /metrics")  # fmt: skip
     s.add_argument("--host", type=_host, help="listen on this address (overrides [server] host)")
     s.add_argument("--port", type=_port, help="listen on this port, 0 for any free one (overrides [server] port)")
     s.add_argument("--log-format", choices=("text", "json"), default="text",
@@ -195,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `signoff show ID | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _run(coro: Coroutine[Any, Any, int], *, cancel_on_signals: bool = True) -> int:

@@ -20,7 +20,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -131,7 +131,11 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp:
     # answer_unreadable_http: a POST the SDK cannot parse (nested too deep) gets its error under the request's id.
     channels = [Route(path, endpoint, methods=["POST"]) for path, endpoint in app.routes]
     web = web_app(app)  # the web inbox: its own sign-in, so outside the bearer token
-    pages = [Mount("/web", app=web)] if web is not None else []
+
+    async def to_inbox(_: Request) -> Response:
+        return RedirectResponse("/web/", status_code=308)
+
+    pages = [Route("/web", to_inbox), Mount("/web", app=web)] if web is not None else []
     routes = [Route("/healthz", healthz), Route("/metrics", metrics), *channels, *pages,
               Mount("/", app=answer_unreadable_http(mcp_app))]  # fmt: skip
     starlette = Starlette(routes=routes, lifespan=lifespan)
@@ -163,6 +167,11 @@ async def serve(app: App, token: str | None) -> None:
     log.info("console: decide with `signoff approve ID` / `signoff reject ID --reason TEXT`")
     log.info("listening on http://%s:%d/mcp (%s)", shown_host, port,
              "bearer token required" if token else "no token: loopback only")  # fmt: skip
+    if app.config.web.enabled:
+        where = app.config.web.public_url or f"http://127.0.0.1:{port}"
+        log.info(
+            "web inbox: %s/web/ (sign in with /web to the bot, or `signoff web-link --as NAME`)", where.rstrip("/")
+        )
     config = uvicorn.Config(
         build_http_app(app, token, port=port),
         log_level="warning",

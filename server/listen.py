@@ -6,9 +6,10 @@ importing the HTTP app, and through it the application.
 
 from __future__ import annotations
 
+import errno
 import socket
 
-from .errors import ConfigError
+from .errors import SignoffError
 
 LISTEN_BACKLOG = 4096  # many agents connecting at once wait in the queue (the kernel caps it at somaxconn)
 
@@ -29,8 +30,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(
-            "server", [f"server.host/port: cannot listen on {host}:{port}: {exc.strerror}; pick another port"]
-        ) from None
+        hint = ("is another signoff serve running there? (`signoff status` says) Stop it, or pick another port "
+                "with --port" if exc.errno == errno.EADDRINUSE else "pick another address or port")  # fmt: skip
+        raise SignoffError(f"cannot listen on {host}:{port}: {exc.strerror}; {hint}") from None
     sock.listen(LISTEN_BACKLOG)
     return sock

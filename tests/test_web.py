@@ -215,3 +215,9 @@ async def test_the_overview_draws_this_approvers_figures_as_svg(served: Served) 
     assert "<script>" not in r.text
     assert re.search(r"default: median .* over 0", r.text) is None
     assert "payments: median" in r.text  # a person's decision on the payments route
+
+
+async def test_web_without_its_slash_leads_to_the_inbox(served: Served) -> None:
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"{served.base}/web")
+    assert r.status_code == 308 and r.headers["location"] == "/web/"
