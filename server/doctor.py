@@ -37,9 +37,21 @@ async def cmd_check_config(config: Config, table: Table) -> int:
         on_timeout = "-" if r.auto else (r.on_timeout or config.defaults.on_timeout)
         rows.append((r.name, json.dumps(m) if m else "(everything)", decides, timeout, on_timeout, _policy(r)))
     print(table(rows, ("ROUTE", "MATCH", "DECIDED BY", "TIMEOUT", "ON TIMEOUT", "POLICY")))
-    for warning in identity_warnings(config):
+    for warning in [*shadowed_routes(config), *identity_warnings(config)]:
         print(f"warning: {warning}")
     return 0
+
+
+def shadowed_routes(config: Config) -> list[str]:
+    """Routes below one that matches everything: the first match decides, so they are used only
+    when an agent names them (a common slip: a route appended after the starter's catch-all)."""
+    catch_all = next(((i, r) for i, r in enumerate(config.routes) if r.match is None), None)
+    if catch_all is None:
+        return []
+    i, everything = catch_all
+    return [f"routes[{j}] ({r.name!r}) comes after routes[{i}] ({everything.name!r}), which matches every request: "
+            f"it decides only requests that name it; move it above {everything.name!r}"
+            for j, r in enumerate(config.routes) if j > i]  # fmt: skip
 
 
 def _policy(r: RouteConfig) -> str:

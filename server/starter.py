@@ -39,7 +39,8 @@ match = {{ action = ["Bash", "Edit", "MultiEdit", "Write", "NotebookEdit", "WebF
 approvers = ["{name}"]
 timeout = "30m"
 
-# Everything else an agent asks for (request_approval) also goes to you.
+# Everything else an agent asks for (request_approval, ask_human) also goes to you. The first
+# route that matches decides: add your own routes above this one.
 [[routes]]
 name = "default"
 approvers = ["{name}"]

@@ -68,3 +68,17 @@ async def test_approve_with_a_note_at_the_console(app: App, config_path: Path) -
     shown = (await run("show", rid)).stdout.decode().splitlines()
     assert "Note      after 18:00" in shown and "          Status    rejected" in shown
     assert not any(line.startswith("Status    rejected") for line in shown)
+
+
+def test_check_config_warns_of_a_route_below_the_catch_all(write_config: Any) -> None:
+    """The first route that matches decides: one appended after the catch-all only ever decides
+    requests that name it, which check-config says (a newcomer's slip with the starter config)."""
+    path = write_config(
+        '[store]\npath = "s.db"\n[[routes]]\nname = "default"\n'
+        '[[routes]]\nname = "fs-reads"\nmatch = { action = "mcp__fs__read_*" }\nauto = "approve"\n',
+        name="shadow.toml",
+    )
+    out = cli("check-config", "--config", str(path))
+    assert out.returncode == 0
+    assert "warning: routes[1] ('fs-reads') comes after routes[0] ('default'), which matches every request" in out.stdout
+    assert "move it above 'default'" in out.stdout
