@@ -154,6 +154,8 @@ class Health:
         backlog = f"{self.outbox_backlog} undelivered"
         if self.oldest_prompt_due is not None:
             backlog += f"; oldest due prompt filed {humanize_delta(self.oldest_prompt_due - self.now)}"
+        if self.outbox_backlog and self.bot is None and self.slack is None:
+            backlog += " (they wait for a process with a Telegram or Slack token, and are sent then)"
         rows = [("bot", bot)]
         if self.slack is not None or self.oldest_slack_due is not None:
             rows.append(("slack", self._held(self.slack, "the Slack connection")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,19 @@ async def test_web_without_its_slash_leads_to_the_inbox(served: Served) -> None:
     async with httpx.AsyncClient() as client:
         r = await client.get(f"{served.base}/web")
     assert r.status_code == 308 and r.headers["location"] == "/web/"
+
+
+async def test_an_open_page_says_when_its_session_ends(served: Served) -> None:
+    async with browser() as b:
+        page = await b.new_page()
+        watch = PageWatch(page)
+        await page.goto(await served.link("alice"))
+        await page.click("#sign-in")
+        await page.wait_for_url(f"{served.base}/web/")
+        await page.wait_for_function("document.body.dataset.liveOpen === '1'", timeout=10_000)
+        await WebAuth(served.app.store, served.app.config, time.time).revoke(approver="alice")
+        await file(served.app, "refund", "Refund order 12")  # the page refreshes, and is refused
+        await page.locator("#session-ended").wait_for(timeout=10_000)
+        assert "session has ended" in await page.locator("#session-ended").inner_text()
+        assert await page.get_by_text("Refund order 12").count() == 0
+        assert watch.dialogs == []

@@ -15,6 +15,7 @@
       try {
         for (const region of document.querySelectorAll("[data-refresh]")) {
           const response = await fetch(region.dataset.refresh, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" });
+          if (response.status === 401) { ended(); return; }
           if (!response.ok) continue;
           region.innerHTML = await response.text();  // server-rendered, escaped HTML of signoff's own templates
           const count = response.headers.get("X-Count");
@@ -26,6 +27,21 @@
         if (again) { again = false; refresh(); }
       }
     };
+    // The session ended (signed out elsewhere, revoked, expired): say so instead of going quiet.
+    const ended = () => {
+      source.close();
+      if (document.getElementById("session-ended")) return;
+      const note = document.createElement("p");
+      note.id = "session-ended";
+      note.className = "problem card";
+      note.setAttribute("role", "alert");
+      note.textContent = "Your session has ended. Ask for a new sign-in link to go on.";
+      document.querySelector("main")?.prepend(note);
+    };
+    source.addEventListener("error", async () => {
+      const check = await fetch(window.location.pathname, { method: "HEAD", credentials: "same-origin" }).catch(() => null);
+      if (check && check.status === 401) ended();
+    });
     source.addEventListener("changed", refresh);
     // On (re)connecting, catch up on whatever changed while the stream was not open.
     source.addEventListener("open", () => { document.body.dataset.liveOpen = "1"; refresh(); });
