@@ -95,13 +95,14 @@ async def open_app(
 
 
 def web_app(app: App) -> Any:
-    """The web inbox's ASGI app, to mount at ``/web`` (None when ``[web] enabled = false``).
+    """The web inbox's ASGI apps: the pages, to mount at ``/web``, and the answer to ``/web``
+    itself (None when ``[web] enabled = false``).
     Built only by ``signoff serve``: other commands never import the web adapter."""
     if not app.config.web.enabled:
         return None
     from signoff.adapters.web import build_web
 
-    return build_web(app.service)[0]
+    return build_web(app.service)
 
 
 async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:

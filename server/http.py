@@ -20,7 +20,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -131,11 +131,7 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp:
     # answer_unreadable_http: a POST the SDK cannot parse (nested too deep) gets its error under the request's id.
     channels = [Route(path, endpoint, methods=["POST"]) for path, endpoint in app.routes]
     web = web_app(app)  # the web inbox: its own sign-in, so outside the bearer token
-
-    async def to_inbox(_: Request) -> Response:
-        return RedirectResponse("/web/", status_code=308)
-
-    pages = [Route("/web", to_inbox), Mount("/web", app=web)] if web is not None else []
+    pages = [Route("/web", web[1]), Mount("/web", app=web[0])] if web is not None else []
     routes = [Route("/healthz", healthz), Route("/metrics", metrics), *channels, *pages,
               Mount("/", app=answer_unreadable_http(mcp_app))]  # fmt: skip
     starlette = Starlette(routes=routes, lifespan=lifespan)

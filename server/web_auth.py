@@ -46,6 +46,13 @@ class WebSession:
         return self.revoked_at is None
 
 
+def path_key(secret: str) -> str:
+    """The path below which the session whose cookie holds ``secret`` lives (``/web/k/KEY``): the
+    cookie's ``Path``, so a browser sends it to no other address, such as a page on another
+    port of the same host (cookies ignore ports), which cannot know it."""
+    return hashlib.sha256(b"signoff-path\x00" + secret.encode()).hexdigest()[:24]
+
+
 def csrf_token(secret: str) -> str:
     """The CSRF token of the session whose cookie holds ``secret``: known to its pages, not to
     any other site (which cannot read the cookie)."""

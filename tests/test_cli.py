@@ -80,5 +80,7 @@ def test_check_config_warns_of_a_route_below_the_catch_all(write_config: Any) ->
     )
     out = cli("check-config", "--config", str(path))
     assert out.returncode == 0
-    assert "warning: routes[1] ('fs-reads') comes after routes[0] ('default'), which matches every request" in out.stdout
+    assert (
+        "warning: routes[1] ('fs-reads') comes after routes[0] ('default'), which matches every request" in out.stdout
+    )
     assert "move it above 'default'" in out.stdout

@@ -20,7 +20,7 @@ from signoff.server.models import Actor
 from signoff.server.web_auth import LINK_TTL, WebAuth
 
 from .conftest import SIGNOFF, subprocess_env
-from .web_support import TOKEN_IN, PageWatch, Served, browser, serve_web
+from .web_support import TOKEN_IN, PageWatch, Served, browser, serve_web, sign_in_page, unscope
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +68,8 @@ async def signed_in(served: Served, client: httpx.AsyncClient, approver: str) ->
     token = TOKEN_IN.search(link)
     assert token is not None
     r = await client.post(f"{served.base}/web/login", data={"token": token.group(1)})
-    assert r.status_code == 303 and r.headers["location"] == "/web/"
+    assert r.status_code == 303 and re.fullmatch(r"/web/k/[0-9a-f]{24}/", r.headers["location"])
+    unscope(client)
 
 
 async def test_a_link_signs_in_once_and_a_get_spends_nothing(served: Served) -> None:
@@ -81,9 +82,11 @@ async def test_a_link_signs_in_once_and_a_get_spends_nothing(served: Served) -> 
         assert token is not None
         r = await client.post(f"{served.base}/web/login", data={"token": token.group(1)})
         assert r.status_code == 303
+        home = re.fullmatch(r"(/web/k/[0-9a-f]{24})/", r.headers["location"])
+        assert home is not None, r.headers["location"]
         cookie = r.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/web" in cookie
-        inbox = await client.get(f"{served.base}/web/")
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and f"Path={home.group(1)};" in cookie + ";"
+        inbox = await client.get(served.base + r.headers["location"])  # where a browser goes, cookie and all
         assert inbox.status_code == 200 and "Waiting for you" in inbox.text and "alice" in inbox.text
     async with httpx.AsyncClient() as other:  # the same link again, from anyone: spent
         again = await other.post(f"{served.base}/web/login", data={"token": token.group(1)})
@@ -191,9 +194,7 @@ async def test_the_inbox_updates_live_in_a_browser(served: Served) -> None:
     async with browser() as b:
         page = await b.new_page()
         watch = PageWatch(page)
-        await page.goto(await served.link("alice"))
-        await page.click("#sign-in")
-        await page.wait_for_url(f"{served.base}/web/")
+        await sign_in_page(page, await served.link("alice"))
         assert "(0)" in await page.title()
         await page.wait_for_function("document.body.dataset.liveOpen === '1'", timeout=10_000)
         await file(served.app, "refund", "Refund <b>order</b> 9")
@@ -228,13 +229,43 @@ async def test_an_open_page_says_when_its_session_ends(served: Served) -> None:
     async with browser() as b:
         page = await b.new_page()
         watch = PageWatch(page)
-        await page.goto(await served.link("alice"))
-        await page.click("#sign-in")
-        await page.wait_for_url(f"{served.base}/web/")
+        await sign_in_page(page, await served.link("alice"))
         await page.wait_for_function("document.body.dataset.liveOpen === '1'", timeout=10_000)
         await WebAuth(served.app.store, served.app.config, time.time).revoke(approver="alice")
         await file(served.app, "refund", "Refund order 12")  # the page refreshes, and is refused
         await page.locator("#session-ended").wait_for(timeout=10_000)
         assert "session has ended" in await page.locator("#session-ended").inner_text()
         assert await page.get_by_text("Refund order 12").count() == 0
+        assert watch.dialogs == []
+
+
+async def test_a_browser_sends_the_session_cookie_only_below_the_sessions_key(served: Served) -> None:
+    """Cookies ignore ports: a page on another loopback port could ask for a ``/web/…`` address
+    of its own and get the cookie. So the cookie's ``Path`` is the session's own ``/web/k/KEY``
+    (HttpOnly, SameSite=Strict), and the browser sends it nowhere else, not even to signoff's
+    own unkeyed ``/web/`` pages."""
+    await file(served.app, "refund", "Refund order 13")
+    async with browser() as b:
+        context = await b.new_context()
+        page = await context.new_page()
+        watch = PageWatch(page)
+        home = await sign_in_page(page, await served.link("alice"))
+        key = home.rsplit("/", 1)[1]
+        assert re.fullmatch(r"[0-9a-f]{24}", key) and home == f"{served.base}/web/k/{key}"
+        cookies = [c for c in await context.cookies() if c["name"] == "signoff_session"]
+        assert len(cookies) == 1
+        cookie = cookies[0]
+        assert cookie["path"] == f"/web/k/{key}" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert "signoff_session" not in await page.evaluate("document.cookie")
+        assert await page.get_by_text("Refund order 13").count() == 1  # signed in, at home
+        for path in ("/web/", "/web/history"):
+            r = await page.goto(served.base + path)
+            assert r is not None and r.status == 401, path
+            assert "cookie" not in await r.request.all_headers(), path
+            assert await page.get_by_text("Ask for a sign-in link").count() == 1, path
+            assert await page.get_by_text("Refund order 13").count() == 0, path
+        r = await page.goto(f"{home}/")  # the same browser, below the key: still signed in
+        assert r is not None and r.status == 200
+        assert "signoff_session=" in (await r.request.all_headers()).get("cookie", "")
+        assert await page.get_by_text("Refund order 13").count() == 1
         assert watch.dialogs == []

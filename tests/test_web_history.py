@@ -23,7 +23,7 @@ from signoff.server.config import load_config
 from signoff.server.intake import NewRequest
 from signoff.server.models import Actor
 
-from .web_support import TOKEN_IN, PageWatch, Served, browser, serve_web
+from .web_support import TOKEN_IN, PageWatch, Served, browser, home_of, serve_web, sign_in_page, unscope
 
 pytestmark = pytest.mark.anyio
 
@@ -76,6 +76,7 @@ async def signed_in(served: Served, approver: str) -> AsyncIterator[httpx.AsyncC
         assert token is not None
         r = await client.post("/web/login", data={"token": token.group(1)})
         assert r.status_code == 303
+        unscope(client)
         yield client
 
 
@@ -210,7 +211,7 @@ async def test_audit_filters_paging_and_chain_status(served: Served) -> None:
 
 async def test_export_matches_the_filter_and_neutralises_formulas(served: Served) -> None:
     app = served.app
-    hostile = Actor("agent", "=HYPERLINK(\"http://evil\")", "mcp")
+    hostile = Actor("agent", '=HYPERLINK("http://evil")', "mcp")
     kept = await file(app, "other", "<script>alert(1)</script>", agent=hostile)
     other = await file(app, "other", "Plain")
     await app.service.decide(kept, False, ALICE, "@SUM(1+1) <b>")
@@ -248,11 +249,11 @@ async def test_revoke_needs_the_csrf_token_and_the_core_decides_who(served: Serv
         assert (await alice.post(f"/web/grants/{grant.id}/revoke")).status_code == 403  # no token
         assert [g.id for g in await app.service.list_grants()] == [grant.id]
         r = await alice.post(f"/web/grants/{grant.id}/revoke", data={"csrf": csrf_of(page)})
-        assert r.status_code == 303 and r.headers["location"] == "/web/grants?done=revoked"
+        assert r.status_code == 303 and r.headers["location"] == f"{home_of(alice)}/grants?done=revoked"
         after = (await alice.get("/web/grants?done=revoked")).text
         assert "Grant revoked" in after and "revoked by alice" in after
         again = await alice.post(f"/web/grants/{grant.id}/revoke", data={"csrf": csrf_of(page)})
-        assert again.headers["location"] == "/web/grants?done=ended"
+        assert again.headers["location"] == f"{home_of(alice)}/grants?done=ended"
     assert await app.service.list_grants() == []
 
 
@@ -265,10 +266,8 @@ async def test_export_and_revoke_in_a_browser(served: Served, tmp_path: Path) ->
         context = await b.new_context(accept_downloads=True)
         page = await context.new_page()
         watch = PageWatch(page)
-        await page.goto(await served.link("alice"))
-        await page.click("#sign-in")
-        await page.wait_for_url(f"{served.base}/web/")
-        await page.goto(f"{served.base}/web/audit?event=approved")
+        home = await sign_in_page(page, await served.link("alice"))
+        await page.goto(f"{home}/audit?event=approved")
         async with page.expect_download(timeout=10_000) as info:
             await page.click("#export-csv")
         download = await info.value
@@ -278,15 +277,15 @@ async def test_export_and_revoke_in_a_browser(served: Served, tmp_path: Path) ->
         with saved.open(encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         assert [(r["event"], r["request_id"]) for r in rows] == [("approved", rid)]
-        await page.goto(f"{served.base}/web/grants")
+        await page.goto(f"{home}/grants")
         await page.click(f'[data-revoke="{grant.id}"]')
-        await page.wait_for_url(f"{served.base}/web/grants?done=revoked", timeout=10_000)
+        await page.wait_for_url(f"{home}/grants?done=revoked", timeout=10_000)
         await page.locator("#notice").wait_for(timeout=10_000)
         assert await page.locator("#live [data-grant]").count() == 0
         assert await page.locator(f'#ended [data-grant="{grant.id}"]').count() == 1
         # A phone: the history does not scroll sideways.
         await page.set_viewport_size({"width": 390, "height": 844})
-        await page.goto(f"{served.base}/web/history")
+        await page.goto(f"{home}/history")
         await page.get_by_text("Rotate <b>keys</b>").wait_for(timeout=10_000)
         assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert watch.dialogs == [] and watch.errors == []

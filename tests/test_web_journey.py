@@ -23,7 +23,7 @@ from signoff.server.models import Actor, Status
 
 from .conftest import ROOT
 from .fake_telegram import FakeTelegram
-from .web_support import TOKEN_IN, PageWatch, Served, browser, serve_web
+from .web_support import TOKEN_IN, PageWatch, Served, browser, serve_web, sign_in_page
 
 pytestmark = pytest.mark.anyio
 
@@ -85,17 +85,15 @@ async def test_from_web_in_telegram_to_approving_an_edited_request(fake: FakeTel
     async with browser() as b:
         page = await b.new_page()
         watch = PageWatch(page)
-        await page.goto(link)
-        await page.click("#sign-in")
-        await page.wait_for_url(f"{served.base}/web/")
+        home = await sign_in_page(page, link)
         await page.get_by_text("Push the fix to main").click()
-        await page.wait_for_url(f"{served.base}/web/r/{rid}")
+        await page.wait_for_url(f"{home}/r/{rid}")
         await page.click("#edit summary")
         await page.fill("#edit-arguments", "git push origin main")
         await page.click("#edit-check")
         await page.locator("#approve-edited").wait_for(timeout=10_000)
         await page.click("#approve-edited")
-        await page.wait_for_url(f"**/web/r/{rid}?done=approved", timeout=10_000)
+        await page.wait_for_url(f"**/r/{rid}?done=approved", timeout=10_000)
         assert "with changes" in await page.locator("#outcome").inner_text()
         assert watch.dialogs == [] and watch.errors == []
     req = await served.app.service.get(rid)
@@ -149,27 +147,23 @@ async def _shot(page: object, name: str) -> None:
 
 async def test_the_pages_on_a_desktop_and_on_a_phone(served: Served) -> None:
     diff = await _populate(served.app)
-    pages = ["/web/", f"/web/r/{diff}", "/web/history", "/web/audit", "/web/grants", "/web/overview"]
+    pages = ["/", f"/r/{diff}", "/history", "/audit", "/grants", "/overview"]
     async with browser() as b:
         desktop = await b.new_context(viewport={"width": 1280, "height": 800})
         page = await desktop.new_page()
         watch = PageWatch(page)
-        await page.goto(await served.link("alice"))
-        await page.click("#sign-in")
-        await page.wait_for_url(f"{served.base}/web/")
-        for path, name in (("/web/", "web-inbox.png"), (f"/web/r/{diff}", "web-request.png"),
-                           ("/web/overview", "web-overview.png")):  # fmt: skip
-            await page.goto(served.base + path)
+        home = await sign_in_page(page, await served.link("alice"))
+        for path, name in (("/", "web-inbox.png"), (f"/r/{diff}", "web-request.png"),
+                           ("/overview", "web-overview.png")):  # fmt: skip
+            await page.goto(home + path)
             await _shot(page, name)
         phone = await b.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
                                     has_touch=True)  # fmt: skip
         mobile = await phone.new_page()
         phone_watch = PageWatch(mobile)
-        await mobile.goto(await served.link("bob"))
-        await mobile.click("#sign-in")
-        await mobile.wait_for_url(f"{served.base}/web/")
+        mobile_home = await sign_in_page(mobile, await served.link("bob"))
         for path in pages:
-            await mobile.goto(served.base + path)
+            await mobile.goto(mobile_home + path)
             width = await mobile.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
             assert width[0] <= width[1], f"{path} scrolls sideways on a phone: {width}"
         assert watch.dialogs == watch.errors == phone_watch.dialogs == phone_watch.errors == []

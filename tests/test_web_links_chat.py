@@ -109,7 +109,7 @@ async def sign_in(app: App, token: str) -> httpx.Response:
         r = await client.post(f"{served.base}/web/login", data={"token": token})
         if r.status_code != 303:
             return r
-        return await client.get(f"{served.base}/web/")
+        return await client.get(served.base + r.headers["location"])  # where a browser goes next
 
 
 async def issued(app: App) -> list[tuple[str, str, bool]]:

@@ -20,7 +20,7 @@ from signoff.server.intake import NewRequest
 from signoff.server.models import Actor, Status
 
 from .fake_telegram import FakeTelegram
-from .web_support import TOKEN_IN, PageWatch, Served, browser, serve_web
+from .web_support import TOKEN_IN, PageWatch, Served, browser, home_of, serve_web, sign_in_page, unscope
 
 pytestmark = pytest.mark.anyio
 
@@ -80,6 +80,7 @@ async def sign_in(served: Served, client: httpx.AsyncClient, approver: str) -> N
     assert token is not None
     r = await client.post(f"{served.base}/web/login", data={"token": token.group(1)})
     assert r.status_code == 303
+    unscope(client)
 
 
 async def csrf_of(served: Served, client: httpx.AsyncClient, rid: str) -> str:
@@ -110,7 +111,7 @@ async def test_the_page_shows_the_request_to_its_approvers_only(served: Served) 
         page = await alice.get(f"{served.base}/web/r/{rid}")
         assert page.status_code == 200
         for shown in ("Refund order 7", "claude-code", "billing-bot", "not verified", "T-1", "payments", "created",
-                      'data-key="approve"', 'data-key="reject"', 'data-refresh="/web/r/'):  # fmt: skip
+                      'data-key="approve"', 'data-key="reject"', f'data-refresh="{home_of(alice)}/r/'):  # fmt: skip
             assert shown in page.text, shown
         req = await served.app.service.get(rid)
         assert req.action_digest is not None and req.action_digest in page.text
@@ -149,7 +150,7 @@ async def test_approve_and_a_stale_tab(served: Served) -> None:
     async with httpx.AsyncClient() as client:
         await sign_in(served, client, "alice")
         r = await post(served, client, first, "approve")
-        assert r.status_code == 303 and r.headers["location"] == f"/web/r/{first}?done=approved"
+        assert r.status_code == 303 and r.headers["location"] == f"{home_of(client)}/r/{first}?done=approved"
         page = await client.get(served.base + r.headers["location"])
         assert 'id="flash">Approved ✅' in page.text and 'data-key="approve"' not in page.text
         req = await served.app.service.get(first)
@@ -303,10 +304,8 @@ async def test_hostile_text_is_shown_as_text(served: Served) -> None:
 async def open_request(b: Any, served: Served, approver: str, rid: str) -> tuple[Any, PageWatch]:
     page = await b.new_page()
     watch = PageWatch(page)
-    await page.goto(await served.link(approver))
-    await page.click("#sign-in")
-    await page.wait_for_url(f"{served.base}/web/")
-    await page.goto(f"{served.base}/web/r/{rid}")
+    home = await sign_in_page(page, await served.link(approver))
+    await page.goto(f"{home}/r/{rid}")
     return page, watch
 
 
@@ -326,7 +325,7 @@ async def test_approve_in_the_browser_edits_the_telegram_prompt(fake: FakeTelegr
     async with browser() as b:
         page, watch = await open_request(b, served, "alice", rid)
         await page.click("#approve")
-        await page.wait_for_url(f"**/web/r/{rid}?done=approved", timeout=10_000)
+        await page.wait_for_url(f"**/r/{rid}?done=approved", timeout=10_000)
         assert "Approved ✅" in await page.locator("#flash").inner_text()
         assert "by alice" in await page.locator("#outcome").inner_text()
         assert watch.dialogs == [] and watch.errors == []
@@ -342,7 +341,7 @@ async def test_reject_with_a_reason_in_the_browser(served: Served) -> None:
         assert (await served.app.service.get(rid)).status is Status.PENDING
         await page.fill("#reject-reason", "not without a backup")
         await page.click("#reject")
-        await page.wait_for_url(f"**/web/r/{rid}?done=rejected", timeout=10_000)
+        await page.wait_for_url(f"**/r/{rid}?done=rejected", timeout=10_000)
         assert "not without a backup" in await page.locator("#state").inner_text()
         assert watch.dialogs == [] and watch.errors == []
     req = await served.app.service.get(rid)
@@ -364,7 +363,7 @@ async def test_edit_then_approve_in_the_browser(served: Served) -> None:
         assert "color = 2" in await page.locator("#edit pre.diff .add").first.inner_text()
         assert (await served.app.service.get(rid)).status is Status.PENDING
         await page.click("#approve-edited")
-        await page.wait_for_url(f"**/web/r/{rid}?done=approved", timeout=10_000)
+        await page.wait_for_url(f"**/r/{rid}?done=approved", timeout=10_000)
         assert "with changes" in await page.locator("#outcome").inner_text()
         assert watch.dialogs == [] and watch.errors == []
     req = await served.app.service.get(rid)
@@ -393,7 +392,7 @@ async def test_keyboard_a_approves(served: Served) -> None:
         assert (await served.app.service.get(rid)).status is Status.PENDING
         await page.locator("h1").click()
         await page.keyboard.press("a")
-        await page.wait_for_url(f"**/web/r/{rid}?done=approved", timeout=10_000)
+        await page.wait_for_url(f"**/r/{rid}?done=approved", timeout=10_000)
         assert watch.dialogs == [] and watch.errors == []
     assert (await served.app.service.get(rid)).decided_by == "alice"
 
@@ -409,7 +408,8 @@ async def test_the_open_page_follows_a_decision_made_elsewhere(served: Served) -
         assert "approved" in await page.locator("#trail").inner_text()
         with anyio.fail_after(10):  # the stale tab's button, if pressed anyway, decides nothing
             csrf = await page.evaluate("window.signoff.csrf")
-            r = await page.request.post(f"{served.base}/web/r/{rid}/reject", form={"csrf": csrf, "reason": "x"})
+            home = page.url.rsplit("/r/", 1)[0]  # the session's pages: where its cookie goes
+            r = await page.request.post(f"{home}/r/{rid}/reject", form={"csrf": csrf, "reason": "x"})
             assert r.ok and "Already approved by bob" in await r.text()
         assert watch.dialogs == [] and watch.errors == []
     req = await served.app.service.get(rid)

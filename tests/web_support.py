@@ -25,7 +25,7 @@ import uvicorn
 from signoff.server.app import App
 from signoff.server.http import build_http_app
 from signoff.server.listen import bind
-from signoff.server.web_auth import WebAuth
+from signoff.server.web_auth import WebAuth, path_key
 
 
 @dataclass
@@ -103,3 +103,34 @@ class PageWatch:
 
 
 TOKEN_IN = re.compile(r"token=([A-Za-z0-9_-]+)")
+
+
+def unscope(client: Any) -> None:
+    """Let an httpx client send its session cookie to every path. A browser sends it only below
+    ``/web/k/KEY`` (its ``Path``), where every page of the session links; signoff accepts it on
+    any page, so tests can keep addressing pages as ``/web/…``."""
+    for cookie in list(client.cookies.jar):
+        if cookie.name == "signoff_session" and cookie.path != "/":
+            client.cookies.delete(cookie.name, domain=cookie.domain, path=cookie.path)  # one cookie of the name
+            client.cookies.set(cookie.name, cookie.value, domain=cookie.domain, path="/")
+
+
+SESSION_HOME = re.compile(r"(http://[^/]+/web/k/[0-9a-f]{24})/")
+
+
+async def sign_in_page(page: Any, link: str) -> str:
+    """Sign ``page`` in with the sign-in ``link`` as its approver would (open it, press the
+    button) and return where the session's pages live: ``http://127.0.0.1:PORT/web/k/KEY``, the
+    only addresses the browser sends its cookie to."""
+    await page.goto(link)
+    await page.click("#sign-in")
+    await page.wait_for_url(re.compile(r"^http://[^/]+/web/k/[0-9a-f]{24}/$"))
+    home = SESSION_HOME.match(page.url)
+    assert home is not None, page.url
+    return home.group(1)
+
+
+def home_of(client: Any) -> str:
+    """Where the pages of ``client``'s session live (``/web/k/KEY``): where signoff's links and
+    redirects for it lead."""
+    return f"/web/k/{path_key(client.cookies['signoff_session'])}"

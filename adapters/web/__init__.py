@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.responses import RedirectResponse
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
@@ -26,8 +27,9 @@ from .live import Hub
 from .render import Web
 
 
-def build_web(service: ApprovalService) -> tuple[ASGIApp, WebAuth]:
-    """The ASGI app to mount at ``/web``, and the sign-in links it honours."""
+def build_web(service: ApprovalService) -> tuple[ASGIApp, ASGIApp]:
+    """The ASGI app to mount at ``/web``, and the one that answers ``/web`` itself (a redirect to
+    ``/web/``, behind the same guard: headers, host check)."""
     auth = WebAuth(service.store, service.config, service.clock)
     channels = ChannelService(service, WEB)
     web = Web(channels, auth, Hub(channels))
@@ -35,7 +37,9 @@ def build_web(service: ApprovalService) -> tuple[ASGIApp, WebAuth]:
     # Each page module brings its own routes.
     routes = [*pages.routes(web), *request_page.routes(web), *history.routes(web), *grants_page.routes(web),
               *overview.routes(web), Mount("/static", app=static)]  # fmt: skip
-    return WebGuard(Starlette(routes=routes), auth, service.config.web.public_url), auth
+    public = service.config.web.public_url
+    home = WebGuard(RedirectResponse("/web/", status_code=308), auth, public)
+    return WebGuard(Starlette(routes=routes), auth, public), home
 
 
 __all__ = ["build_web"]

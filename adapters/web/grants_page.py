@@ -43,7 +43,9 @@ async def revoke(request: Request, web: Web) -> Response:
         revoked = await web.channels.revoke(grant, _approver(request))
     except NotAllowedError as exc:
         return page(request, web, "error.html", status_code=403, message=str(exc))
-    return RedirectResponse(f"/web/grants?{urlencode({'done': 'revoked' if revoked else 'ended'})}", status_code=303)
+    return RedirectResponse(
+        f"{request.state.base}/grants?{urlencode({'done': 'revoked' if revoked else 'ended'})}", status_code=303
+    )
 
 
 def routes(web: Web) -> list[Route]:

@@ -7,6 +7,10 @@
   itself, nothing inline, ``frame-ancestors 'none'``), ``nosniff``, ``same-origin`` referrers (a sign-in
   link's token never leaks in a Referer), ``no-store``.
 - **Session**: the cookie is read once; pages get ``request.state.session`` (None when signed out).
+  The cookie's ``Path`` is ``/web/k/KEY``, KEY derived from its secret, and every page of the
+  session lives below it (``request.state.base``): browsers send cookies to every port of a
+  host, so a page served on another loopback port (an agent's dev server) could otherwise make
+  the browser hand it the cookie; it cannot guess the path the cookie is sent to.
 - **CSRF**: a POST whose ``Origin`` is another site is refused here; every state-changing page
   also requires the session's token, in the form or the ``X-CSRF-Token`` header (``csrf_ok``).
   The sign-in's secret is its token.
@@ -24,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from signoff.server.web_auth import WebAuth, WebSession
+from signoff.server.web_auth import WebAuth, WebSession, path_key
 
 COOKIE = "signoff_session"
 CSP = (
@@ -113,15 +117,36 @@ class WebGuard:
         request = Request(scope)
         secret = request.cookies.get(COOKIE, "")
         session = await self.auth.session(secret) if secret else None
+        root = str(scope.get("root_path", ""))
+        given = _path_key(scope, root)
+        if given is not None:
+            root += f"/k/{given}"
+            scope["root_path"] = root  # the pages route below the session's key
+            if session is not None and given != path_key(secret):
+                session = None  # another session's address: this cookie is not for it
         scope.setdefault("state", {})
         scope["state"]["session"] = session
         scope["state"]["secret"] = secret if session else ""
         scope["state"]["secure"] = self.secure
+        # Where this session's pages live: every link and redirect stays below its key.
+        scope["state"]["base"] = (
+            f"{str(scope.get('root_path', '')).split('/k/')[0]}/k/{path_key(secret)}" if session else root
+        )
         if scope["method"] not in ("GET", "HEAD") and _foreign_origin(request):
             refused = PlainTextResponse("Refused: this form was sent from another site.", status_code=403)
             await refused(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
+
+
+def _path_key(scope: Scope, root: str) -> str | None:
+    """The session key a path starts with (``/web/k/KEY/…``), if any."""
+    path = str(scope["path"])
+    rest = path[len(root) :] if path.startswith(root) else path
+    if not rest.startswith("/k/"):
+        return None
+    key = rest[3:].split("/", 1)[0]
+    return key if key and len(key) <= 64 else None
 
 
 def _foreign_origin(request: Request) -> bool:

@@ -29,7 +29,10 @@ EVENTS = ("created", "approved", "rejected", "expired", "cancelled", "answered",
 
 
 def _text(request: Request, key: str, size: int = 200) -> str:
-    return request.query_params.get(key, "").strip()[:size]
+    """A filter's text: control characters (NUL included, which the search index cannot take)
+    become spaces; nothing stored has them, so nothing is lost."""
+    text = request.query_params.get(key, "")[: size * 2]
+    return "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text).strip()[:size]
 
 
 def _day(text: str) -> float | None:
@@ -74,7 +77,7 @@ async def history(request: Request, web: Web) -> Response:
     p = await wq.history(web.channels, _approver(request), f,
                          older=_text(request, "older") or None, newer=_text(request, "newer") or None)  # fmt: skip
     values = {"q": f.q, "status": f.status, "route": f.route, "requester": f.requester, **dates}
-    return page(request, web, "history.html", rows=p.rows, filters=values, links=_links("/web/history", values, p),
+    return page(request, web, "history.html", rows=p.rows, filters=values, links=_links(f"{request.state.base}/history", values, p),
                 statuses=[s.value for s in Status], routes=[r.name for r in web.channels.config.routes])  # fmt: skip
 
 
@@ -94,7 +97,7 @@ def routes(web: Web) -> list[Route]:
                            older=_text(request, "older") or None, newer=_text(request, "newer") or None)  # fmt: skip
         status, head = await chain.status(web.channels.service.store, check=request.query_params.get("verify") == "1")
         details = {e.seq: "" if e.data is None else _clip(json.dumps(e.data, ensure_ascii=False)) for e in p.rows}
-        return page(request, web, "audit.html", rows=p.rows, filters=values, links=_links("/web/audit", values, p),
+        return page(request, web, "audit.html", rows=p.rows, filters=values, links=_links(f"{request.state.base}/audit", values, p),
                     events=EVENTS, chain=status, head=head, details=details)  # fmt: skip
 
     return [

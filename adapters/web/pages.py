@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from signoff.server.models import ApprovalRequest
+from signoff.server.web_auth import path_key
 from signoff.server.web_stats import pending_for
 
 from .guard import COOKIE, csrf_ok
@@ -74,26 +75,30 @@ async def login_form(request: Request, web: Web) -> Response:
 
 async def login(request: Request, web: Web) -> Response:
     host = request.client.host if request.client else "?"
-    if web.sign_ins.blocked(host):
+    token = (await request.form()).get("token")
+    # A valid link always works: behind a proxy (or on loopback) every client has one address,
+    # and junk from one must not lock the approver out. Only failures are slowed down.
+    redeemed = await web.auth.redeem(token, _client(request)) if isinstance(token, str) and token else None
+    if redeemed is None and web.sign_ins.blocked(host):
         return page(request, web, "signin.html", status_code=429, token=None,
                     problem="Too many failed sign-ins from this address; wait a minute.")  # fmt: skip
-    token = (await request.form()).get("token")
-    redeemed = await web.auth.redeem(token, _client(request)) if isinstance(token, str) and token else None
     if redeemed is None:
         web.sign_ins.failed(host)
         return page(request, web, "signin.html", status_code=400, token=None,
                     problem="This sign-in link has expired or was already used. Ask for a new one.")  # fmt: skip
     secret, _ = redeemed
-    response = RedirectResponse("/web/", status_code=303)
-    response.set_cookie(COOKIE, secret, max_age=int(web.auth.config.web.session_ttl), path="/web",
+    home = f"{str(request.scope.get('root_path', '/web')).split('/k/')[0]}/k/{path_key(secret)}"
+    response = RedirectResponse(f"{home}/", status_code=303)
+    response.set_cookie(COOKIE, secret, max_age=int(web.auth.config.web.session_ttl), path=home,
                         httponly=True, samesite="strict", secure=bool(request.state.secure))  # fmt: skip
     return response
 
 
 async def logout(request: Request, web: Web) -> Response:
     await web.auth.end(request.state.secret)
-    response = RedirectResponse("/web/", status_code=303)
-    response.delete_cookie(COOKIE, path="/web", httponly=True, samesite="strict")
+    home = request.state.base
+    response = RedirectResponse(f"{str(home).split('/k/')[0]}/", status_code=303)
+    response.delete_cookie(COOKIE, path=home, httponly=True, samesite="strict")
     return response
 
 
@@ -139,9 +144,12 @@ async def inbox_rows(request: Request, web: Web) -> Response:
 async def events(request: Request, web: Web) -> Response:
     closed = asyncio.Event()
 
+    secret = request.state.secret
+
     async def body() -> Any:
         async for chunk in web.hub.stream(closed):
-            if await request.is_disconnected():
+            # A stream outlives nothing: it ends with its session (signed out, revoked, expired).
+            if await request.is_disconnected() or await web.auth.session(secret) is None:
                 closed.set()
                 return
             yield chunk

@@ -68,7 +68,7 @@ def page(request: Request, web: Web, template: str, status_code: int = 200, **va
         csrf=session.csrf if session else "",
         now=now,
         delta=delta,
-        base="/web",
+        base=request.state.base,
         path=request.url.path,
         **values,
     )

@@ -66,8 +66,8 @@ def _missing(request: Request, web: Web) -> Response:
     return page(request, web, "error.html", status_code=404, message=MISSING)
 
 
-def _back(req: ApprovalRequest, done: str) -> Response:
-    return RedirectResponse(f"/web/r/{quote(req.id)}?done={done}", status_code=303)
+def _back(request: Request, req: ApprovalRequest, done: str) -> Response:
+    return RedirectResponse(f"{request.state.base}/r/{quote(req.id)}?done={done}", status_code=303)
 
 
 async def _render(request: Request, web: Web, req: ApprovalRequest, user: str, *, template: str = "request.html",
@@ -136,7 +136,7 @@ def deciding(act: Act) -> Callable[[Request, Web], Awaitable[Response]]:
                                  problem=str(exc))  # fmt: skip
         except RequestError as exc:
             return await _render(request, web, req, user, status_code=400, problem=str(exc))
-        return _back(req, done)
+        return _back(request, req, done)
 
     return run
 
@@ -201,7 +201,7 @@ async def check(request: Request, web: Web) -> Response:
         if req.is_question:
             raise NotAllowedError(NO_EDIT)
         if req.status.final:
-            return _back(req, "already")
+            return _back(request, req, "already")
         checked = await web.channels.check_edit(req, user, "edit", parse_edit(req, text))
     except NotAllowedError as exc:
         if not web.channels.may_see(req, user):
