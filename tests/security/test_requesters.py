@@ -111,4 +111,5 @@ def test_check_config_warns_when_rules_trust_names_clients_choose(tmp_path: Path
     config.write_text(text.replace("[server]\n", '[server]\nstdio_identity = "me"\n'), encoding="utf-8")
     out = subprocess.run([SIGNOFF, "check-config", "--config", str(config)], capture_output=True, text=True,
                          env=subprocess_env(), timeout=60).stdout  # fmt: skip
-    assert "warning" not in out
+    assert "match.requested_by" not in out and "identities" not in out  # a pinned identity: names are not chosen
+    assert "routes[5] ('ci') comes after routes[4] ('default')" in out  # (appended below the catch-all)
