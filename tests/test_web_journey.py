@@ -157,6 +157,11 @@ async def test_the_pages_on_a_desktop_and_on_a_phone(served: Served) -> None:
                            ("/overview", "web-overview.png")):  # fmt: skip
             await page.goto(home + path)
             await _shot(page, name)
+        # Light and dark follow the system's setting.
+        light = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+        await page.emulate_media(color_scheme="dark")
+        dark = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert light == "rgb(247, 247, 245)" and dark == "rgb(22, 22, 21)", (light, dark)
         phone = await b.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
                                     has_touch=True)  # fmt: skip
         mobile = await phone.new_page()
