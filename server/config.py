@@ -117,9 +117,9 @@ class WebConfig(_Model):
     enabled: bool = Field(default=True, description="serve the web inbox at /web on `signoff serve`")
     public_url: str | None = Field(
         default=None,
-        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
-        description="the address people open signoff at, e.g. https://signoff.example.com (sign-in links use it); "
-        "without it the inbox answers on loopback only",
+        pattern=r"^https?://[^\s/?#]+/?$",
+        description="the address people open signoff at, scheme and host only, e.g. https://signoff.example.com "
+        "(sign-in links use it; the inbox is at /web there); without it the inbox answers on loopback only",
     )
     session_ttl: Duration = Field(
         default=12 * 3600.0, ge=300, le=30 * 86400, description="how long a web session lasts"

@@ -129,7 +129,7 @@ def parse_edit(req: ApprovalRequest, text: str) -> Any:
         return {**req.details, "command": text}
     try:
         edited = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         raise RequestError(NOT_AN_OBJECT) from None
     if isinstance(req.details, dict) and not isinstance(edited, dict):
         raise RequestError(NOT_AN_OBJECT)

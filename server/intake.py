@@ -89,9 +89,30 @@ def is_question_action(action: str) -> bool:
 
 
 def _seen(text: str) -> str:
-    """What a person sees of ``text``: compatibility forms folded (NFKC), the invisible format
-    characters (Unicode Cf: zero-width space, word joiner, soft hyphen, BOM…) gone, trimmed."""
-    return "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf").strip()
+    """What a person sees of ``text``: compatibility forms folded (NFKC), every dash as ``-``,
+    combining marks and the invisible format characters (Unicode Cf: zero-width space, word
+    joiner, soft hyphen, BOM…) gone, trimmed."""
+    kept = []
+    for c in unicodedata.normalize("NFKD", text):
+        kind = unicodedata.category(c)
+        if kind in ("Cf", "Mn"):
+            continue
+        kept.append("-" if kind == "Pd" else c)
+    return unicodedata.normalize("NFKC", "".join(kept)).strip()
+
+
+_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE")  # scripts whose letters pass for each other
+
+
+def _scripts(text: str) -> set[str]:
+    """The look-alike scripts whose letters ``text`` uses ("nо" with a Cyrillic o: two)."""
+    found = set()
+    for c in text:
+        if c.isalpha():
+            word = unicodedata.name(c, "").split(" ")[0]
+            if word in _SCRIPTS:
+                found.add(word)
+    return found
 
 
 def _check_options(options: list[str]) -> None:
@@ -110,6 +131,9 @@ def _check_options(options: list[str]) -> None:
         if any(unicodedata.category(c) == "Cf" and c != "\u200d" for c in option) or not _seen(option):
             raise RequestError(f"option {n} contains invisible characters (U+200B, U+2060, U+FEFF, soft hyphen…); "
                                "write it in plain visible text")  # fmt: skip
+        if len(_scripts(option)) > 1:
+            raise RequestError(f"option {n} mixes Latin, Cyrillic or Greek letters (which look alike); "
+                               "write each option in one script")  # fmt: skip
     if len({_seen(o).casefold() for o in options}) != len(options):
         raise RequestError("'options' has the same answer twice (or two that look the same); give each once")
 

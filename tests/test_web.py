@@ -269,3 +269,23 @@ async def test_a_browser_sends_the_session_cookie_only_below_the_sessions_key(se
         assert "signoff_session=" in (await r.request.all_headers()).get("cookie", "")
         assert await page.get_by_text("Refund order 13").count() == 1
         assert watch.dialogs == []
+
+
+async def test_malformed_headers_tokens_and_edits_are_refused_not_500(served: Served) -> None:
+    rid = await file(served.app, "other", "Configure", details={"replicas": 2})
+    async with httpx.AsyncClient() as client:
+        for host in ("[", "[::1"):
+            r = await client.get(f"{served.base}/web/", headers={"Host": host})
+            assert r.status_code == 403, host
+        await signed_in(served, client, "alice")
+        r = await client.post(f"{served.base}/web/logout", headers={"Origin": "http://["})
+        assert r.status_code == 403 and "another site" in r.text
+        r = await client.post(f"{served.base}/web/r/{rid}/approve", data={"csrf": "é"})
+        assert r.status_code == 403 and "security token" in r.text
+        page = (await client.get(f"{served.base}/web/r/{rid}")).text
+        csrf = page.split('name="csrf" content="')[1].split('"')[0]
+        deep = "[" * 5000 + "]" * 5000
+        for what, field in (("edit", "arguments"), ("edit/approve", "edited")):
+            r = await client.post(f"{served.base}/web/r/{rid}/{what}", data={"csrf": csrf, field: deep})
+            assert r.status_code == 400, (what, r.status_code)
+    assert (await served.app.service.get(rid)).status.value == "pending"

@@ -89,7 +89,10 @@ class WebGuard:
 
     def _where_refused(self, scope: Scope) -> str | None:
         host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-        name = urlsplit(f"//{host}").hostname or ""
+        try:
+            name = urlsplit(f"//{host}").hostname or ""
+        except ValueError:  # "[" and other malformed names
+            return "This address is not one signoff's web inbox is served at."
         if self.public is not None:
             if host.lower() != (self.public.netloc or "").lower():
                 return "This address is not the one signoff's web inbox is served at ([web] public_url)."
@@ -153,7 +156,11 @@ def _foreign_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return False  # not sent by every browser on every form; the CSRF token still is required
-    return origin == "null" or urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # malformed: not this site
+        return True
+    return origin == "null" or netloc.lower() != request.headers.get("host", "").lower()
 
 
 async def csrf_ok(request: Request) -> bool:
@@ -165,4 +172,5 @@ async def csrf_ok(request: Request) -> bool:
     given: object = request.headers.get("x-csrf-token")
     if given is None:
         given = (await request.form()).get("csrf")
-    return isinstance(given, str) and hmac.compare_digest(given, session.csrf)
+    # Bytes: compare_digest refuses str with non-ASCII characters (a 500, not a refusal).
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), session.csrf.encode())

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from signoff.server.channels import ChannelService
 
+log = logging.getLogger("signoff")
 POLL = 0.05  # how often the audit log is looked at while a page listens
 KEEPALIVE = 15.0  # a comment line this often keeps proxies from closing an idle stream
 
@@ -34,7 +36,11 @@ class Hub:
         self.last = await self._latest()
         while self.listeners:
             await asyncio.sleep(POLL)
-            latest = await self._latest()
+            try:
+                latest = await self._latest()
+            except Exception:  # a busy or failing read: open pages keep listening, and the next look may work
+                log.warning("web: could not read the audit log's end; trying again", exc_info=True)
+                continue
             if latest != self.last:
                 self.last = latest
                 for q in list(self.listeners):

@@ -177,7 +177,7 @@ async def _answer(web: Web, req: ApprovalRequest, user: str, form: FormData) -> 
 async def _approve_edited(web: Web, req: ApprovalRequest, user: str, form: FormData) -> str:
     try:
         edited: Any = json.loads(_text(form, "edited"))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         raise RequestError(NOT_JSON) from None
     return _done(await web.channels.approve_edited(req, user, "edit", edited))
 
