@@ -27,13 +27,13 @@ from .outbox import QUEUE_ONCE, Kind
 from .quiet import expected_after
 from .routing import Choice, choose_route
 from .store import INSERT, Store, dumps, request_row
+from .waiting import Waiters
 
 
 class _Raced(Exception):
     """Another process filed the same idempotency key first: roll back and take its request."""
 
 
-WATCH_INTERVAL = 0.05  # how often a waiting process looks for commits by other processes
 SWEEP_INTERVAL = 1.0
 PROGRESS_INTERVAL = 5.0
 
@@ -63,9 +63,7 @@ class ApprovalService:
         self.progress_interval = PROGRESS_INTERVAL
         self._snapshots: dict[str, str] = {}
         self._snapshots_parsed: dict[str, RouteSnapshot] = {}
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._watching = asyncio.Event()
-        self._closing = False
+        self.waiters = Waiters(store)
 
     # --- use cases ---------------------------------------------------------------------
 
@@ -399,13 +397,10 @@ class ApprovalService:
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + wait_seconds
-        event = asyncio.Event()
         # Register before the first read, so a decision committed in between still wakes us.
-        self._waiters.setdefault(request_id, set()).add(event)
-        self._watching.set()
-        try:
+        with self.waiters.registered(request_id) as event:
             req = await self.get(request_id)
-            while not req.status.final and not self._closing:
+            while not req.status.final and not self.waiters.closing:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -421,47 +416,25 @@ class ApprovalService:
                 if not req.status.final and on_progress is not None and deadline > loop.time():
                     elapsed = loop.time() - start
                     await on_progress(elapsed, wait_seconds, f"waiting for {', '.join(req.approvers) or 'a human'}")
-        finally:
-            waiters = self._waiters.get(request_id)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[request_id]
         return req
 
     @property
     def waiting(self) -> int:
         """How many calls are waiting for a decision in this process right now."""
-        return sum(len(events) for events in self._waiters.values())
+        return self.waiters.count
 
     def release_waiters(self) -> None:
         """Shutting down: every waiting call returns the current state now (still pending)."""
-        self._closing = True
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
+        self.waiters.release()
 
     # --- background work ---------------------------------------------------------------
 
     def _wake(self, request_ids: Any) -> None:
-        for rid in request_ids:
-            for event in self._waiters.get(rid, ()):
-                event.set()
+        self.waiters.wake(request_ids)
 
     async def watch(self) -> None:
-        """Wake local waiters when another process decides their request (polls ``data_version``)."""
-        version: int | None = None
-        while True:
-            if not self._waiters:
-                self._watching.clear()
-                await self._watching.wait()
-                version = None  # check at once: a commit may have landed before the waiter came
-            current = await self.store.data_version()
-            if current != version:
-                version = current
-                statuses = await self.store.statuses(list(self._waiters))
-                self._wake(rid for rid, status in statuses.items() if status.final)
-            await asyncio.sleep(WATCH_INTERVAL)
+        """Wake local waiters when another process decides their request (``waiting.Waiters``)."""
+        await self.waiters.watch()
 
     async def sweep_forever(self) -> None:
         """Sweep due deadlines about every second, for as long as the process runs."""
