@@ -1,7 +1,8 @@
 """The request page's view of a request, as plain values its templates escape: the details
-rendered for reading (a command, a diff, a file, JSON folded by level), the change an edit
-made, the policy in words, the audit trail. Every string an agent wrote passes ``visible()``
-(control and bidi characters shown as escapes) here; the templates' autoescaping does the rest.
+rendered for reading (a command, a diff, a file, JSON folded by level, syntax-coloured by
+``colour``), the change an edit made, the policy in words, the audit trail. Every string an
+agent wrote passes ``visible()`` (control and bidi characters shown as escapes) here; the
+templates' autoescaping does the rest (a coloured piece is text in a ``<span>`` too).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from signoff.server.details_text import details_text, edit_diff
 from signoff.server.durations import format_duration
 from signoff.server.models import ApprovalRequest, AuditEvent, Status, Vote
 from signoff.server.sanitize import json_visible, visible
+
+from .colour import Piece, colour, language, map_text, split_lines
 
 TREE_DEPTH = 12  # deeper JSON is shown as text at that level
 TREE_NODES = 3_000  # more than this and the rest of a level is shown as text
@@ -37,10 +40,12 @@ def already(req: ApprovalRequest) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One line of a diff or a listing; ``kind``: add, del, hunk, file, warn or ctx."""
+    """One line of a diff or a listing; ``kind``: add, del, hunk, file, warn or ctx. ``pieces``:
+    the same text, coloured (empty when it is not)."""
 
     kind: str
     text: str
+    pieces: tuple[Piece, ...] = ()
 
 
 @dataclass(slots=True)
@@ -50,6 +55,7 @@ class Node:
     key: str | None
     kind: str  # "object", "array" or "leaf"
     leaf: str = ""
+    pieces: list[Piece] = field(default_factory=list)  # the leaf, coloured as JSON
     children: list[Node] = field(default_factory=list)
     open: bool = False
 
@@ -63,8 +69,16 @@ class DetailsView:
     tree: Node | None
 
 
-def diff_lines(text: str, *, headers: int = 0) -> list[Line]:
-    """Classify a unified diff's lines for colouring (the first ``headers`` lines name files)."""
+def _coloured(prefix: str, code: str, lang: str | None) -> tuple[Piece, ...]:
+    """``prefix`` (plain) and ``code`` coloured as ``lang``, made visible piece by piece."""
+    if lang is None:
+        return ()
+    return tuple(map_text(([("", prefix)] if prefix else []) + colour(code, lang), visible))
+
+
+def diff_lines(text: str, *, headers: int = 0, lang: str | None = None) -> list[Line]:
+    """Classify a unified diff's lines for colouring (the first ``headers`` lines name files);
+    with ``lang``, the code within added, removed and context lines is coloured as that."""
     lines: list[Line] = []
     for n, raw in enumerate(text.splitlines()):
         line = visible(raw)
@@ -80,7 +94,28 @@ def diff_lines(text: str, *, headers: int = 0) -> list[Line]:
             kind = "del"
         else:
             kind = "ctx"
-        lines.append(Line(kind, line))
+        pieces: tuple[Piece, ...] = ()
+        if kind in ("add", "del", "ctx"):
+            sign = raw[:1] if raw[:1] in ("+", "-", " ") else ""
+            pieces = _coloured(sign, raw[len(sign) :], lang)
+        lines.append(Line(kind, line, pieces))
+    return lines
+
+
+def _listing(text: str, tail: str, lang: str | None) -> list[Line]:
+    """``text`` line by line, its ending ``tail`` (a command, a file's content) coloured as
+    ``lang`` across lines; only the lines before the tail can be a warning."""
+    if not (tail and text.endswith(tail)):
+        head, tail = text, ""
+    else:
+        head = text[: len(text) - len(tail)]
+    start: list[Piece] = [("", head[:-2]), ("tok-prompt", "$ ")] if head.endswith("$ ") else [("", head)]
+    lines = []
+    for n, raw in enumerate(split_lines(start + colour(tail, lang))):
+        pieces = map_text(raw, visible)
+        shown = "".join(part for _, part in pieces)
+        kind = "warn" if n < head.count("\n") and shown.startswith("⚠") else "ctx"
+        lines.append(Line(kind, shown, tuple(pieces)))
     return lines
 
 
@@ -97,7 +132,8 @@ def json_tree(value: Any, key: str | None = None, level: int = 0, budget: list[i
     budget[0] -= 1
     shown_key = None if key is None else visible(key, one_line=True)
     if not isinstance(value, dict | list) or level >= TREE_DEPTH or budget[0] <= 0:
-        return Node(shown_key, "leaf", leaf=_leaf(value))
+        leaf = _leaf(value)
+        return Node(shown_key, "leaf", leaf=leaf, pieces=colour(leaf, "json"))
     items = list(value.items()) if isinstance(value, dict) else [(str(i), v) for i, v in enumerate(value)]
     node = Node(shown_key, "object" if isinstance(value, dict) else "array", open=level < OPEN_LEVELS)
     for k, v in items:
@@ -116,8 +152,12 @@ def details_view(req: ApprovalRequest) -> DetailsView:
     if not isinstance(d, dict) or text == json.dumps(d, indent=2, ensure_ascii=False):
         return DetailsView("json", [], tree)
     if req.action in ("Edit", "MultiEdit"):
-        return DetailsView("diff", diff_lines(text), tree)
+        return DetailsView("diff", diff_lines(text, lang=language(d.get("file_path"))), tree)
     kind = {"Bash": "command", "Write": "file", "WebFetch": "url"}.get(req.action, "text")
+    if kind == "command":
+        return DetailsView(kind, _listing(text, str(d.get("command", "")), "shell"), tree)
+    if kind == "file":
+        return DetailsView(kind, _listing(text, str(d.get("content", "")), language(d.get("file_path"))), tree)
     return DetailsView(kind, [Line("warn" if t.startswith("⚠") else "ctx", visible(t)) for t in text.split("\n")], tree)
 
 
