@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.web.colour import LIMIT, colour, language, split_lines
-from adapters.web.details import diff_lines
+from signoff.adapters.web.colour import LIMIT, colour, language, split_lines
+from signoff.adapters.web.details import diff_lines
 from signoff.server.app import App, open_app
 from signoff.server.config import load_config
 from signoff.server.intake import NewRequest
