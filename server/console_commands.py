@@ -150,11 +150,7 @@ async def cmd_decide(config: Config, args: argparse.Namespace, console: Console,
 
     async def go(service: ApprovalService) -> int:
         changed, message = await console.decide(service, args.id, approve, args.reason, args.as_approver, edited)
-        if args.json:
-            print(json.dumps({**console.request_json(await service.get(args.id)), "changed": changed}, indent=2))
-        else:
-            print(message)
-        return EXIT_OK if changed else EXIT_NOT_DECIDED
+        return await _outcome(service, console, args, changed, message)
 
     return await _with_service(config, go)
 
@@ -176,13 +172,20 @@ async def cmd_answer(config: Config, args: argparse.Namespace, console: Console)
                 return EXIT_USAGE
             text = offered[args.option - 1]
         changed, message = await console.answer(service, args.id, text, args.as_approver)
-        if args.json:
-            print(json.dumps({**console.request_json(await service.get(args.id)), "changed": changed}, indent=2))
-        else:
-            print(message)
-        return EXIT_OK if changed else EXIT_NOT_DECIDED
+        return await _outcome(service, console, args, changed, message)
 
     return await _with_service(config, go)
+
+
+async def _outcome(service: ApprovalService, console: Console, args: argparse.Namespace, changed: bool,
+                   message: str) -> int:  # fmt: skip
+    """What ``approve``, ``reject`` and ``answer`` print (``--json``: the request and ``changed``),
+    and their exit code: 0 when this command decided, 3 when it did not."""
+    if args.json:
+        print(json.dumps({**console.request_json(await service.get(args.id)), "changed": changed}, indent=2))
+    else:
+        print(message)
+    return EXIT_OK if changed else EXIT_NOT_DECIDED
 
 
 def read_edit(path: str) -> dict[str, Any]:

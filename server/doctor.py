@@ -126,7 +126,7 @@ async def _database(config: Config) -> int:
 
 def _http(config: Config) -> int:
     """`signoff serve` refuses a public address without a bearer token."""
-    from .http import is_loopback
+    from .listen import is_loopback
 
     env = config.server.auth_token_env
     has_token = bool(env and os.environ.get(env))

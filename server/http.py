@@ -8,7 +8,6 @@ one the server refuses to listen anywhere but loopback.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
 import socket
@@ -28,20 +27,11 @@ from . import health
 from .app import App, web_app
 from .config import Config
 from .errors import ConfigError
-from .listen import bind  # re-exported: callers import bind from here too
+from .listen import bind, is_loopback  # re-exported: callers import both from here too
 from .mcp_guard import answer_unreadable_http
 from .mcp_tools import build_mcp
 from .metrics import Exporter
 from .paths import package_version
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def http_token(config: Config) -> str | None:

@@ -7,11 +7,23 @@ importing the HTTP app, and through it the application.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 
 from .errors import SignoffError
 
 LISTEN_BACKLOG = 4096  # many agents connecting at once wait in the queue (the kernel caps it at somaxconn)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -244,6 +244,10 @@ def build_mcp(
             idempotency_key=idempotency_key, timeout_seconds=timeout_seconds, claimed_requester=agent_name,
             callback_url=callback_url, cwd=cwd,
         )  # fmt: skip
+        return await file(new, wait_seconds, ctx)
+
+    async def file(new: NewRequest, wait_seconds: float, ctx: Context[Any, Any] | None) -> RequestView:
+        """File ``new`` as the transport's requester and wait up to ``wait_seconds`` for it."""
         with _tool_errors():
             who = identify(ctx)
             req = await service.request_approval(new, Actor("agent", who.name, "mcp"), session=session_of(transport, ctx),
@@ -303,15 +307,10 @@ def build_mcp(
         ctx: Context[Any, Any] | None = None,
     ) -> RequestView:
         with _tool_errors():
-            new = NewRequest(action=limits.question_action(topic), summary=question, details=details,
-                             idempotency_key=idempotency_key, claimed_requester=agent_name, cwd=cwd,
-                             kind="question", options=options)  # fmt: skip
-            who = identify(ctx)
-            req = await service.request_approval(new, Actor("agent", who.name, "mcp"), session=session_of(transport, ctx),
-                                                 client_name=who.client)  # fmt: skip
-            if wait_seconds > 0 and not req.status.final:
-                req = await service.wait(req.id, wait_seconds, _progress(ctx))
-        return RequestView.of(req, await service.note(req))
+            action = limits.question_action(topic)
+        new = NewRequest(action=action, summary=question, details=details, idempotency_key=idempotency_key,
+                         claimed_requester=agent_name, cwd=cwd, kind="question", options=options)  # fmt: skip
+        return await file(new, wait_seconds, ctx)
 
     async def check_decision(
         request_id: Annotated[str, Field(description="The request_id that request_approval returned.", max_length=100)],

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import time
 from collections import deque
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from signoff.server.listen import is_loopback
 from signoff.server.web_auth import WebAuth, WebSession, path_key
 
 COOKIE = "signoff_session"
@@ -43,16 +43,6 @@ HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
 ]
-
-
-def _loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class RateLimit:
@@ -98,7 +88,7 @@ class WebGuard:
                 return "This address is not the one signoff's web inbox is served at ([web] public_url)."
             return None
         client = scope.get("client") or ("", 0)
-        if not _loopback(str(client[0])) or not _loopback(name):
+        if not is_loopback(str(client[0])) or not is_loopback(name):
             return "The web inbox answers on loopback only; set [web] public_url to serve it elsewhere."
         return None
 
@@ -118,23 +108,23 @@ class WebGuard:
             await PlainTextResponse(why, status_code=403)(scope, receive, send_with_headers)
             return
         request = Request(scope)
+        web_root = str(scope.get("root_path", ""))  # where the inbox is mounted: /web
+        given = _path_key(scope, web_root)
+        root = web_root if given is None else f"{web_root}/k/{given}"
+        scope["root_path"] = root  # the pages route below the session's key
         secret = request.cookies.get(COOKIE, "")
-        session = await self.auth.session(secret) if secret else None
-        root = str(scope.get("root_path", ""))
-        given = _path_key(scope, root)
-        if given is not None:
-            root += f"/k/{given}"
-            scope["root_path"] = root  # the pages route below the session's key
-            if session is not None and given != path_key(secret):
-                session = None  # another session's address: this cookie is not for it
+        # Static files need no session: no database read for them.
+        static = str(scope["path"]).startswith(f"{root}/static/")
+        session = await self.auth.session(secret) if secret and not static else None
+        if session is not None and given is not None and given != path_key(secret):
+            session = None  # another session's address: this cookie is not for it
         scope.setdefault("state", {})
         scope["state"]["session"] = session
         scope["state"]["secret"] = secret if session else ""
         scope["state"]["secure"] = self.secure
+        scope["state"]["web_root"] = web_root
         # Where this session's pages live: every link and redirect stays below its key.
-        scope["state"]["base"] = (
-            f"{str(scope.get('root_path', '')).split('/k/')[0]}/k/{path_key(secret)}" if session else root
-        )
+        scope["state"]["base"] = f"{web_root}/k/{path_key(secret)}" if session else root
         if scope["method"] not in ("GET", "HEAD") and _foreign_origin(request):
             refused = PlainTextResponse("Refused: this form was sent from another site.", status_code=403)
             await refused(scope, receive, send_with_headers)

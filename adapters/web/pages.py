@@ -87,7 +87,7 @@ async def login(request: Request, web: Web) -> Response:
         return page(request, web, "signin.html", status_code=400, token=None,
                     problem="This sign-in link has expired or was already used. Ask for a new one.")  # fmt: skip
     secret, _ = redeemed
-    home = f"{str(request.scope.get('root_path', '/web')).split('/k/')[0]}/k/{path_key(secret)}"
+    home = f"{request.state.web_root}/k/{path_key(secret)}"
     response = RedirectResponse(f"{home}/", status_code=303)
     response.set_cookie(COOKIE, secret, max_age=int(web.auth.config.web.session_ttl), path=home,
                         httponly=True, samesite="strict", secure=bool(request.state.secure))  # fmt: skip
@@ -97,7 +97,7 @@ async def login(request: Request, web: Web) -> Response:
 async def logout(request: Request, web: Web) -> Response:
     await web.auth.end(request.state.secret)
     home = request.state.base
-    response = RedirectResponse(f"{str(home).split('/k/')[0]}/", status_code=303)
+    response = RedirectResponse(f"{request.state.web_root}/", status_code=303)
     response.delete_cookie(COOKIE, path=home, httponly=True, samesite="strict")
     return response
 
