@@ -20,7 +20,7 @@ from signoff.server.models import Actor
 from signoff.server.web_auth import LINK_TTL, WebAuth
 
 from .conftest import SIGNOFF, subprocess_env
-from .web_support import TOKEN_IN, PageWatch, Served, browser, serve_web, sign_in_page, unscope
+from .web_support import TOKEN_IN, PageWatch, Served, browser, serve_web, sign_in_page
 
 pytestmark = pytest.mark.anyio
 
@@ -64,12 +64,7 @@ async def file(app: App, action: str, summary: str = "Do the thing", **kw: Any) 
 
 
 async def signed_in(served: Served, client: httpx.AsyncClient, approver: str) -> None:
-    link = await served.link(approver)
-    token = TOKEN_IN.search(link)
-    assert token is not None
-    r = await client.post(f"{served.base}/web/login", data={"token": token.group(1)})
-    assert r.status_code == 303 and re.fullmatch(r"/web/k/[0-9a-f]{24}/", r.headers["location"])
-    unscope(client)
+    assert re.fullmatch(r"/web/k/[0-9a-f]{24}/", await served.sign_in(client, approver))
 
 
 async def test_a_link_signs_in_once_and_a_get_spends_nothing(served: Served) -> None:

@@ -23,7 +23,7 @@ from signoff.server.config import load_config
 from signoff.server.intake import NewRequest
 from signoff.server.models import Actor
 
-from .web_support import TOKEN_IN, PageWatch, Served, browser, home_of, serve_web, sign_in_page, unscope
+from .web_support import PageWatch, Served, browser, home_of, serve_web, sign_in_page
 
 pytestmark = pytest.mark.anyio
 
@@ -72,11 +72,7 @@ async def file(app: App, action: str, summary: str = "Do the thing", agent: Acto
 @asynccontextmanager
 async def signed_in(served: Served, approver: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=served.base) as client:
-        token = TOKEN_IN.search(await served.link(approver))
-        assert token is not None
-        r = await client.post("/web/login", data={"token": token.group(1)})
-        assert r.status_code == 303
-        unscope(client)
+        await served.sign_in(client, approver)
         yield client
 
 

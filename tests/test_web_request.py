@@ -20,7 +20,7 @@ from signoff.server.intake import NewRequest
 from signoff.server.models import Actor, Status
 
 from .fake_telegram import FakeTelegram
-from .web_support import TOKEN_IN, PageWatch, Served, browser, home_of, serve_web, sign_in_page, unscope
+from .web_support import PageWatch, Served, browser, home_of, serve_web, sign_in_page
 
 pytestmark = pytest.mark.anyio
 
@@ -76,11 +76,7 @@ async def file(app: App, action: str, summary: str = "Do the thing", *, session:
 
 
 async def sign_in(served: Served, client: httpx.AsyncClient, approver: str) -> None:
-    token = TOKEN_IN.search(await served.link(approver))
-    assert token is not None
-    r = await client.post(f"{served.base}/web/login", data={"token": token.group(1)})
-    assert r.status_code == 303
-    unscope(client)
+    await served.sign_in(client, approver)
 
 
 async def csrf_of(served: Served, client: httpx.AsyncClient, rid: str) -> str:

@@ -33,6 +33,17 @@ class Served:
     app: App
     base: str  # http://127.0.0.1:PORT
 
+    async def sign_in(self, client: Any, approver: str) -> str:
+        """Sign an httpx ``client`` in as ``approver`` through a fresh link, as the sign-in page's
+        button does, and let it send the session cookie to every page (``unscope``); the
+        address the sign-in redirected to (``/web/k/KEY/``)."""
+        found = TOKEN_IN.search(await self.link(approver))
+        assert found is not None
+        r = await client.post(f"{self.base}/web/login", data={"token": found.group(1)})
+        assert r.status_code == 303, r.text
+        unscope(client)
+        return str(r.headers["location"])
+
     async def link(self, approver: str) -> str:
         """A fresh sign-in link for ``approver`` at this server."""
         auth = WebAuth(self.app.store, self.app.config, time.time)

@@ -130,9 +130,7 @@ def token_of(link: str) -> str:
 
 async def sign_in(served: Served, client: httpx.AsyncClient, approver: str) -> str:
     """Sign ``client`` in as ``approver``; the session's CSRF token."""
-    r = await client.post(f"{served.base}/web/login", data={"token": token_of(await served.link(approver))})
-    assert r.status_code == 303, r.text
-    unscope(client)
+    await served.sign_in(client, approver)
     return await csrf_of(served, client)
 
 
