@@ -118,7 +118,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def _with_config() -> dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]]:
     """The commands that load the configuration first (imported here: ``hook`` needs none of them)."""
     from . import console_commands as commands
-    from . import doctor, proxy_commands, serve_commands, web_commands
+    from . import doctor, proxy_commands, serve_commands, store_commands, web_commands
 
     return {
         "mcp": serve_commands.cmd_mcp,
@@ -133,6 +133,7 @@ def _with_config() -> dict[str, Callable[[Config, argparse.Namespace], Coroutine
         "revoke": lambda config, args: commands.cmd_revoke(config, args, _console()),
         "web-link": web_commands.cmd_web_link,
         "web-sessions": web_commands.cmd_web_sessions,
+        "migrate": store_commands.cmd_migrate,
     }
 
 
@@ -148,7 +149,14 @@ def _without_config() -> dict[str, Callable[[argparse.Namespace], int]]:
         "init": cmd_init,
         "schema": cmd_schema,
         "status": commands.cmd_status,
+        "migrate-store": _migrate_store,
     }
+
+
+def _migrate_store(args: argparse.Namespace) -> int:
+    from .store_commands import cmd_migrate_store
+
+    return cmd_migrate_store(args)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("schema", help="print the configuration's JSON Schema (for TOML editors)")
     sub.add_parser("doctor", parents=[common], help="check the configuration, the database, Telegram and Slack")
+    sub.add_parser("migrate", parents=[common],
+                   help="upgrade the database to this version (serve does too) and say what changed")  # fmt: skip
+    s = sub.add_parser("migrate-store", help="copy a store (a SQLite file, or PostgreSQL) into an empty PostgreSQL")
+    s.add_argument("--from", dest="source", required=True, metavar="PATH_OR_URL",
+                   help="the store to copy: its [store] path, or a postgresql:// URL")  # fmt: skip
+    s.add_argument("--to", required=True, metavar="URL", help="the PostgreSQL to copy into: postgresql://user@host/db")
+    s.add_argument("--replace", action="store_true",
+                   help="empty the target first when it already holds a store (its data is lost)")  # fmt: skip
     s = sub.add_parser(
         "hook", parents=[common, verbosity], help="a Claude Code hook (PreToolUse, PermissionRequest): JSON on stdin"
     )

@@ -22,6 +22,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from .callback_targets import Target, allowed_target, legacy_prefix, parse_prefix
 from .config_messages import closest, describe
+from .dialect import DATABASE_URL_ENV, is_url
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .paths import find_config, missing_config, store_path
@@ -59,6 +60,12 @@ class _Model(BaseModel):
 class StoreConfig(_Model):
     path: Path | None = Field(
         default=None, description="SQLite file; relative paths resolve against the config file's folder"
+    )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^(?i:postgres(ql)?)://",
+        description="PostgreSQL instead of SQLite: a libpq URL, postgresql://user@host:5432/db (TLS and other "
+        "libpq options as ?sslmode=…); better given as $SIGNOFF_DATABASE_URL, which overrides [store]",
     )
 
 
@@ -325,9 +332,21 @@ class Config(_Model):
 
     @property
     def db_path(self) -> Path:
-        """The SQLite file, absolute."""
+        """The SQLite file, absolute (unused when ``database`` is a PostgreSQL URL)."""
         assert self.store.path is not None  # load_config always resolves it
         return self.store.path
+
+    @property
+    def database(self) -> Path | str:
+        """Where the store is: the PostgreSQL URL when there is one, else the SQLite file."""
+        return self.store.url or self.db_path
+
+    @property
+    def database_label(self) -> str:
+        """The store, for messages and logs: the SQLite file, or PostgreSQL's host and database (no password)."""
+        from .pg import describe
+
+        return f"PostgreSQL {describe(self.store.url)}" if self.store.url else str(self.db_path)
 
     def route(self, name: str) -> RouteConfig | None:
         return next((r for r in self.routes if r.name == name), None)
@@ -399,7 +418,13 @@ def parse_config(text: str, *, source: str, base_dir: Path | None) -> Config:
     problems = _cross_check(config)
     if problems:
         raise ConfigError(source, problems)
-    return config.model_copy(update={"store": StoreConfig(path=store_path(config.store.path, base_dir))})
+    if config.store.url is not None and config.store.path is not None:
+        raise ConfigError(source, ["store: both path (SQLite) and url (PostgreSQL) are set; keep the one you use"])
+    url = os.environ.get(DATABASE_URL_ENV) or config.store.url
+    if url is not None and not is_url(url):
+        raise ConfigError(source, [f"${DATABASE_URL_ENV}: not a PostgreSQL URL; give postgresql://user@host:5432/db"])
+    store = StoreConfig(path=store_path(config.store.path, base_dir), url=url)
+    return config.model_copy(update={"store": store})
 
 
 def _cross_check(config: Config) -> list[str]:

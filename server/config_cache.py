@@ -87,8 +87,10 @@ class Compiled:
     __slots__ = ("db_path", "routes", "stdio_identity")
 
     def __init__(self, data: dict[str, Any]) -> None:
-        self.db_path = Path(_typed(data["db_path"], str))
-        if not self.db_path.is_absolute():
+        # None: the store is PostgreSQL, which the fast path leaves to the full path.
+        path = _typed(data["db_path"], str, None)
+        self.db_path = None if path is None else Path(path)
+        if self.db_path is not None and not self.db_path.is_absolute():
             raise ValueError("db_path")
         self.stdio_identity: str | None = _typed(data["stdio_identity"], str, None)
         self.routes = [Route(_typed(r, dict)) for r in _typed(data["routes"], list)]
@@ -142,7 +144,8 @@ def compile_config(config: Config) -> dict[str, Any]:
                 "snapshot": choice.snapshot() if route.auto is not None else None,
             }
         )
-    return {"db_path": str(config.db_path), "stdio_identity": config.server.stdio_identity, "routes": routes}
+    db_path = None if config.store.url else str(config.db_path)
+    return {"db_path": db_path, "stdio_identity": config.server.stdio_identity, "routes": routes}
 
 
 def _compile_match(route: RouteConfig) -> dict[str, Any] | None:

@@ -14,34 +14,23 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from importlib import resources
 from pathlib import Path
 
 import aiosqlite
 
-from . import audit_chain, queries
+from . import audit_chain
+from .conn import Conn, SqliteConn
+from .dialect import POSTGRESQL
 from .errors import StoreError
+from .schema import MIGRATIONS, refuse_newer
 
 BUSY_TIMEOUT_MS = 10_000
 
-
-# Named migrations, applied in order, each recorded in the `migrations` table: the files in
-# migrations/, named NNNN_what.sql. Never edit one that has shipped: add a new file.
-def _migrations() -> list[tuple[str, str]]:
-    folder = resources.files(__package__).joinpath("migrations")
-    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
-    return [(name.removesuffix(".sql"), folder.joinpath(name).read_text(encoding="utf-8")) for name in names]
-
-
-MIGRATIONS: list[tuple[str, str]] = _migrations()
 
 # Python steps that run right after a migration's SQL, in the same transaction.
 AFTER_MIGRATION: dict[str, Callable[[aiosqlite.Connection], Awaitable[None]]] = {
     "0004_trust": audit_chain.chain_existing,
 }
-
-
-assert MIGRATIONS[-1][0] == queries.SCHEMA, "update queries.SCHEMA with the newest migration"
 
 
 def _create_private(path: Path) -> None:
@@ -57,7 +46,7 @@ def _create_private(path: Path) -> None:
 
 
 @asynccontextmanager
-async def connect(path: Path) -> AsyncIterator[aiosqlite.Connection]:
+async def connect(path: Path) -> AsyncIterator[SqliteConn]:
     """Open ``path`` (creating it owner-only), set the pragmas and apply pending migrations."""
     try:
         _create_private(path)
@@ -78,12 +67,14 @@ async def connect(path: Path) -> AsyncIterator[aiosqlite.Connection]:
             await _enable_wal(db)
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
-            await migrate(db)
+            applied = await migrate(SqliteConn(db))
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"cannot use {path} as signoff's database: {exc}; point [store] path at another file"
             ) from None
-        yield db
+        conn = SqliteConn(db)
+        conn.applied = applied
+        yield conn
     finally:
         await db.close()
 
@@ -108,9 +99,21 @@ async def _enable_wal(db: aiosqlite.Connection) -> None:
 
 
 @asynccontextmanager
-async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception (or cancellation)."""
-    await db.execute("BEGIN IMMEDIATE")
+async def transaction(db: Conn) -> AsyncIterator[Conn]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception (or cancellation).
+    On PostgreSQL: ``BEGIN`` and the store's write lock, the same one writer at a time."""
+    if db.dialect == POSTGRESQL:
+        from . import pg
+
+        assert isinstance(db, pg.PgConn)
+        await db.execute("BEGIN")
+        try:
+            await pg.lock_key(db, "write")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+    else:
+        await db.execute("BEGIN IMMEDIATE")
     try:
         yield db
     except BaseException:
@@ -119,11 +122,13 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conne
     await db.execute("COMMIT")
 
 
-async def migrate(db: aiosqlite.Connection) -> list[str]:
+async def migrate(conn: SqliteConn) -> list[str]:
     """Apply the migrations not yet recorded; return their names. Safe to race across processes."""
+    db = conn.raw
     await db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL) STRICT")
     async with db.execute("SELECT name FROM migrations") as cur:
         done = {row[0] async for row in cur}
+    refuse_newer(done, "SQLite")
     if all(name in done for name, _ in MIGRATIONS):
         return []
     applied: list[str] = []
@@ -132,7 +137,7 @@ async def migrate(db: aiosqlite.Connection) -> list[str]:
     # transaction — and checked before it commits, so a broken reference rolls it all back.
     await db.execute("PRAGMA foreign_keys = OFF")
     try:
-        async with transaction(db):
+        async with transaction(conn):
             # Re-read under the write lock: another process may have migrated meanwhile.
             async with db.execute("SELECT name FROM migrations") as cur:
                 done = {row[0] async for row in cur}

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from . import queries
 from .config import Config
+from .dialect import POSTGRESQL
 from .models import ApprovalRequest
-from .outbox import DIGEST_REFRESHED, DUE_PROMPTS_OF_PLACE, GATHERED, QUEUE, Delivery, Kind
+from .outbox import DIGEST_REFRESHED, QUEUE, Delivery, Kind, due_prompts, gathered_sql
 from .quiet import held_until
 from .store import Store
 
@@ -32,6 +33,10 @@ _ITEMS = (
     "WHERE d.channel = ? AND d.address = ? AND r.status = 'pending' ORDER BY d.seq"
 )
 _LISTED = f"SELECT {_R} FROM json_each(?) j JOIN requests r ON r.id = j.value WHERE r.status = 'pending' ORDER BY j.key"
+_LISTED_PG = (
+    f"SELECT {_R} FROM jsonb_array_elements_text(?::jsonb) WITH ORDINALITY j(value, key) "
+    "JOIN requests r ON r.id = j.value WHERE r.status = 'pending' ORDER BY j.key"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,8 @@ class DigestBook:
 
     async def listed(self, render: Render) -> list[ApprovalRequest]:
         """The requests ``render`` lists that are still pending, in its order."""
-        rows = await self.store.read(_LISTED, (json.dumps(render.items),))
+        listed = _LISTED_PG if self.store.dialect == POSTGRESQL else _LISTED
+        rows = await self.store.read(listed, (json.dumps(render.items),))
         return [ApprovalRequest.from_row(r) for r in rows]
 
     async def gather(self, row: Delivery) -> bool:
@@ -111,19 +117,20 @@ class DigestBook:
         async with self.store.transaction() as conn:
             if gathered == 0:  # a new digest: it counts (and bulk-decides) what already has a prompt too
                 await conn.execute(
-                    "INSERT OR IGNORE INTO digest_items (channel, address, request_id, approver) "
+                    "INSERT INTO digest_items (channel, address, request_id, approver) "
                     "SELECT p.channel, p.address, p.request_id, coalesce(o.approver, '') FROM prompts p "
                     "JOIN requests r ON r.id = p.request_id "
                     "LEFT JOIN outbox o ON o.request_id = p.request_id AND o.channel = p.channel "
                     "AND o.address = p.address AND o.kind = 'prompt' "
-                    "WHERE p.channel = ? AND p.address = ? AND r.status = 'pending' ORDER BY p.sent_at",
+                    "WHERE p.channel = ? AND p.address = ? AND r.status = 'pending' ORDER BY p.sent_at "
+                    "ON CONFLICT DO NOTHING",
                     place,
                 )
             # Every due, non-urgent prompt of the place goes in (those already decided are just marked done).
-            await conn.execute("INSERT OR IGNORE INTO digest_items (channel, address, request_id, approver) "
-                               f"SELECT o.channel, o.address, o.request_id, o.approver {DUE_PROMPTS_OF_PLACE} "
-                               "AND r.status = 'pending'", (*place, now))  # fmt: skip
-            await conn.execute(GATHERED, (time.time(), *place, now))
+            await conn.execute("INSERT INTO digest_items (channel, address, request_id, approver) "
+                               f"SELECT o.channel, o.address, o.request_id, o.approver {due_prompts(conn.dialect)} "
+                               "AND r.status = 'pending' ORDER BY o.id ON CONFLICT DO NOTHING", (*place, now))  # fmt: skip
+            await conn.execute(gathered_sql(conn.dialect), (time.time(), *place, now))
             await conn.execute(QUEUE, (req.id, Kind.DIGEST, *place, "", now, now))
         return True
 
@@ -145,12 +152,12 @@ class DigestBook:
         """A new rendering listing ``listed``: it exists before its buttons do and supersedes every
         earlier one at once, so from here on a press on what the message showed so far is out of date."""
         async with self.store.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO digest_renders (channel, address, message, items, created_at) VALUES (?, ?, ?, ?, ?)",
+            rows = await conn.execute_fetchall(
+                "INSERT INTO digest_renders (channel, address, message, items, created_at) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id",
                 (self.channel, address, message, json.dumps(listed), time.time()),
             )
-            render_id = cursor.lastrowid
-            assert render_id is not None
+            render_id = int(rows[0][0])
             await conn.execute(
                 "DELETE FROM digest_renders WHERE channel = ? AND address = ? AND id < ?",
                 (self.channel, address, render_id),

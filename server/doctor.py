@@ -28,7 +28,7 @@ async def cmd_check_config(config: Config, table: Table) -> int:
     from .durations import format_duration
 
     print(f"{config.source}: OK (chosen by {config.origin})")
-    print(f"database: {config.db_path}")
+    print(f"database: {config.database_label}")
     rows = []
     for r in config.routes:
         m = r.match.model_dump(by_alias=True, exclude_defaults=True) if r.match else {}
@@ -110,14 +110,14 @@ async def _database(config: Config) -> int:
         service = app.service
         pending = await service.store.list_requests(status=None, limit=1_000_000)
         open_ = sum(1 for r in pending if not r.status.final)
-        print(f"database  {config.db_path}: OK ({len(pending)} requests, {open_} pending)")
+        print(f"database  {config.database_label}: OK ({len(pending)} requests, {open_} pending)")
         state = await health.collect(service.store, service.clock())
         for topic, text in state.lines():
             print(f"{topic:<10}{text}")
         for problem in state.problems():
             print(f"problem   {problem}")
         problems = len(state.problems())
-    mode = config.db_path.stat().st_mode & 0o777
+    mode = 0 if config.store.url else config.db_path.stat().st_mode & 0o777
     if mode & 0o077:
         problems += 1
         print(f"database  permissions are {mode:o}; run: chmod 600 {config.db_path}")

@@ -19,9 +19,8 @@ import json
 import secrets
 from typing import Any
 
-import aiosqlite
-
 from .config import GRANT_SESSION, Config, grant_seconds
+from .conn import Conn
 from .errors import NotAllowedError, NotFoundError
 from .grant_models import _COLUMNS, _FIELDS, Grant, covers, scope_pattern
 from .models import ApprovalRequest
@@ -41,7 +40,7 @@ def _others(details: Any, argument: str) -> Any:
     return {k: v for k, v in details.items() if k != argument and k not in FREE_ARGUMENTS}
 
 
-async def _same_other_arguments(conn: aiosqlite.Connection, grant: Grant, req: ApprovalRequest) -> bool:
+async def _same_other_arguments(conn: Conn, grant: Grant, req: ApprovalRequest) -> bool:
     if grant.argument is None:
         return True  # the route grants any arguments: the operator set no grant_scope
     rows = list(await conn.execute_fetchall("SELECT details FROM requests WHERE id = ?", (grant.from_request,)))
@@ -77,7 +76,7 @@ def dead_because(config: Config, grant: Grant) -> str | None:
     return None
 
 
-async def take(conn: aiosqlite.Connection, config: Config, req: ApprovalRequest, now: float) -> Grant | None:
+async def take(conn: Conn, config: Config, req: ApprovalRequest, now: float) -> Grant | None:
     """Use a live grant that covers ``req`` (inside the caller's transaction), or None. A grant
     the current configuration no longer supports is marked dead and audited, once."""
     rows = await conn.execute_fetchall(

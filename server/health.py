@@ -11,7 +11,6 @@ server's ``Store``.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -187,7 +186,7 @@ def _assemble(now: float, lease: Any, slack: Any, pending: Any, outbox: Any, cal
     )
 
 
-def read(conn: sqlite3.Connection | None, now: float | None = None) -> Health:
+def read(conn: Any, now: float | None = None) -> Health:
     """Health from a plain connection (``readonly.connect``); None: no database yet."""
     now = time.time() if now is None else now
     if conn is None:

@@ -111,7 +111,7 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp:
         async with mcp.session_manager.run():  # a mounted sub-app's lifespan never runs
             yield
 
-    exporter = Exporter(app.config.db_path, package_version(), clock=app.service.clock)
+    exporter = Exporter(app.config.database, package_version(), clock=app.service.clock)
 
     async def metrics(request: Request) -> Response:
         # Prometheus text (or OpenMetrics, when asked); read from the database in a worker thread.
@@ -149,7 +149,7 @@ async def serve(app: App, token: str | None) -> None:
     sock = bind(server.host, server.port)
     port = sock.getsockname()[1]
     shown_host = f"[{server.host}]" if ":" in server.host else server.host
-    log.info("database: %s", app.config.db_path)
+    log.info("database: %s", app.config.database_label)
     log.info("console: decide with `signoff approve ID` / `signoff reject ID --reason TEXT`")
     log.info("listening on http://%s:%d/mcp (%s)", shown_host, port,
              "bearer token required" if token else "no token: loopback only")  # fmt: skip

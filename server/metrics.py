@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -114,20 +114,24 @@ _LEASES = "SELECT name, expires_at FROM leases"
 class DbCollector:
     """A ``prometheus_client`` collector that reads the signoff database at every scrape."""
 
-    def __init__(self, db_path: Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.db_path = db_path
+    def __init__(self, db_path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+        self.db_path = db_path  # or PostgreSQL's URL
         self.clock = clock
         self._folded = _Folded()
         self._lock = threading.Lock()  # scrapes may overlap; each runs in a worker thread
 
-    def _connect(self) -> sqlite3.Connection | None:
+    def _connect(self) -> Any:
+        if isinstance(self.db_path, str):
+            from .pg import SyncConn
+
+            return SyncConn(self.db_path)
         if not self.db_path.exists():
             return None
         conn = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
         conn.execute("PRAGMA query_only = ON")
         return conn
 
-    def _fold(self, conn: sqlite3.Connection) -> None:
+    def _fold(self, conn: Any) -> None:
         """Read the audit events after the last one read, in chunks."""
         f = self._folded
         (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()
@@ -252,7 +256,9 @@ class DbCollector:
         yield sl
 
 
-def _has_schema(conn: sqlite3.Connection) -> bool:
+def _has_schema(conn: Any) -> bool:
+    if not isinstance(conn, sqlite3.Connection):
+        return all(conn.has_table(name) for name in ("audit", "requests", "outbox", "leases"))
     found = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
                          "('audit', 'requests', 'outbox', 'leases')").fetchone()  # fmt: skip
     return int(found[0]) == 4
@@ -270,7 +276,7 @@ class Exporter:
     """What ``/metrics`` serves: this database's metrics plus the build info, rendered on demand.
     ``prometheus_client`` is imported on the first ``render``, never before."""
 
-    def __init__(self, db_path: Path, version: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db_path: Path | str, version: str, *, clock: Callable[[], float] = time.time) -> None:
         self.collector = DbCollector(db_path, clock=clock)
         self.version = version
         self._registry: CollectorRegistry | None = None

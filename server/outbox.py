@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .dialect import json_true
 from .store import Store
 
 
@@ -53,21 +54,29 @@ QUEUE = (
 )
 # The same, unless that row exists already (a prompt is sent once).
 QUEUE_ONCE = (
-    "INSERT OR IGNORE INTO outbox (request_id, kind, channel, address, approver, created_at, next_attempt_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO outbox (request_id, kind, channel, address, approver, created_at, next_attempt_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 QUIET_HOURS = "quiet hours"
+
+
 # Digests (server/digests.py, in its transactions): every due, non-urgent prompt of a place goes
 # into its digest (args: when, channel, address, now), and a refresh covers every refresh queued
 # for the place so far (args: when, channel, address).
-DUE_PROMPTS_OF_PLACE = (
-    "FROM outbox o JOIN requests r ON r.id = o.request_id WHERE o.kind = 'prompt' AND o.channel = ? "
-    "AND o.address = ? AND o.done_at IS NULL AND o.next_attempt_at <= ? "
-    "AND NOT coalesce(json_extract(r.route_snapshot, '$.urgent'), 0)"
-)
-GATHERED = (
-    f"UPDATE outbox SET done_at = ?, last_error = 'in the digest' WHERE id IN (SELECT o.id {DUE_PROMPTS_OF_PLACE})"
-)
+def due_prompts(dialect: str) -> str:
+    return (
+        "FROM outbox o JOIN requests r ON r.id = o.request_id WHERE o.kind = 'prompt' AND o.channel = ? "
+        f"AND o.address = ? AND o.done_at IS NULL AND o.next_attempt_at <= ? "
+        f"AND NOT {json_true(dialect, 'r.route_snapshot', 'urgent')}"
+    )
+
+
+def gathered_sql(dialect: str) -> str:
+    return (
+        f"UPDATE outbox SET done_at = ?, last_error = 'in the digest' WHERE id IN (SELECT o.id {due_prompts(dialect)})"
+    )
+
+
 DIGEST_REFRESHED = (
     "UPDATE outbox SET done_at = ? WHERE kind = 'digest' AND channel = ? AND address = ? AND done_at IS NULL"
 )
@@ -203,7 +212,8 @@ class Outbox:
         now = time.time()
         async with self.store.transaction() as conn:
             await conn.execute(
-                "INSERT OR IGNORE INTO prompts (request_id, channel, address, message, sent_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO prompts (request_id, channel, address, message, sent_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (request_id, self.channel, address, message, now),
             )
             await conn.execute("UPDATE outbox SET done_at = ?, last_error = NULL WHERE id = ?", (now, outbox_id))
@@ -211,14 +221,16 @@ class Outbox:
     async def track(self, request_id: str, address: str, message: str) -> None:
         """Remember a message with buttons for a request, so its outcome is shown there too."""
         await self.store.write(
-            "INSERT OR IGNORE INTO prompts (request_id, channel, address, message, sent_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO prompts (request_id, channel, address, message, sent_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             (request_id, self.channel, address, message, time.time()),
         )
 
     async def prompts(self, request_id: str, address: str) -> list[str]:
         """The messages that show ``request_id``'s prompt at ``address``, oldest first."""
         rows = await self.store.read(
-            "SELECT message FROM prompts WHERE request_id = ? AND channel = ? AND address = ? ORDER BY sent_at, rowid",
+            "SELECT message FROM prompts WHERE request_id = ? AND channel = ? AND address = ? "
+            "ORDER BY sent_at, length(message), message",
             (request_id, self.channel, address),
         )
         return [str(r[0]) for r in rows]
@@ -246,8 +258,10 @@ class Outbox:
         "reason"), what note goes with their approval of it ("note"), or their answer to it ("answer")."""
         assert kind in ASKED_KINDS
         await self.store.write(
-            "INSERT OR REPLACE INTO reason_prompts (channel, address, message, request_id, user_id, created_at, kind) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO reason_prompts (channel, address, message, request_id, user_id, created_at, kind) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, address, message) DO UPDATE SET "
+            "request_id = excluded.request_id, user_id = excluded.user_id, created_at = excluded.created_at, "
+            "kind = excluded.kind",
             (self.channel, address, message, request_id, user_id, time.time(), kind),
         )
 
@@ -264,8 +278,9 @@ class Outbox:
     async def ask_edit(self, address: str, message: str, request_id: str, user_id: str) -> None:
         """``message`` at ``address`` asks ``user_id`` for the new arguments of ``request_id``."""
         await self.store.write(
-            "INSERT OR REPLACE INTO edit_prompts (channel, address, message, request_id, user_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO edit_prompts (channel, address, message, request_id, user_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, address, message) DO UPDATE SET "
+            "request_id = excluded.request_id, user_id = excluded.user_id, created_at = excluded.created_at",
             (self.channel, address, message, request_id, user_id, time.time()),
         )
 
@@ -281,14 +296,12 @@ class Outbox:
         """Keep ``user_id``'s checked edit (canonical JSON) of ``request_id`` until they confirm or
         discard it; its id, never reused."""
         async with self.store.transaction() as conn:
-            cursor = await conn.execute(
+            rows = await conn.execute_fetchall(
                 "INSERT INTO proposed_edits (channel, address, request_id, user_id, details, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (self.channel, address, request_id, user_id, details, time.time()),
             )
-            edit_id = cursor.lastrowid
-        assert edit_id is not None
-        return int(edit_id)
+        return int(rows[0][0])
 
     async def proposed_edit(self, edit_id: int) -> ProposedEdit | None:
         rows = await self.store.read(

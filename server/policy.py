@@ -139,7 +139,7 @@ async def next_timer(store: Store) -> float | None:
     rows = await store.read(
         "SELECT min(t) FROM (SELECT min(next_escalation_at) AS t FROM requests WHERE status = 'pending' "
         "AND next_escalation_at IS NOT NULL UNION ALL SELECT min(next_reminder_at) FROM requests "
-        "WHERE status = 'pending' AND next_reminder_at IS NOT NULL)"
+        "WHERE status = 'pending' AND next_reminder_at IS NOT NULL) AS timers"
     )
     return None if not rows or rows[0][0] is None else float(rows[0][0])
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 from . import config_cache, queries
 from .audit_chain import FIELDS, event_hash
+from .dialect import DATABASE_URL_ENV
 from .intake import check_new_request
 from .models import Actor, ApprovalRequest, RouteSnapshot, Status
 from .routing import matches
@@ -43,8 +44,8 @@ def file_at_once(
     """File ``new`` when the first matching route decides it at once; None: take the full path.
     Raises ``RequestError`` for a request the service would refuse (the same check, first)."""
     compiled = config_cache.lookup(config_arg)
-    if compiled is None:
-        return None
+    if compiled is None or compiled.db_path is None or os.environ.get(DATABASE_URL_ENV):
+        return None  # PostgreSQL: only the full path writes there
     requester = Actor("agent", identity or compiled.stdio_identity or default_identity, "hook")
     encoded = check_new_request(new)  # before anything else, as the service does
     if new.route is not None or new.timeout_seconds is not None or new.callback_url is not None:

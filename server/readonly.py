@@ -8,21 +8,26 @@ Validating the whole configuration is ``signoff check-config``'s job.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import queries
+from .dialect import DATABASE_URL_ENV, is_url
 from .errors import ConfigError, NotFoundError, StoreError
 from .models import ApprovalRequest, AuditEvent, iso
 from .paths import find_config, missing_config, store_path
 
 
-def db_path(config_arg: str | None) -> Path:
-    """The database the configuration names, reading only ``[store] path``."""
+def db_path(config_arg: str | None) -> Path | str:
+    """The database the configuration names, reading only ``[store]``: a SQLite path, or the
+    PostgreSQL URL of ``$SIGNOFF_DATABASE_URL`` or ``[store] url``."""
+    if url := os.environ.get(DATABASE_URL_ENV):
+        return url
     file, origin = find_config(config_arg)
     if file is None:
         return store_path(None, None)
@@ -35,15 +40,28 @@ def db_path(config_arg: str | None) -> Path:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), [f"TOML syntax error: {exc}"]) from None
     store = raw.get("store", {})
+    url = store.get("url") if isinstance(store, dict) else None
+    if isinstance(url, str) and is_url(url):
+        return url
     configured = store.get("path") if isinstance(store, dict) else None
     if configured is not None and not isinstance(configured, str):
         raise ConfigError(str(file), ['store.path: expected a string path, e.g. path = "signoff.db"'])
     return store_path(configured, file.resolve().parent)
 
 
+class Reader(Protocol):
+    """A blocking connection: ``sqlite3.Connection``, or ``pg.SyncConn`` (same SQL text and rows)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+
 @contextmanager
-def connect(path: Path) -> Iterator[sqlite3.Connection | None]:
+def connect(where: Path | str) -> Iterator[Reader | None]:
     """A reading connection, or ``None`` when there is no database (nothing was ever filed)."""
+    if isinstance(where, str):
+        yield from _connect_pg(where)
+        return
+    path = where
     if not path.exists():
         yield None
         return
@@ -62,30 +80,44 @@ def connect(path: Path) -> Iterator[sqlite3.Connection | None]:
         conn.close()
 
 
-def pending(conn: sqlite3.Connection | None, limit: int = 500) -> list[ApprovalRequest]:
+def _connect_pg(url: str) -> Iterator[Reader | None]:
+    from .pg import SyncConn, describe
+
+    conn = SyncConn(url)
+    try:
+        if not conn.has_table("requests"):
+            yield None
+            return
+        if not conn.execute("SELECT 1 FROM migrations WHERE name = ?", (queries.SCHEMA,)).fetchone():
+            raise StoreError(f"PostgreSQL at {describe(url)} was written by an older signoff; run `signoff "
+                             "migrate` (or start `signoff serve`) once to upgrade it")  # fmt: skip
+        yield conn
+    finally:
+        conn.close()
+
+
+def pending(conn: Reader | None, limit: int = 500) -> list[ApprovalRequest]:
     if conn is None:
         return []
     sql, args = queries.list_requests("pending", limit)
     return [ApprovalRequest.from_row(r) for r in conn.execute(sql, args)]
 
 
-def get(conn: sqlite3.Connection | None, request_id: str) -> ApprovalRequest:
+def get(conn: Reader | None, request_id: str) -> ApprovalRequest:
     row = None if conn is None else conn.execute(queries.GET_REQUEST, (request_id,)).fetchone()
     if row is None:
         raise NotFoundError(f"unknown request id {request_id!r}; `signoff pending` lists the open ones")
     return ApprovalRequest.from_row(row)
 
 
-def audit(
-    conn: sqlite3.Connection | None, since: float | None = None, request_id: str | None = None
-) -> list[AuditEvent]:
+def audit(conn: Reader | None, since: float | None = None, request_id: str | None = None) -> list[AuditEvent]:
     if conn is None:
         return []
     sql, args = queries.audit(since, request_id)
     return [AuditEvent.from_row(r) for r in conn.execute(sql, args)]
 
 
-def callback_state(conn: sqlite3.Connection | None, request_id: str) -> dict[str, Any] | None:
+def callback_state(conn: Reader | None, request_id: str) -> dict[str, Any] | None:
     """How delivering a request's decision callback went (None: it has none, or it is pending)."""
     row = None if conn is None else conn.execute(
         "SELECT done_at, attempts, next_attempt_at, last_error FROM outbox WHERE request_id = ? AND kind = 'callback'",
@@ -101,7 +133,7 @@ def callback_state(conn: sqlite3.Connection | None, request_id: str) -> dict[str
     }
 
 
-def votes(conn: sqlite3.Connection | None, request_id: str) -> list[dict[str, Any]]:
+def votes(conn: Reader | None, request_id: str) -> list[dict[str, Any]]:
     """The votes cast on a request, oldest first."""
     if conn is None:
         return []

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def where(config: Config) -> str:
     """Which config (and why) and which database a command uses, for its first log line."""
-    return f"config {config.source} ({config.origin}), database {config.db_path}"
+    return f"config {config.source} ({config.origin}), database {config.database_label}"
 
 
 def _setup_logging(args: argparse.Namespace, *, quiet: bool) -> None:

@@ -1,6 +1,6 @@
 """Every query signoff runs against its SQLite file.
 
-``Store`` wraps one aiosqlite connection. Each state change is a single statement —
+``Store`` wraps one connection (aiosqlite, or psycopg: see ``pg``). Each state change is a single statement —
 an ``INSERT … ON CONFLICT DO NOTHING`` for a new request, an ``UPDATE … WHERE status =
 'pending' RETURNING …`` compare-and-set for a decision or an expiry — and the triggers of
 migration 0001 write its audit event inside that same statement. So the first valid
@@ -13,16 +13,17 @@ never run inside another coroutine's open transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from . import db as dbmod
 from . import queries
+from .conn import Conn
+from .dialect import is_url
 from .models import Actor, ApprovalRequest, AuditEvent, Decision, Status
 from .rows import INSERT, dumps, request_row
 
@@ -56,20 +57,40 @@ AUDIT_EVENT = (
 
 
 class Store:
-    """The requests, the audit log and the settings in one SQLite file."""
+    """The requests, the audit log and the settings: in one SQLite file, or in PostgreSQL."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Conn, listener: Any = None) -> None:
         self.conn = conn
+        self.dialect = conn.dialect
         self._write_lock = asyncio.Lock()
+        self._listener = listener  # PostgreSQL: a pg.Listener, the cross-instance wake-up
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: Path) -> AsyncIterator[Store]:
-        async with dbmod.connect(path) as conn:
-            yield cls(conn)
+    async def open(cls, where: Path | str) -> AsyncIterator[Store]:
+        """Open the store at ``where``: a SQLite file's path, or a PostgreSQL URL."""
+        from . import pg
+
+        if not is_url(where):
+            async with dbmod.connect(Path(where)) as conn:
+                yield cls(conn)
+            return
+        assert isinstance(where, str)
+        async with pg.connect(where) as pconn:
+            listener = pg.Listener(where, pconn.channel)
+            task = asyncio.create_task(listener.run(), name="signoff-pg-listener")
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pg.CONNECT_TIMEOUT):
+                        await listener.ready.wait()
+                yield cls(pconn, listener)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Conn]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` for writes of several statements."""
         async with self._write_lock, dbmod.transaction(self.conn) as conn:
             yield conn
@@ -109,8 +130,27 @@ class Store:
         return [AuditEvent.from_row(r) for r in await self.conn.execute_fetchall(sql, args)]
 
     async def data_version(self) -> int:
-        """Changes whenever another connection (in any process) commits to the file."""
-        return int((await self._one("PRAGMA data_version", ()))[0])
+        """Changes whenever another connection (in any process) commits to the file. On PostgreSQL:
+        whenever any instance files or decides a request (its notifications), or, while the
+        listener is reconnecting, whenever the audit log grows."""
+        if self._listener is None:
+            return int((await self._one("PRAGMA data_version", ()))[0])
+        if self._listener.healthy:
+            return int(self._listener.version)
+        return -1 - int((await self._one("SELECT coalesce(max(seq), 0) FROM audit", ()))[0])
+
+    async def changed(self, seen: int | None, within: float) -> None:
+        """Return after ``within`` seconds, or as soon as ``data_version()`` differs from ``seen``
+        because another instance committed (PostgreSQL's notifications; SQLite just waits)."""
+        listener = self._listener
+        if listener is None or not listener.healthy:
+            await asyncio.sleep(within)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while listener.healthy and listener.version == seen:
+                    listener.changed.clear()
+                    await listener.changed.wait()
 
     # --- writes ------------------------------------------------------------------------
 
@@ -192,6 +232,8 @@ class Store:
         row = await self._one("SELECT value FROM settings WHERE key = ?", (key,))
         if row is None:
             async with self._write_lock:
-                await self.conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, make()))
+                await self.conn.execute(
+                    "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, make())
+                )
             row = await self._one("SELECT value FROM settings WHERE key = ?", (key,))
         return str(row[0])

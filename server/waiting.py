@@ -66,4 +66,4 @@ class Waiters:
                 version = current
                 statuses = await self.store.statuses(list(self._events))
                 self.wake(rid for rid, status in statuses.items() if status.final)
-            await asyncio.sleep(WATCH_INTERVAL)
+            await self.store.changed(version, WATCH_INTERVAL)

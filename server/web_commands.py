@@ -27,7 +27,7 @@ async def cmd_web_link(config: Config, args: argparse.Namespace) -> int:
         known = ", ".join(sorted(config.approvers)) or "none"
         print_error(f"--as {args.as_approver!r}: no such approver in {config.source} (known: {known})")
         return EXIT_USAGE
-    async with Store.open(config.db_path) as store:
+    async with Store.open(config.database) as store:
         import time
 
         auth = WebAuth(store, config, time.time)
@@ -47,7 +47,7 @@ async def cmd_web_sessions(config: Config, args: argparse.Namespace) -> int:
     from .store import Store
     from .web_auth import WebAuth
 
-    async with Store.open(config.db_path) as store:
+    async with Store.open(config.database) as store:
         auth = WebAuth(store, config, time.time)
         if args.revoke or args.revoke_approver:
             ended = await auth.revoke(args.revoke, approver=args.revoke_approver)

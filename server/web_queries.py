@@ -24,6 +24,7 @@ from typing import Any
 
 from . import audit_chain, audit_export
 from .channels import ChannelService
+from .dialect import POSTGRESQL
 from .grant_models import _COLUMNS as GRANT_COLUMNS
 from .grant_models import Grant
 from .models import ApprovalRequest, AuditEvent
@@ -99,7 +100,7 @@ async def _matches(store: Store, q: str) -> int:
     return int((await store.read(sql, (_fts_phrase(q), FEW + 1)))[0][0])
 
 
-def _history_where(approver: str, f: HistoryFilter) -> tuple[list[str], list[Any]]:
+def _history_where(f: HistoryFilter, dialect: str) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     args: list[Any] = []
     if f.since is not None:
@@ -113,7 +114,10 @@ def _history_where(approver: str, f: HistoryFilter) -> tuple[list[str], list[Any
             where.append(f"r.{column} = ?")
             args.append(value)
     q = f.q.strip()
-    if len(q) >= 3:  # the trigram index: substrings of three characters or more, case-insensitive
+    if q and dialect == POSTGRESQL:  # ILIKE over the three columns, as the trigram index holds them
+        where.append("(r.action || ' ' || r.requested_by || ' ' || coalesce(r.summary, '')) ILIKE ? ESCAPE '\\'")
+        args.append(_like(q))
+    elif len(q) >= 3:  # the trigram index: substrings of three characters or more, case-insensitive
         where.append("r.rowid IN (SELECT rowid FROM requests_text WHERE requests_text MATCH ?)")
         args.append(_fts_phrase(q))
     elif q:
@@ -138,7 +142,7 @@ async def history(
         return Page([], None, None)
     store = channels.service.store
     limit = max(1, min(limit, MAX_PAGE))
-    where, args = _history_where(approver, f)
+    where, args = _history_where(f, store.dialect)
     after, before = _parse_request_cursor(older), _parse_request_cursor(newer)
     backwards = after is None and before is not None
     if after is not None:
@@ -150,12 +154,12 @@ async def history(
     order = "ASC" if backwards else "DESC"
     # A rare search term: read its few matches and keep this approver's (CROSS JOIN fixes that
     # order); otherwise walk this approver's range newest first until the page is full.
-    if len(f.q.strip()) >= 3 and await _matches(store, f.q.strip()) <= FEW:
+    if store.dialect != POSTGRESQL and len(f.q.strip()) >= 3 and await _matches(store, f.q.strip()) <= FEW:
         source = ("requests r CROSS JOIN request_approvers ra ON ra.approver = ? AND ra.created_at = r.created_at "
                   "AND ra.request_id = r.id")  # fmt: skip
     else:
         source = "request_approvers ra JOIN requests r ON r.id = ra.request_id AND ra.approver = ?"
-    sql = (f"SELECT {_R_COLUMNS} FROM {source} WHERE {' AND '.join(where) or '1'} "
+    sql = (f"SELECT {_R_COLUMNS} FROM {source} WHERE {' AND '.join(where) or 'TRUE'} "
            f"ORDER BY ra.created_at {order}, ra.request_id {order} LIMIT ?")  # fmt: skip
     got = [ApprovalRequest.from_row(row) for row in await store.read(sql, [approver, *args, limit + 1])]
     more = len(got) > limit
@@ -182,7 +186,7 @@ class AuditFilter:
 async def _busy_requester(store: Store, requester: str) -> bool:
     """Whether ``requester`` filed so many requests that the timeline is better walked newest
     first than gathered from their requests and sorted."""
-    sql = "SELECT count(*) FROM (SELECT 1 FROM requests WHERE requested_by = ? LIMIT ?)"
+    sql = "SELECT count(*) FROM (SELECT 1 FROM requests WHERE requested_by = ? LIMIT ?) AS mine"
     return bool(requester) and int((await store.read(sql, (requester, FEW + 1)))[0][0]) > FEW
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from signoff.server.app import App, open_app
 from signoff.server.config import Config, load_config
 
+from . import pg_cluster
 from .fake_telegram import FakeTelegram, fake_telegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,44 @@ approvers = ["alice", "bob"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# The suites that touch the store run on both stores: SQLite (the file the config names) and
+# PostgreSQL (a fresh schema of a real server, selected by $SIGNOFF_DATABASE_URL, which every
+# config loaded in the test and every signoff child process then uses).
+BOTH_STORES = (
+    "tests/test_store.py",
+    "tests/test_service.py",
+    "tests/test_processes.py",
+    "tests/test_policies.py",
+    "tests/test_telegram.py",
+    "tests/test_questions.py",
+    "tests/test_grants_digests_callbacks.py",
+    "tests/security/",
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    path = Path(str(metafunc.definition.fspath)).relative_to(ROOT).as_posix()
+    if "store_kind" in metafunc.fixturenames and path.startswith(BOTH_STORES):
+        stores = ["sqlite"] if metafunc.definition.get_closest_marker("sqlite_only") else ["sqlite", "postgresql"]
+        metafunc.parametrize("store_kind", stores, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def store_kind(request: pytest.FixtureRequest, _isolated_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Which store the test runs on: "sqlite" unless its suite runs on both (BOTH_STORES)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield kind
+        return
+    server = pg_cluster.server_url()
+    if server is None:
+        pytest.skip(f"no PostgreSQL for the tests: {pg_cluster.why_not()}")
+    url = pg_cluster.fresh_schema_url(server)
+    monkeypatch.setenv("SIGNOFF_DATABASE_URL", url)
+    yield kind
+    pg_cluster.drop_schema_of(url)
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,7 @@ from signoff.server.models import Actor, Status
 from signoff.server.store import Store
 
 from .conftest import SIGNOFF, subprocess_env
+from .stores import CHECK_FAILED, integrity_errors
 
 pytestmark = pytest.mark.anyio
 
@@ -177,7 +178,7 @@ async def test_the_table_refuses_to_mix_the_two_kinds(app: App, client: Client) 
         ("UPDATE requests SET options = '[\"a\"]' WHERE id = ?", r),
         ("UPDATE requests SET kind = 'question', status = 'approved' WHERE id = ?", r),
     ):
-        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        with pytest.raises(integrity_errors(), match=CHECK_FAILED):
             await app.service.store.write(sql, (rid,))
     assert (await app.service.get(q)).status is Status.PENDING
     assert (await app.service.get(r)).status is Status.PENDING
@@ -209,9 +210,12 @@ async def test_bad_questions_are_tool_errors_and_file_nothing(app: App, client: 
 
 async def test_first_answer_wins(app: App, client: Client) -> None:
     rid = (await call(client, "ask_human", question="Which one?", topic="team"))["request_id"]
-    await app.service.store.write("UPDATE requests SET route_snapshot = json_set(route_snapshot, '$.approvers', "
-                                  "json('[\"alice\", \"bob\"]')), approvers = '[\"alice\", \"bob\"]' WHERE id = ?",
-                                  (rid,))  # fmt: skip
+    snapshot = json.loads(
+        (await app.service.store.read("SELECT route_snapshot FROM requests WHERE id = ?", (rid,)))[0][0]
+    )
+    snapshot["approvers"] = ["alice", "bob"]
+    await app.service.store.write("UPDATE requests SET route_snapshot = ?, approvers = '[\"alice\", \"bob\"]' WHERE id = ?",
+                                  (json.dumps(snapshot), rid))  # fmt: skip
     decisions = await asyncio.gather(app.service.answer(rid, "A", ALICE), app.service.answer(rid, "B", BOB))
     assert sorted(d.changed for d in decisions) == [False, True]
     req = await app.service.get(rid)

@@ -15,6 +15,8 @@ from signoff.server.models import Actor, Status
 from signoff.server.service import NewRequest
 from signoff.server.store import Store
 
+from .stores import raw_sql
+
 pytestmark = pytest.mark.anyio
 AGENT = Actor("agent", "claude-code", "mcp")
 
@@ -55,13 +57,10 @@ async def test_processes_migrating_at_once_agree(tmp_path: Path) -> None:
 
 async def test_audit_log_is_append_only(app: App) -> None:
     req = await app.service.request_approval(NewRequest("deploy", "x"), AGENT)
-    conn = sqlite3.connect(app.config.db_path)
-    try:
+    with raw_sql(app.config) as raw:
         for sql in ("UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-                conn.execute(sql)
-    finally:
-        conn.close()
+            with pytest.raises(raw.errors, match="append-only"):
+                raw.execute(sql)
     assert [e.actor for e in await app.store.audit(request_id=req.id)] == ["claude-code"]
 
 
@@ -84,6 +83,7 @@ async def test_unopenable_database_is_a_clear_error(tmp_path: Path) -> None:
             pass
 
 
+@pytest.mark.sqlite_only
 async def test_not_a_database_is_a_clear_error(tmp_path: Path, config: Config) -> None:
     config.db_path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a database"):

@@ -1,0 +1,358 @@
+"""PostgreSQL as signoff's store: the connection, its migrations, and the change listener.
+
+Selected by ``[store] url`` (or ``$SIGNOFF_DATABASE_URL``), a libpq URL; TLS and every other
+libpq option ride in it (``?sslmode=verify-full&sslrootcert=…``). Each signoff instance keeps
+one connection for its statements — the same shape as its SQLite connection, so a statement
+run inside a coroutine's open transaction behaves the same on both — and one more that only
+``LISTEN``s, so waiters wake when another instance commits a decision.
+
+What stands in for SQLite's guarantees:
+
+- ``BEGIN IMMEDIATE`` (one writer at a time) is ``BEGIN`` plus a transaction-scoped advisory
+  lock per store, so multi-statement writes that read first are serialized across
+  instances exactly as SQLite serializes them across processes. Single-statement
+  compare-and-set writes take no such lock: PostgreSQL re-checks their ``WHERE`` against the
+  committed row, so the first decision wins and the loser gets no row.
+- The audit chain is extended by a trigger under its own advisory lock (see
+  ``pg_migrations/0012_baseline.sql``), so seq order is commit order.
+- Statements are bound on the client (psycopg's client-side cursors): SQLite's loose typing
+  of parameters (``? IS NULL``, a ``str`` compared to ``text``) reads the same on PostgreSQL.
+
+The store lives in the connection's first ``search_path`` schema (``public`` unless the URL
+says ``options=-csearch_path%3Dname``), so one database can hold several stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from .conn import Cursor, params
+from .dialect import POSTGRESQL, to_postgres
+from .errors import StoreError
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger("signoff.store")
+
+CONNECT_TIMEOUT = 10  # seconds, unless the URL says connect_timeout=…
+RECONNECT_DELAY = 1.0  # the listener's wait between attempts after losing its connection
+PG_BASELINE = "0012_baseline"
+
+
+def describe(url: str) -> str:
+    """``user@host:port/dbname`` from ``url``, never its password."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return "an unreadable PostgreSQL URL"
+    host = str(parts.get("host") or "localhost")
+    port = str(parts.get("port") or "5432")
+    user = str(parts.get("user") or "")
+    db = str(parts.get("dbname") or user or "")
+    return f"{user + '@' if user else ''}{host}:{port}/{db}"
+
+
+def _driver() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "[store] url names PostgreSQL, but its driver is not installed; install signoff with the "
+            "postgresql extra: pip install 'signoff[postgresql]' (or uv tool install 'signoff[postgresql]')"
+        ) from None
+    return psycopg
+
+
+class Row(Sequence[Any]):
+    """A result row answering to an index and to a column name, as ``sqlite3.Row`` does."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: dict[str, int], values: Sequence[Any]) -> None:
+        self._names = names
+        self._values = values
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return self._values[self._names[key]]
+        return self._values[key]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self._values) == (tuple(other) if isinstance(other, (tuple, list, Row)) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Row({dict(zip(self._names, self._values, strict=True))!r})"
+
+
+def _row_factory(cursor: Any) -> Any:
+    desc = cursor.description
+    if desc is None:
+        return tuple
+    names = {d.name: i for i, d in enumerate(desc)}
+
+    def make(values: Sequence[Any]) -> Row:
+        return Row(names, values)
+
+    return make
+
+
+def _configure(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> None:
+    """Types as SQLite hands them back: ``numeric`` (``sum`` of integers) as int or float, booleans as 0/1."""
+    from psycopg.adapt import Loader
+
+    class NumberLoader(Loader):
+        def load(self, data: Any) -> Any:
+            text = bytes(data).decode()
+            try:
+                return int(text)
+            except ValueError:
+                return float(text)
+
+    class BoolLoader(Loader):
+        def load(self, data: Any) -> Any:
+            return 1 if bytes(data) == b"t" else 0
+
+    conn.adapters.register_loader("numeric", NumberLoader)
+    conn.adapters.register_loader("bool", BoolLoader)
+
+
+class _Cursor:
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
+
+    async def fetchall(self) -> list[Any]:
+        return [] if self._cur.description is None else list(await self._cur.fetchall())
+
+    async def fetchone(self) -> Any:
+        return None if self._cur.description is None else await self._cur.fetchone()
+
+
+class PgConn:
+    """One psycopg connection in autocommit mode, taking SQLite's SQL text."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, raw: psycopg.AsyncConnection[Any], schema: str) -> None:
+        self.raw = raw
+        self.schema = schema
+        self.channel = f"signoff:{schema}"
+        self.applied: list[str] = []  # the migrations opening it applied
+
+    async def execute(self, sql: str, args: Iterable[Any] = ()) -> Cursor:
+        cur = self.raw.cursor()
+        await cur.execute(to_postgres(sql), params(args))
+        return _Cursor(cur)
+
+    async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> Sequence[Any]:
+        cur = self.raw.cursor()
+        await cur.execute(to_postgres(sql), params(args))
+        return [] if cur.description is None else list(await cur.fetchall())
+
+    async def script(self, sql: str) -> None:
+        """Run a script of several statements, no parameters (a migration)."""
+        await self.raw.execute(sql.encode())
+
+    async def close(self) -> None:
+        await self.raw.close()
+
+
+async def open_raw(url: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
+    """A configured psycopg connection to ``url``, or a StoreError naming the server and the reason."""
+    driver = _driver()
+    from psycopg import AsyncClientCursor
+
+    try:
+        raw = await driver.AsyncConnection.connect(
+            url,
+            autocommit=autocommit,
+            row_factory=_row_factory,
+            cursor_factory=AsyncClientCursor,
+            connect_timeout=CONNECT_TIMEOUT,
+            prepare_threshold=None,  # behind pgbouncer in transaction mode, prepared statements collide
+        )
+    except driver.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {_reason(exc)}; check [store] url "
+                         "(or $SIGNOFF_DATABASE_URL), that the server runs and accepts this user") from None  # fmt: skip
+    _configure(raw)
+    return cast("psycopg.AsyncConnection[Any]", raw)
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text.removeprefix("connection failed: ") or type(exc).__name__
+
+
+@asynccontextmanager
+async def connect(url: str) -> AsyncIterator[PgConn]:
+    """Connect to ``url`` and apply pending migrations."""
+    raw = await open_raw(url)
+    try:
+        rows = await (await raw.execute("SELECT current_schema()")).fetchall()
+        schema = rows[0][0] if rows and rows[0][0] else None
+        if schema is None:
+            raise StoreError(
+                f"PostgreSQL at {describe(url)} has no schema to create signoff's tables in (the search_path "
+                "names none that exists); create one or set options=-csearch_path%3Dname in [store] url"
+            )
+        conn = PgConn(raw, str(schema))
+        conn.applied = await migrate(conn)
+        yield conn
+    finally:
+        await raw.close()
+
+
+async def lock_key(conn: PgConn, what: str) -> None:
+    """Take the store's transaction-scoped advisory lock named ``what`` (in an open transaction)."""
+    await conn.raw.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':' || %s))", (what,))
+
+
+async def migrate(conn: PgConn) -> list[str]:
+    """Apply the migrations not yet recorded (under a lock: instances may start together)."""
+    from .schema import MIGRATIONS, PG_MIGRATIONS, refuse_newer
+
+    sqlite_names = [name for name, _ in MIGRATIONS]
+    raw = conn.raw
+    done = await _recorded(conn)
+    if done is not None and all(name in done for name in sqlite_names):
+        refuse_newer(done, f"PostgreSQL at {conn.schema!r}")
+        return []
+    applied: list[str] = []
+    try:
+        await raw.execute("BEGIN")
+        await lock_key(conn, "migrate")
+        await raw.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (name text PRIMARY KEY, applied_at double precision NOT NULL)"
+        )
+        done = await _recorded(conn) or set()
+        refuse_newer(done, f"PostgreSQL at {conn.schema!r}")
+        for name, sql in PG_MIGRATIONS:
+            if name == PG_BASELINE:
+                if any(n in done for n in sqlite_names[: sqlite_names.index("0012_request_search") + 1]):
+                    continue
+                await conn.script(sql)
+                for covered in sqlite_names[: sqlite_names.index("0012_request_search") + 1]:
+                    await raw.execute(
+                        "INSERT INTO migrations (name, applied_at) VALUES (%s, %s)", (covered, time.time())
+                    )
+                    applied.append(covered)
+            elif name not in done:
+                await conn.script(sql)
+                await raw.execute("INSERT INTO migrations (name, applied_at) VALUES (%s, %s)", (name, time.time()))
+                applied.append(name)
+        await raw.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await raw.execute("ROLLBACK")
+        raise
+    return applied
+
+
+async def _recorded(conn: PgConn) -> set[str] | None:
+    rows = await conn.execute_fetchall("SELECT to_regclass('migrations') IS NOT NULL")
+    if not rows or not rows[0][0]:
+        return None
+    return {str(r[0]) for r in await conn.execute_fetchall("SELECT name FROM migrations")}
+
+
+class Listener:
+    """``LISTEN`` on the store's channel over a connection of its own.
+
+    ``version`` changes on every notification (a request filed or decided, an outbox row
+    queued, by any instance) and ``changed`` is set; while the connection is lost the
+    listener reconnects, and ``healthy`` is False so callers poll instead.
+    """
+
+    def __init__(self, url: str, channel: str) -> None:
+        self.url = url
+        self.channel = channel
+        self.version = 0
+        self.healthy = False
+        self.changed = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        psycopg = _driver()
+        while True:
+            try:
+                raw = await open_raw(self.url)
+                try:
+                    quoted = '"' + self.channel.replace('"', '""') + '"'
+                    await raw.execute(f"LISTEN {quoted}")
+                    self.healthy = True
+                    self._bump()  # something may have committed while nobody listened
+                    self.ready.set()
+                    async for _ in raw.notifies():
+                        self._bump()
+                finally:
+                    self.healthy = False
+                    with contextlib.suppress(Exception):
+                        await raw.close()
+            except (StoreError, psycopg.Error, OSError) as exc:
+                self.healthy = False
+                log.warning("PostgreSQL listener lost its connection (%s); polling until it is back", _reason(exc))
+            self.ready.set()
+            await asyncio.sleep(RECONNECT_DELAY)
+
+    def _bump(self) -> None:
+        self.version += 1
+        self.changed.set()
+
+
+class SyncConn:
+    """A blocking connection for the console's fast reads (``readonly``) and ``/metrics``: the
+    same SQL text, rows and types as ``PgConn``; read-only sessions."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, url: str) -> None:
+        psycopg = _driver()
+        from psycopg import ClientCursor
+
+        try:
+            self.raw = psycopg.Connection.connect(
+                url,
+                autocommit=True,
+                row_factory=_row_factory,
+                cursor_factory=ClientCursor,
+                connect_timeout=CONNECT_TIMEOUT,
+                prepare_threshold=None,
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {_reason(exc)}; check [store] url "
+                             "(or $SIGNOFF_DATABASE_URL), that the server runs and accepts this user") from None  # fmt: skip
+        _configure(self.raw)
+        self.raw.execute("SET default_transaction_read_only = on")
+
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        return self.raw.execute(to_postgres(sql), params(args))
+
+    def has_table(self, name: str) -> bool:
+        row = self.raw.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        return bool(row and row[0])
+
+    def close(self) -> None:
+        self.raw.close()
