@@ -108,7 +108,9 @@ async def transaction(db: Conn) -> AsyncIterator[Conn]:
         assert isinstance(db, pg.PgConn)
         await db.execute("BEGIN")
         try:
-            await pg.lock_key(db, "write")
+            # The audit chain's lock: every statement that appends an event takes it first, so
+            # holding it from the start makes this the one writer, as BEGIN IMMEDIATE does.
+            await pg.lock_key(db, "audit_chain")
         except BaseException:
             await db.execute("ROLLBACK")
             raise

@@ -136,41 +136,62 @@ def _configure(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> 
     conn.adapters.register_loader("bool", BoolLoader)
 
 
-class _Cursor:
-    def __init__(self, cur: Any) -> None:
-        self._cur = cur
+class _Result:
+    """A statement's outcome, read in full before the caller sees it."""
 
-    @property
-    def rowcount(self) -> int:
-        return int(self._cur.rowcount)
+    def __init__(self, rowcount: int, rows: list[Any]) -> None:
+        self.rowcount = rowcount
+        self._rows = rows
 
     async def fetchall(self) -> list[Any]:
-        return [] if self._cur.description is None else list(await self._cur.fetchall())
+        return self._rows
 
     async def fetchone(self) -> Any:
-        return None if self._cur.description is None else await self._cur.fetchone()
+        return self._rows[0] if self._rows else None
 
 
 class PgConn:
-    """One psycopg connection in autocommit mode, taking SQLite's SQL text."""
+    """One psycopg connection in autocommit mode, taking SQLite's SQL text.
+
+    The connection is shared by every coroutine of the instance, so a statement always runs
+    to its end even when the coroutine that asked for it is cancelled (a client hung up, a
+    wait timed out): psycopg closes a connection whose query is interrupted, which would end
+    every other coroutine's work too. A connection that was lost anyway (the server
+    restarted) is opened again at the next statement outside a transaction.
+    """
 
     dialect = POSTGRESQL
 
-    def __init__(self, raw: psycopg.AsyncConnection[Any], schema: str) -> None:
+    def __init__(self, raw: psycopg.AsyncConnection[Any], schema: str, url: str | None = None) -> None:
         self.raw = raw
         self.schema = schema
+        self.url = url
         self.channel = f"signoff:{schema}"
         self.applied: list[str] = []  # the migrations opening it applied
+        self._in_transaction = False
+
+    async def _run(self, sql: str, args: Any) -> _Result:
+        if self.raw.closed and self.url is not None and not self._in_transaction:
+            log.warning("reconnecting to PostgreSQL at %s (the connection was closed)", describe(self.url))
+            self.raw = await open_raw(self.url)
+        cur = self.raw.cursor()
+        await cur.execute(sql, args)
+        rows = [] if cur.description is None else list(await cur.fetchall())
+        return _Result(int(cur.rowcount), rows)
 
     async def execute(self, sql: str, args: Iterable[Any] = ()) -> Cursor:
-        cur = self.raw.cursor()
-        await cur.execute(to_postgres(sql), params(args))
-        return _Cursor(cur)
+        word = sql.lstrip()[:8].upper()
+        if word.startswith("BEGIN"):
+            result = await asyncio.shield(self._run(sql, ()))
+            self._in_transaction = True
+            return result
+        if word.startswith(("COMMIT", "ROLLBACK")):
+            self._in_transaction = False
+            return await asyncio.shield(self._run(sql, ()))
+        return await asyncio.shield(self._run(to_postgres(sql), params(args)))
 
     async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> Sequence[Any]:
-        cur = self.raw.cursor()
-        await cur.execute(to_postgres(sql), params(args))
-        return [] if cur.description is None else list(await cur.fetchall())
+        return list(await (await self.execute(sql, args)).fetchall())
 
     async def script(self, sql: str) -> None:
         """Run a script of several statements, no parameters (a migration)."""
@@ -210,6 +231,7 @@ def _reason(exc: BaseException) -> str:
 async def connect(url: str) -> AsyncIterator[PgConn]:
     """Connect to ``url`` and apply pending migrations."""
     raw = await open_raw(url)
+    conn: PgConn | None = None
     try:
         rows = await (await raw.execute("SELECT current_schema()")).fetchall()
         schema = rows[0][0] if rows and rows[0][0] else None
@@ -218,16 +240,16 @@ async def connect(url: str) -> AsyncIterator[PgConn]:
                 f"PostgreSQL at {describe(url)} has no schema to create signoff's tables in (the search_path "
                 "names none that exists); create one or set options=-csearch_path%3Dname in [store] url"
             )
-        conn = PgConn(raw, str(schema))
+        conn = PgConn(raw, str(schema), url)
         conn.applied = await migrate(conn)
         yield conn
     finally:
-        await raw.close()
+        await (raw if conn is None else conn.raw).close()
 
 
 async def lock_key(conn: PgConn, what: str) -> None:
     """Take the store's transaction-scoped advisory lock named ``what`` (in an open transaction)."""
-    await conn.raw.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':' || %s))", (what,))
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':' || ?))", (what,))
 
 
 async def migrate(conn: PgConn) -> list[str]:

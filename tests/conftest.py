@@ -98,6 +98,8 @@ def store_kind(request: pytest.FixtureRequest, _isolated_env: None, monkeypatch:
     if kind == "sqlite":
         yield kind
         return
+    if request.node.get_closest_marker("sqlite_only"):  # a parametrized case marked so
+        pytest.skip("about the SQLite file itself")
     server = pg_cluster.server_url()
     if server is None:
         pytest.skip(f"no PostgreSQL for the tests: {pg_cluster.why_not()}")

@@ -54,3 +54,18 @@ def integrity_errors() -> tuple[type[BaseException], ...]:
 
 
 CHECK_FAILED = r"CHECK|check constraint"
+
+
+def tamper(raw: Raw, statement: str) -> None:
+    """Run ``statement`` on the audit log as an attacker who owns the database would: with the
+    append-only guards lifted first (SQLite: dropped; PostgreSQL: the table's triggers disabled)."""
+    if raw.postgres:
+        raw.execute("ALTER TABLE audit DISABLE TRIGGER USER")
+        try:
+            raw.execute(statement)
+        finally:
+            raw.execute("ALTER TABLE audit ENABLE TRIGGER USER")
+        return
+    raw.execute("DROP TRIGGER IF EXISTS audit_is_append_only_update")
+    raw.execute("DROP TRIGGER IF EXISTS audit_is_append_only_delete")
+    raw.execute(statement)

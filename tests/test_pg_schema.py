@@ -17,6 +17,7 @@ import math
 import os
 import random
 import re
+import secrets
 import sqlite3
 import struct
 import threading
@@ -44,6 +45,7 @@ if os.environ.get("SIGNOFF_REQUIRE_POSTGRES") == "1":
     import psycopg
 else:
     psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]')")
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 BASELINE = resources.files("signoff.server").joinpath("pg_migrations/0012_baseline.sql").read_text(encoding="utf-8")
@@ -51,7 +53,13 @@ BASELINE = resources.files("signoff.server").joinpath("pg_migrations/0012_baseli
 # What the baseline leaves out or adds, on purpose (see its header).
 SQLITE_ONLY_TABLES = {"sqlite_sequence", "migrations"}  # migrations: created by the runner, not the baseline
 SQLITE_ONLY_TRIGGERS = {"requests_text_filed", "requests_text_changed", "requests_text_deleted"}  # FTS5
-PG_ONLY_TRIGGERS = {"audit_is_append_only_truncate", "notify_request_filed", "notify_request_decided", "notify_outbox"}
+PG_ONLY_TRIGGERS = {
+    "audit_chain_lock_first",  # on requests, per statement: the chain's lock before any row lock
+    "audit_is_append_only_truncate",
+    "notify_request_filed",
+    "notify_request_decided",
+    "notify_outbox",
+}
 PG_ONLY_INDEXES = {"requests_text_trgm"}  # only where pg_trgm can be created
 AUDIT_CHAIN_TIMING = ("AFTER", "BEFORE")  # SQLite updates the new row after it; PostgreSQL sets it before
 
@@ -63,10 +71,7 @@ AUDIT_CHAIN_TIMING = ("AFTER", "BEFORE")  # SQLite updates the new row after it;
 def pg_url() -> str:
     url = pg_cluster.server_url()
     if url is None:
-        pytest.skip(
-            f"no PostgreSQL server for the tests ({pg_cluster.why_not()}); install postgresql "
-            "or set SIGNOFF_TEST_POSTGRES_URL"
-        )
+        pytest.skip(f"no PostgreSQL server for the tests: {pg_cluster.why_not()} (or set SIGNOFF_TEST_POSTGRES_URL)")
     return url
 
 
@@ -267,7 +272,8 @@ def pg_shape(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "AND NOT tg.tgisinternal"
     ):
         m = re.match(
-            r"CREATE TRIGGER (\w+) (BEFORE|AFTER) (INSERT|DELETE|TRUNCATE|UPDATE(?: OF [\w, ]+?)?) ON \S+ "
+            r"CREATE TRIGGER (\w+) (BEFORE|AFTER) ((?:INSERT|DELETE|TRUNCATE|UPDATE(?: OF [\w, ]+?)?)(?: OR \w+(?: OF [\w, ]+?)?)*) "
+            r"ON \S+ "
             r"FOR EACH (?:ROW|STATEMENT) (?:WHEN \((.*)\) )?EXECUTE FUNCTION",
             definition,
         )
@@ -329,6 +335,35 @@ def test_stores_in_one_database_keep_to_their_own_schema(pg_url: str, store_url:
             assert conn.execute("SELECT seq, prev_hash FROM audit").fetchall() == [(1, None)]
     finally:
         pg_cluster.drop_schema_of(other)
+
+
+def test_the_baseline_applies_for_a_role_that_owns_only_its_schema(pg_url: str) -> None:
+    """No superuser, no right to create extensions: everything but the trigram index is made."""
+    suffix = secrets.token_hex(4)
+    role, database = f"signoff_plain_{suffix}", f"signoff_db_{suffix}"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        if not admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:  # type: ignore[index]
+            pytest.skip("needs a superuser to make a role and a database")
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"CREATE DATABASE {database}")
+        try:
+            with psycopg.connect(pg_url, dbname=database, autocommit=True) as conn:
+                conn.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC; CREATE SCHEMA signoff AUTHORIZATION {role}")
+            url = make_conninfo(pg_url, dbname=database, user=role, options="-csearch_path=signoff")
+            with psycopg.connect(url) as conn, conn.transaction():
+                conn.execute(BASELINE)
+            with psycopg.connect(url, autocommit=True) as conn:
+                assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'").fetchone() == (0,)
+                indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'signoff'")}
+                assert "requests_text_trgm" not in indexes and "outbox_due" in indexes
+                conn.execute(pg_sql(INSERT), insert_values(a_request()))
+                with conn.transaction():
+                    conn.execute("SET LOCAL signoff.copying = 'on'")  # any role may set it
+                    conn.execute(pg_sql(INSERT), insert_values(a_request(id="r-2")))
+                assert verify(read_chain(conn)) == (1, None)
+        finally:
+            admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
+            admin.execute(f"DROP ROLE {role}")
 
 
 def test_integer_primary_keys_are_identities_by_default(pg: psycopg.Connection[Any]) -> None:
@@ -583,8 +618,8 @@ def test_a_copy_keeps_the_chain_it_is_given_and_appending_continues_it(pg: psyco
     with pg.transaction():
         pg.execute("SET LOCAL signoff.copying = 'on'")
         pg.execute(pg_sql(INSERT), insert_values(req))  # no audit, outbox or approvers rows while copying
-        assert pg.execute("SELECT (SELECT count(*) FROM audit) + (SELECT count(*) FROM outbox) "
-                          "+ (SELECT count(*) FROM request_approvers)").fetchone() == (0,)  # fmt: skip
+        derived = "SELECT (SELECT count(*) FROM audit) + (SELECT count(*) FROM outbox) + (SELECT count(*) FROM request_approvers)"
+        assert pg.execute(derived).fetchone() == (0,)
         pg.execute(
             "INSERT INTO audit (seq, at, event, request_id, actor_kind, actor, channel, route_snapshot, "
             "content_hash, action_digest, data, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
@@ -640,12 +675,62 @@ def test_concurrent_appenders_leave_one_unbroken_dense_chain(store_url: str, pg:
     assert verify(chain) == (len(chain), None)
 
 
+def test_a_decision_waits_for_the_chain_before_it_locks_the_request(
+    store_url: str, pg: psycopg.Connection[Any]
+) -> None:
+    """A transaction that appended an event and then updates a request, against a decision on
+    that request: the decision waits for the chain's lock before it locks the row, so both
+    finish (taking the row first would deadlock, and PostgreSQL would abort one)."""
+    pg.execute(pg_sql(INSERT), insert_values(a_request()))
+    decided: list[Any] = []
+    with psycopg.connect(store_url) as first:
+        first.execute(APPEND, [1.0, "note", "r-1", "system", "x", "test", "{}", "h", None, None])
+
+        def decide() -> None:
+            with psycopg.connect(store_url, autocommit=True) as second:
+                args = ("approved", 5.0, "alice", "human", "web", None, None, None, "r-1")
+                try:
+                    decided.extend(second.execute(pg_sql(DECIDE), args).fetchall())
+                except psycopg.Error as exc:
+                    decided.append(exc)
+
+        thread = threading.Thread(target=decide)
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive()  # waiting for the chain
+        first.execute("UPDATE requests SET level = 1 WHERE id = 'r-1'")
+        first.commit()
+        thread.join(timeout=10)
+    assert len(decided) == 1 and not isinstance(decided[0], Exception), decided
+    assert verify(read_chain(pg)) == (3, None)
+
+
 def test_appending_outside_read_committed_is_refused(store_url: str, pg: psycopg.Connection[Any]) -> None:
     pg.execute(pg_sql(INSERT), insert_values(a_request()))
     with psycopg.connect(store_url) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="READ COMMITTED"):
             conn.execute(APPEND, [1.0, "note", "r-1", "system", "x", "test", "{}", "h", None, None])
+
+
+def test_a_long_schema_name_is_cut_as_listen_cuts_it(pg_url: str) -> None:
+    schema = "t_" + "é" * 40  # 82 bytes: "signoff:" and the name are cut to 63 bytes, between two characters
+    url = f"{pg_url}{'&' if '?' in pg_url else '?'}options=-csearch_path%3D{schema}"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        with psycopg.connect(url) as conn, conn.transaction():
+            conn.execute(BASELINE)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'LISTEN "signoff:{schema}"')  # the server cuts it, with a NOTICE
+            (channel,) = conn.execute("SELECT pg_listening_channels()").fetchone()  # type: ignore[misc]
+            assert len(channel.encode()) == 62 and f"signoff:{schema}".startswith(channel)
+            conn.execute(pg_sql(INSERT), insert_values(a_request()))
+            heard = {(n.channel, n.payload) for n in conn.notifies(timeout=5.0, stop_after=1)}
+            assert (channel, "request:r-1") in heard
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def test_a_float_python_cannot_write_as_json_is_refused(pg: psycopg.Connection[Any]) -> None:

@@ -6,7 +6,6 @@ import json
 import re
 import signal
 import socket
-import sqlite3
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from .fake_telegram import FakeTelegram, Message, fake_telegram
 from .policies import Clock, answer_to, example_config
 from .policies import file as policy_file
 from .procs import http_client, serve
+from .stores import raw_sql
 
 pytestmark = pytest.mark.anyio
 
@@ -365,11 +365,8 @@ async def file_from_cli_process(config_path: Path) -> str:
 
 
 def recorded_prompts(config_path: Path, request_id: str) -> int:
-    conn = sqlite3.connect(load_config(config_path).db_path)
-    try:
-        return int(conn.execute("SELECT count(*) FROM prompts WHERE request_id = ?", (request_id,)).fetchone()[0])
-    finally:
-        conn.close()
+    with raw_sql(load_config(config_path)) as raw:
+        return int(raw.execute("SELECT count(*) FROM prompts WHERE request_id = ?", (request_id,))[0][0])
 
 
 async def test_updates_redelivered_after_a_restart_are_handled_once(fake: FakeTelegram, config: Config) -> None:

@@ -19,6 +19,8 @@
 --     ILIKE, helped by the trigram index requests_text_trgm where pg_trgm can be had;
 --   - audit_chain is a BEFORE INSERT trigger that computes seq, prev_hash and hash itself
 --     (SQLite's is AFTER INSERT and calls the Python function signoff_audit_hash);
+--   - audit_chain_lock_first: statements on requests that append audit events take the chain's
+--     lock before they lock a row (SQLite has one writer at a time and needs no such order);
 --   - audit_is_append_only_truncate: TRUNCATE skips row triggers, so it is refused on its own;
 --   - notify_request_filed, notify_request_decided, notify_outbox: pg_notify wake-ups for the
 --     other instances (SQLite's processes poll PRAGMA data_version instead);
@@ -485,6 +487,27 @@ $$;
 CREATE TRIGGER audit_chain BEFORE INSERT ON audit
     FOR EACH ROW EXECUTE FUNCTION audit_chain();
 
+-- A statement that files a request or changes its status appends audit events from its row
+-- triggers, after it has locked the request's row. Were the chain's lock taken only then, it
+-- would come after a row lock here but before one in a transaction that appended an event and
+-- then updates that row: a deadlock. So such statements take the chain's lock first, before
+-- they lock any row. (A transaction of several statements that locks rows before its first
+-- event must take it first itself: SELECT pg_advisory_xact_lock(hashtext(current_schema() ||
+-- ':audit_chain')).)
+CREATE FUNCTION audit_chain_lock_first() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    IF NOT signoff_copying() THEN
+        PERFORM pg_advisory_xact_lock(hashtext(current_schema() || ':audit_chain'));
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER audit_chain_lock_first BEFORE INSERT OR UPDATE OF status ON requests
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_chain_lock_first();
+
 -- ---------------------------------------------------------------------------------------------
 -- Requests: every change of status writes its audit event in the same statement, so a request
 -- never exists without its "created" event, nor a decision without its own.
@@ -705,6 +728,21 @@ CREATE TRIGGER request_approvers_filed AFTER INSERT ON requests
 -- outbox_digest_decided's ON CONFLICT DO UPDATE sends no outbox notification; the decision's
 -- request notification goes out in the same transaction.)
 
+-- The channel: 'signoff:' || the schema, cut to 63 bytes at a character boundary as the server cuts
+-- the identifier in LISTEN "signoff:<schema>" (pg_notify refuses a longer name outright).
+CREATE FUNCTION signoff_channel() RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    channel text := 'signoff:' || current_schema();
+BEGIN
+    WHILE octet_length(channel) > 63 LOOP
+        channel := left(channel, -1);
+    END LOOP;
+    RETURN channel;
+END
+$$;
+
 CREATE FUNCTION notify_request() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -713,7 +751,7 @@ BEGIN
     IF signoff_copying() THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_notify('signoff:' || current_schema(), 'request:' || NEW.id);
+    PERFORM pg_notify(signoff_channel(), 'request:' || NEW.id);
     RETURN NULL;
 END
 $$;
@@ -730,7 +768,7 @@ BEGIN
     IF signoff_copying() THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_notify('signoff:' || current_schema(), 'outbox:' || NEW.channel);
+    PERFORM pg_notify(signoff_channel(), 'outbox:' || NEW.channel);
     RETURN NULL;
 END
 $$;

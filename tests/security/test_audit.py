@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from signoff.server.models import Actor
 
 from ..conftest import BASIC_CONFIG
 from ..procs import cli
+from ..stores import raw_sql, tamper
 
 pytestmark = pytest.mark.anyio
 
@@ -61,12 +61,8 @@ async def test_the_chain_verifies_and_names_the_first_changed_event(config: Path
     await file_and_decide(config)
     ok = cli("audit", "verify", config=config)
     assert ok.returncode == 0 and "audit chain OK in the database: 6 events" in ok.stdout
-    db = config.parent / "signoff.db"
-    conn = sqlite3.connect(db)
-    with conn:  # an attacker with the file: lift the append-only guard and change who decided
-        conn.execute("DROP TRIGGER audit_is_append_only_update")
-        conn.execute("UPDATE audit SET actor = 'bob' WHERE seq = 4")
-    conn.close()
+    with raw_sql(load_config(config)) as raw:  # an attacker with the database: lift the guard, change who decided
+        tamper(raw, "UPDATE audit SET actor = 'bob' WHERE seq = 4")
     broken = cli("audit", "verify", config=config)
     assert broken.returncode == 1
     assert "BROKEN in the database at event 4: its content does not match its hash" in broken.stdout
@@ -74,11 +70,8 @@ async def test_the_chain_verifies_and_names_the_first_changed_event(config: Path
 
 async def test_a_removed_event_breaks_the_chain_at_the_next_one(config: Path) -> None:
     await file_and_decide(config)
-    conn = sqlite3.connect(config.parent / "signoff.db")
-    with conn:
-        conn.execute("DROP TRIGGER audit_is_append_only_delete")
-        conn.execute("DELETE FROM audit WHERE seq = 3")
-    conn.close()
+    with raw_sql(load_config(config)) as raw:
+        tamper(raw, "DELETE FROM audit WHERE seq = 3")
     broken = cli("audit", "verify", config=config)
     assert broken.returncode == 1 and "at event 4: its prev_hash does not match" in broken.stdout
 

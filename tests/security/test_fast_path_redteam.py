@@ -92,6 +92,7 @@ def test_the_embedded_default_cache_never_holds_the_user_config(tmp_path: Path) 
     assert _hook(None, "Bash", "after-race", env=subprocess_env()) != "allow"
 
 
+@pytest.mark.sqlite_only
 def test_a_store_path_under_home_is_not_served_from_another_home(tmp_path: Path) -> None:
     """(1)/(2) ``[store] path = "~/…"`` is expanded with $HOME at compile time, but $HOME is not
     part of the cache key: with another $HOME the fast path files the request (and its audit

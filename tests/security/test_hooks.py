@@ -62,7 +62,13 @@ def test_a_permission_request_with_bad_input_is_denied_in_its_own_terms(config_p
     denied(hook(config_path, stdin), "PermissionRequest")
 
 
-@pytest.mark.parametrize("problem", ["missing", "bad-toml", "invalid", "deep-toml", "db-is-a-folder", "db-not-sqlite"])
+SQLITE_FILE = pytest.mark.sqlite_only
+PROBLEMS = ["missing", "bad-toml", "invalid", "deep-toml"]
+
+
+@pytest.mark.parametrize(
+    "problem", [*PROBLEMS, *(pytest.param(p, marks=SQLITE_FILE) for p in ("db-is-a-folder", "db-not-sqlite"))]
+)
 def test_an_unusable_config_or_database_is_the_fallback_decision(tmp_path: Path, problem: str) -> None:
     config = tmp_path / "signoff.toml"
     if problem == "bad-toml":

@@ -39,6 +39,7 @@ from ..fake_slack import U_ALICE, U_BOB, FakeSlack, dm_id
 from ..fake_telegram import FakeTelegram, Message
 from ..policies import Clock, answer_to
 from ..slack_support import PREFIX, prompt_in, slack_for_signoff
+from ..stores import CHECK_FAILED, integrity_errors
 from ..test_slack_render import SIGNER as SLACK_SIGNER
 from ..test_slack_render import assert_message
 
@@ -258,7 +259,7 @@ async def test_the_store_refuses_a_cross_kind_compare_and_set(core: App, agent: 
     qid = await ask(agent, "Which?")
     rid = (await call(agent, "request_approval", action="deploy", summary="Ship"))["request_id"]
     for status in (Status.APPROVED, Status.REJECTED):
-        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        with pytest.raises(integrity_errors(), match=CHECK_FAILED):
             await core.store.decide(qid, status, BOB, time.time(), None)
     wrong = await core.store.answer(rid, "yes", ALICE, time.time())
     assert wrong is not None and not wrong.changed and wrong.request.status is Status.PENDING
