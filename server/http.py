@@ -88,6 +88,19 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+def _instance(app: App, state: health.Health) -> dict[str, object]:
+    """This process, among the instances that share the store: which leases it holds, how it hears commits."""
+    me = (socket.gethostname(), os.getpid())
+    return {
+        "host": me[0],
+        "pid": me[1],
+        "store": app.store.dialect,
+        "notifications": app.store.notifications,
+        "holds_bot": state.bot is not None and state.bot_live and (state.bot.host, state.bot.pid) == me,
+        "holds_slack": state.slack is not None and state.slack_live and (state.slack.host, state.slack.pid) == me,
+    }
+
+
 def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp: MCPServer | None = None) -> ASGIApp:
     """The ASGI application for ``signoff serve`` (``port``: the one actually bound; ``mcp``: the
     MCP server to mount, by default signoff's own tools)."""
@@ -104,7 +117,8 @@ def build_http_app(app: App, token: str | None, *, port: int | None = None, mcp:
     async def healthz(_: Request) -> Response:
         # The database answers (or this raises: 500). "waiting": calls here waiting for a decision.
         state = await health.collect(app.store, app.service.clock())
-        return JSONResponse({"status": "ok", "waiting": app.service.waiting, **state.as_json()})
+        body = {"status": "ok", "waiting": app.service.waiting, "instance": _instance(app, state), **state.as_json()}
+        return JSONResponse(body)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

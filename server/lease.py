@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
+from .dialect import POSTGRESQL
 from .store import Store
 
 BOT_LEASE = "telegram-bot"  # whoever holds it talks to Telegram (polling, the outbox)
@@ -49,14 +50,23 @@ class Lease:
         self.clock = clock
         self.valid_until = 0.0  # as far as this process knows
 
+    async def _now(self) -> float:
+        """The time the lease rows are compared in. On PostgreSQL the database's clock: instances on
+        several hosts then agree on when a lease expired even when their own clocks drift apart."""
+        if self.store.dialect == POSTGRESQL:
+            rows = await self.store.read("SELECT extract(epoch FROM clock_timestamp())::float8")
+            return float(rows[0][0])
+        return self.clock()
+
     async def claim(self) -> bool:
         """Take or renew the lease; True while this process holds it."""
-        now = self.clock()
+        local = self.clock()  # this process measures its own time left from here, on its own clock
+        now = await self._now()
         rows = await self.store.write(
             _CLAIM, {"name": self.name, "owner": self.owner, "until": now + self.ttl, "now": now}
         )
         held = bool(rows) and rows[0][0] == self.owner
-        self.valid_until = now + self.ttl if held else 0.0
+        self.valid_until = local + self.ttl if held else 0.0
         return held
 
     def remaining(self) -> float:
@@ -68,7 +78,7 @@ class Lease:
         self.valid_until = 0.0
         # Expired now, not deleted: `signoff status` can still say who held it last, and since when not.
         await self.store.write(
-            "UPDATE leases SET expires_at = ? WHERE name = ? AND owner = ?", (self.clock(), self.name, self.owner)
+            "UPDATE leases SET expires_at = ? WHERE name = ? AND owner = ?", (await self._now(), self.name, self.owner)
         )
 
 

@@ -139,6 +139,14 @@ class Store:
             return int(self._listener.version)
         return -1 - int((await self._one("SELECT coalesce(max(seq), 0) FROM audit", ()))[0])
 
+    @property
+    def notifications(self) -> str | None:
+        """PostgreSQL: "listening" while this instance hears the others' commits at once, "polling"
+        while its listener reconnects; None on SQLite (processes look at the file's version)."""
+        if self._listener is None:
+            return None
+        return "listening" if self._listener.healthy else "polling"
+
     async def changed(self, seen: int | None, within: float) -> None:
         """Return after ``within`` seconds, or as soon as ``data_version()`` differs from ``seen``
         because another instance committed (PostgreSQL's notifications; SQLite just waits)."""

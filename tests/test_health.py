@@ -66,6 +66,9 @@ async def test_status_names_the_holder_and_its_absence(fake: FakeTelegram, tmp_p
         async with httpx.AsyncClient() as client:
             healthz = (await client.get(f"{base}/healthz")).json()
         assert healthz["status"] == "ok" and healthz["bot"]["pid"] == served.process.pid
+        me = {"host": socket.gethostname(), "pid": served.process.pid, "store": "sqlite", "notifications": None,
+              "holds_bot": True, "holds_slack": False}  # fmt: skip
+        assert healthz["instance"] == me
         assert healthz["problems"] == [] and healthz["pending"] == 0
         rid = await file_without_bot(config_path)  # the holder delivers it
         await fake.wait_for(lambda: any(rid in m.text for m in fake.chat(ALICE)) and undelivered(db) == set())
