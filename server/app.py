@@ -77,7 +77,7 @@ async def open_app(
     """Open the database, apply deadlines (and escalations) that passed while nothing ran, and
     (with ``background``, or later with ``App.background()``) run the background work until
     closed. ``clock`` is for tests."""
-    async with Store.open(config.database) as store:
+    async with Store.open(config.database, pool_size=config.store.pool_size) as store:
         service = ApprovalService(config, store, clock=clock)
         expired = await service.sweep()
         if expired:

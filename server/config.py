@@ -67,6 +67,12 @@ class StoreConfig(_Model):
         description="PostgreSQL instead of SQLite: a libpq URL, postgresql://user@host:5432/db (TLS and other "
         "libpq options as ?sslmode=…); better given as $SIGNOFF_DATABASE_URL, which overrides [store]",
     )
+    pool_size: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="PostgreSQL: connections each instance reads through (plus one that writes and one that listens)",
+    )
 
 
 class ServerConfig(_Model):
@@ -423,7 +429,7 @@ def parse_config(text: str, *, source: str, base_dir: Path | None) -> Config:
     url = os.environ.get(DATABASE_URL_ENV) or config.store.url
     if url is not None and not is_url(url):
         raise ConfigError(source, [f"${DATABASE_URL_ENV}: not a PostgreSQL URL; give postgresql://user@host:5432/db"])
-    store = StoreConfig(path=store_path(config.store.path, base_dir), url=url)
+    store = config.store.model_copy(update={"path": store_path(config.store.path, base_dir), "url": url})
     return config.model_copy(update={"store": store})
 
 

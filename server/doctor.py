@@ -117,6 +117,13 @@ async def _database(config: Config) -> int:
         for problem in state.problems():
             print(f"problem   {problem}")
         problems = len(state.problems())
+    if config.store.url:
+        from .pg import unencrypted_remote
+
+        if (host := unencrypted_remote(config.store.url)) is not None:
+            problems += 1
+            print(f"database  the connection to {host} may travel unencrypted; add sslmode=verify-full (and "
+                  "sslrootcert=…) to the URL, see docs/operations.md")  # fmt: skip
     mode = 0 if config.store.url else config.db_path.stat().st_mode & 0o777
     if mode & 0o077:
         problems += 1

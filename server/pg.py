@@ -61,6 +61,23 @@ def describe(url: str) -> str:
     return f"{user + '@' if user else ''}{host}:{port}/{db}"
 
 
+def unencrypted_remote(url: str) -> str | None:
+    """The host ``url`` reaches over the network without requiring TLS (None: a local socket,
+    loopback, or sslmode require/verify-ca/verify-full)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from .listen import is_loopback
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return None
+    host = str(parts.get("host") or "")
+    if not host or host.startswith("/") or all(is_loopback(h) for h in host.split(",")):
+        return None
+    return None if parts.get("sslmode") in ("require", "verify-ca", "verify-full") else host
+
+
 def _driver() -> Any:
     try:
         import psycopg
@@ -169,6 +186,22 @@ class PgConn:
         self.channel = f"signoff:{schema}"
         self.applied: list[str] = []  # the migrations opening it applied
         self._in_transaction = False
+        self._running: set[asyncio.Task[_Result]] = set()  # statements whose callers may have left
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_transaction
+
+    async def _shielded(self, sql: str, args: Any) -> _Result:
+        task = asyncio.ensure_future(self._run(sql, args))
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Task[_Result]) -> None:
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()  # a caller that left is not told; the next statement meets the same state
 
     async def _run(self, sql: str, args: Any) -> _Result:
         if self.raw.closed and self.url is not None and not self._in_transaction:
@@ -182,13 +215,13 @@ class PgConn:
     async def execute(self, sql: str, args: Iterable[Any] = ()) -> Cursor:
         word = sql.lstrip()[:8].upper()
         if word.startswith("BEGIN"):
-            result = await asyncio.shield(self._run(sql, ()))
+            result = await self._shielded(sql, ())
             self._in_transaction = True
             return result
         if word.startswith(("COMMIT", "ROLLBACK")):
             self._in_transaction = False
-            return await asyncio.shield(self._run(sql, ()))
-        return await asyncio.shield(self._run(to_postgres(sql), params(args)))
+            return await self._shielded(sql, ())
+        return await self._shielded(to_postgres(sql), params(args))
 
     async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> Sequence[Any]:
         return list(await (await self.execute(sql, args)).fetchall())
@@ -198,7 +231,41 @@ class PgConn:
         await self.raw.execute(sql.encode())
 
     async def close(self) -> None:
+        """Close the connection once the statements already running have finished."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=CONNECT_TIMEOUT)
         await self.raw.close()
+
+
+class ReadPool:
+    """Connections for reads outside a transaction, so they neither wait behind nor slow down the
+    writes on the instance's one statement connection (``[store] pool_size`` of them)."""
+
+    def __init__(self, url: str, size: int) -> None:
+        from psycopg import AsyncClientCursor
+        from psycopg_pool import AsyncConnectionPool
+
+        async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+            _configure(conn)
+
+        kwargs = {"autocommit": True, "row_factory": _row_factory, "cursor_factory": AsyncClientCursor,
+                  "prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT}  # fmt: skip
+        self.pool: Any = AsyncConnectionPool(
+            url, min_size=1, max_size=size, kwargs=kwargs, configure=configure, open=False, name="signoff-reads"
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def select(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        # A read cancelled mid-query costs only its pooled connection, which the pool replaces.
+        async with self.pool.connection() as conn:
+            cur = conn.cursor()
+            await cur.execute(to_postgres(sql), params(args))
+            return [] if cur.description is None else list(await cur.fetchall())
+
+    async def close(self) -> None:
+        await self.pool.close()
 
 
 async def open_raw(url: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
@@ -244,7 +311,7 @@ async def connect(url: str) -> AsyncIterator[PgConn]:
         conn.applied = await migrate(conn)
         yield conn
     finally:
-        await (raw if conn is None else conn.raw).close()
+        await (raw.close() if conn is None else conn.close())
 
 
 async def lock_key(conn: PgConn, what: str) -> None:

@@ -59,16 +59,18 @@ AUDIT_EVENT = (
 class Store:
     """The requests, the audit log and the settings: in one SQLite file, or in PostgreSQL."""
 
-    def __init__(self, conn: Conn, listener: Any = None) -> None:
+    def __init__(self, conn: Conn, listener: Any = None, reads: Any = None) -> None:
         self.conn = conn
         self.dialect = conn.dialect
         self._write_lock = asyncio.Lock()
         self._listener = listener  # PostgreSQL: a pg.Listener, the cross-instance wake-up
+        self._reads = reads  # PostgreSQL: a pg.ReadPool
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, where: Path | str) -> AsyncIterator[Store]:
-        """Open the store at ``where``: a SQLite file's path, or a PostgreSQL URL."""
+    async def open(cls, where: Path | str, *, pool_size: int = 4) -> AsyncIterator[Store]:
+        """Open the store at ``where``: a SQLite file's path, or a PostgreSQL URL (with ``pool_size``
+        connections for reads, one for writes and one that listens)."""
         from . import pg
 
         if not is_url(where):
@@ -78,16 +80,19 @@ class Store:
         assert isinstance(where, str)
         async with pg.connect(where) as pconn:
             listener = pg.Listener(where, pconn.channel)
+            reads = pg.ReadPool(where, pool_size)
             task = asyncio.create_task(listener.run(), name="signoff-pg-listener")
             try:
+                await reads.open()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(pg.CONNECT_TIMEOUT):
                         await listener.ready.wait()
-                yield cls(pconn, listener)
+                yield cls(pconn, listener, reads)
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                await reads.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
@@ -99,35 +104,46 @@ class Store:
         rows = list(await self.conn.execute_fetchall(sql, args))
         return rows[0] if rows else None
 
+    async def _select(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        """Rows of a read: from the read pool (PostgreSQL) unless a transaction is open on the
+        statement connection, whose reads see its uncommitted writes as SQLite's do."""
+        if self._reads is None or self.conn.in_transaction:
+            return list(await self.conn.execute_fetchall(sql, args))
+        return list(await self._reads.select(sql, args))
+
+    async def _first(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        rows = await self._select(sql, args)
+        return rows[0] if rows else None
+
     # --- reads -------------------------------------------------------------------------
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
-        row = await self._one(queries.GET_REQUEST, (request_id,))
+        row = await self._first(queries.GET_REQUEST, (request_id,))
         return None if row is None else ApprovalRequest.from_row(row)
 
     async def find_by_key(self, requested_by: str, key: str) -> ApprovalRequest | None:
-        row = await self._one(queries.GET_BY_KEY, (requested_by, key))
+        row = await self._first(queries.GET_BY_KEY, (requested_by, key))
         return None if row is None else ApprovalRequest.from_row(row)
 
     async def list_requests(self, *, status: Status | None = None, limit: int = 200) -> list[ApprovalRequest]:
         sql, args = queries.list_requests(status.value if status else None, limit)
-        return [ApprovalRequest.from_row(r) for r in await self.conn.execute_fetchall(sql, args)]
+        return [ApprovalRequest.from_row(r) for r in await self._select(sql, args)]
 
     async def statuses(self, ids: Iterable[str]) -> dict[str, Status]:
         ids = list(ids)
         if not ids:
             return {}
         sql = f"SELECT id, status FROM requests WHERE id IN ({','.join('?' * len(ids))})"
-        return {r[0]: Status(r[1]) for r in await self.conn.execute_fetchall(sql, ids)}
+        return {r[0]: Status(r[1]) for r in await self._select(sql, ids)}
 
     async def next_deadline(self) -> float | None:
         """The earliest deadline of a pending request (None when nothing is pending)."""
-        row = await self._one("SELECT min(expires_at) FROM requests WHERE status = 'pending'", ())
+        row = await self._first("SELECT min(expires_at) FROM requests WHERE status = 'pending'")
         return None if row is None or row[0] is None else float(row[0])
 
     async def audit(self, *, since: float | None = None, request_id: str | None = None) -> list[AuditEvent]:
         sql, args = queries.audit(since, request_id)
-        return [AuditEvent.from_row(r) for r in await self.conn.execute_fetchall(sql, args)]
+        return [AuditEvent.from_row(r) for r in await self._select(sql, args)]
 
     async def data_version(self) -> int:
         """Changes whenever another connection (in any process) commits to the file. On PostgreSQL:
@@ -137,7 +153,7 @@ class Store:
             return int((await self._one("PRAGMA data_version", ()))[0])
         if self._listener.healthy:
             return int(self._listener.version)
-        return -1 - int((await self._one("SELECT coalesce(max(seq), 0) FROM audit", ()))[0])
+        return -1 - int((await self._first("SELECT coalesce(max(seq), 0) FROM audit"))[0])
 
     @property
     def notifications(self) -> str | None:
@@ -206,8 +222,8 @@ class Store:
         return [ApprovalRequest.from_row(r) for r in rows]
 
     async def read(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
-        """Run a query of an adapter's own; return all rows."""
-        return list(await self.conn.execute_fetchall(sql, args))
+        """Run a query of an adapter's own (one that writes nothing); return all rows."""
+        return await self._select(sql, args)
 
     async def write(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         """Run one writing statement of an adapter's own (under the write lock); return its rows."""
@@ -237,11 +253,11 @@ class Store:
 
     async def setting(self, key: str, make: Callable[[], str]) -> str:
         """The stored setting ``key``, storing ``make()`` first if there is none (once, across processes)."""
-        row = await self._one("SELECT value FROM settings WHERE key = ?", (key,))
+        row = await self._first("SELECT value FROM settings WHERE key = ?", (key,))
         if row is None:
             async with self._write_lock:
                 await self.conn.execute(
                     "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, make())
                 )
-            row = await self._one("SELECT value FROM settings WHERE key = ?", (key,))
+            row = await self._first("SELECT value FROM settings WHERE key = ?", (key,))
         return str(row[0])
