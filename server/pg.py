@@ -46,6 +46,10 @@ RECONNECT_DELAY = 1.0  # the listener's wait between attempts after losing its c
 PG_BASELINE = "0012_baseline"
 
 
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def describe(url: str) -> str:
     """``user@host:port/dbname`` from ``url``, never its password."""
     try:
@@ -241,12 +245,13 @@ class ReadPool:
     """Connections for reads outside a transaction, so they neither wait behind nor slow down the
     writes on the instance's one statement connection (``[store] pool_size`` of them)."""
 
-    def __init__(self, url: str, size: int) -> None:
+    def __init__(self, url: str, size: int, schema: str) -> None:
         from psycopg import AsyncClientCursor
         from psycopg_pool import AsyncConnectionPool
 
         async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
             _configure(conn)
+            await conn.execute(f"SET search_path TO {quote_ident(schema)}")
 
         kwargs = {"autocommit": True, "row_factory": _row_factory, "cursor_factory": AsyncClientCursor,
                   "prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT}  # fmt: skip
@@ -307,6 +312,9 @@ async def connect(url: str) -> AsyncIterator[PgConn]:
                 f"PostgreSQL at {describe(url)} has no schema to create signoff's tables in (the search_path "
                 "names none that exists); create one or set options=-csearch_path%3Dname in [store] url"
             )
+        # From here on, exactly that schema: the migration's functions pin the search_path they are
+        # created with, and a schema named after the role created later must not capture the store.
+        await raw.execute(f"SET search_path TO {quote_ident(str(schema))}")
         conn = PgConn(raw, str(schema), url)
         conn.applied = await migrate(conn)
         yield conn
@@ -422,7 +430,7 @@ class SyncConn:
         from psycopg import ClientCursor
 
         try:
-            self.raw = psycopg.Connection.connect(
+            raw = psycopg.Connection.connect(
                 url,
                 autocommit=True,
                 row_factory=_row_factory,
@@ -433,8 +441,12 @@ class SyncConn:
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {_reason(exc)}; check [store] url "
                              "(or $SIGNOFF_DATABASE_URL), that the server runs and accepts this user") from None  # fmt: skip
-        _configure(self.raw)
-        self.raw.execute("SET default_transaction_read_only = on")
+        self.raw = raw
+        _configure(raw)
+        raw.execute("SET default_transaction_read_only = on")
+        schema = raw.execute("SELECT current_schema()").fetchone()
+        if schema and schema[0]:
+            raw.execute(f"SET search_path TO {quote_ident(str(schema[0]))}")
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return self.raw.execute(to_postgres(sql), params(args))

@@ -80,7 +80,7 @@ class Store:
         assert isinstance(where, str)
         async with pg.connect(where) as pconn:
             listener = pg.Listener(where, pconn.channel)
-            reads = pg.ReadPool(where, pool_size)
+            reads = pg.ReadPool(where, pool_size, pconn.schema)
             task = asyncio.create_task(listener.run(), name="signoff-pg-listener")
             try:
                 await reads.open()

@@ -50,6 +50,9 @@ def cmd_migrate_store(args: argparse.Namespace) -> int:
     if isinstance(source, Path) and not source.is_file():
         print_error(f"--from {args.source}: no such SQLite file; give the [store] path of the store to copy")
         return EXIT_USAGE
+    if isinstance(source, Path) and (problem := _not_a_store(source)) is not None:
+        print_error(f"--from {args.source}: {problem}")
+        return EXIT_USAGE
     try:
         counts, chained = asyncio.run(copy_store(source, args.to, replace=args.replace))
     except StoreError as exc:
@@ -61,13 +64,44 @@ def cmd_migrate_store(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _not_a_store(path: Path) -> str | None:
+    """Why the SQLite file at ``path`` is not a signoff store (None: it is one), read without writing."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"cannot read it as SQLite ({exc}); give the [store] path of the store to copy"
+    return None if found else "not a signoff store (it has no migrations table); give the [store] path of the store"
+
+
 async def copy_store(source: Path | str, target: str, *, replace: bool = False) -> tuple[dict[str, int], int]:
-    """Copy every signoff table of ``source`` into the PostgreSQL store at ``target`` (migrated
-    first); returns rows copied per table and the events whose chain checked on the target."""
+    """Copy every signoff table of ``source`` into the PostgreSQL store at ``target`` (both migrated
+    to this version first); returns rows copied per table and the events whose chain checked on the
+    target. Driver errors come back as a StoreError; nothing is copied then."""
+    import psycopg
+
+    from . import pg
+
+    try:
+        return await _copy(source, target, replace=replace)
+    except psycopg.Error as exc:
+        raise StoreError(
+            f"copying into PostgreSQL at {pg.describe(target)} failed: {' '.join(str(exc).split())}; nothing was copied"
+        ) from None
+
+
+async def _copy(source: Path | str, target: str, *, replace: bool) -> tuple[dict[str, int], int]:
     from . import pg
     from .store import Store
 
-    async with Store.open(source) as src, Store.open(target) as dst:
+    async with Store.open(source, pool_size=1) as src, Store.open(target, pool_size=1) as dst:
+        if src.dialect == POSTGRESQL and await _where(src) == await _where(dst):
+            raise StoreError("--from and --to name the same store; nothing was copied")
         assert isinstance(dst.conn, pg.PgConn)
         tables = await _tables_in_order(dst)
         source_tables = await _source_tables(src)
@@ -80,7 +114,8 @@ async def copy_store(source: Path | str, target: str, *, replace: bool = False) 
                 "nothing was copied. Point --to at an empty database or schema, or add --replace to empty it first"
             )
         counts: dict[str, int] = {}
-        async with dst.transaction() as conn:
+        # The source's write lock for the whole copy: one consistent state, which nothing changes meanwhile.
+        async with src.transaction(), dst.transaction() as conn:
             await conn.execute("SELECT set_config('signoff.copying', 'on', true)")
             if occupied:
                 await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
@@ -93,6 +128,12 @@ async def copy_store(source: Path | str, target: str, *, replace: bool = False) 
         if broken is not None:
             raise StoreError(f"the copied audit chain does not verify at event {broken.seq}: {broken.why}")
         return counts, checked
+
+
+async def _where(store: Store) -> tuple[Any, ...]:
+    row = (await store.read("SELECT current_database(), current_schema(), inet_server_addr()::text, "
+                            "inet_server_port(), pg_postmaster_start_time()::text"))[0]  # fmt: skip
+    return tuple(row)
 
 
 async def _copy_table(src: Store, conn: Any, table: str) -> int:

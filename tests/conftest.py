@@ -93,8 +93,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(autouse=True)
 def store_kind(request: pytest.FixtureRequest, _isolated_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Which store the test runs on: "sqlite" unless its suite runs on both (BOTH_STORES)."""
-    kind = getattr(request, "param", "sqlite")
+    """Which store the test runs on: "sqlite" unless its suite runs on both (BOTH_STORES).
+    ``SIGNOFF_TEST_STORE=postgresql`` runs every other test on PostgreSQL too (a one-off check)."""
+    kind = getattr(request, "param", os.environ.get("SIGNOFF_TEST_STORE", "sqlite"))
     if kind == "sqlite":
         yield kind
         return
@@ -119,6 +120,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIGNOFF_HTTP_TOKEN", raising=False)
     monkeypatch.delenv("SIGNOFF_TELEGRAM_TOKEN", raising=False)
     monkeypatch.delenv("SIGNOFF_CALLBACK_SECRET", raising=False)
+    monkeypatch.delenv("SIGNOFF_DATABASE_URL", raising=False)  # never the developer's own database
     for name in ("SIGNOFF_SLACK_BOT_TOKEN", "SIGNOFF_SLACK_APP_TOKEN", "SIGNOFF_SLACK_SIGNING_SECRET"):
         monkeypatch.delenv(name, raising=False)
 

@@ -179,6 +179,7 @@ def test_the_wheel_holds_only_the_signoff_package_and_its_metadata(tools: Tools)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     for needed in ("signoff/__init__.py", "signoff/py.typed", "signoff/server/cli.py", "signoff/server/hook.py",
                    "signoff/adapters/__init__.py", "signoff/adapters/telegram/__init__.py",
+                   "signoff/server/migrations/0012_request_search.sql", "signoff/server/pg_migrations/0012_baseline.sql",
                    f"{dist_info}licenses/LICENSE", f"{dist_info}entry_points.txt"):  # fmt: skip
         assert needed in names
     entry_points = zipfile.ZipFile(tools.wheel).read(f"{dist_info}entry_points.txt").decode()

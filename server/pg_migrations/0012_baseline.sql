@@ -21,7 +21,8 @@
 --     (SQLite's is AFTER INSERT and calls the Python function signoff_audit_hash);
 --   - audit_chain_lock_first: statements on requests that append audit events take the chain's
 --     lock before they lock a row (SQLite has one writer at a time and needs no such order);
---   - audit_is_append_only_truncate: TRUNCATE skips row triggers, so it is refused on its own;
+--   - audit_is_append_only_truncate: TRUNCATE skips row triggers, so it is refused on its own
+--     (but for a copy that replaces the whole store, in copy mode);
 --   - notify_request_filed, notify_request_decided, notify_outbox: pg_notify wake-ups for the
 --     other instances (SQLite's processes poll PRAGMA data_version instead);
 --   - with `SET LOCAL signoff.copying = 'on'` (a copy tool bringing a store over as it is), the
@@ -448,8 +449,19 @@ CREATE TRIGGER audit_is_append_only_update BEFORE UPDATE ON audit
       OR NEW.content_hash IS DISTINCT FROM OLD.content_hash OR NEW.action_digest IS DISTINCT FROM OLD.action_digest
       OR NEW.data IS DISTINCT FROM OLD.data)
     EXECUTE FUNCTION audit_is_append_only();
+-- TRUNCATE is refused too, except by a copy replacing the whole store (signoff migrate-store --replace).
+CREATE FUNCTION audit_truncate_guard() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF signoff_copying() THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'the audit log is append-only' USING ERRCODE = 'integrity_constraint_violation';
+END
+$$;
 CREATE TRIGGER audit_is_append_only_truncate BEFORE TRUNCATE ON audit
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_is_append_only();
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_truncate_guard();
 
 -- Each event is numbered and linked as it is appended. Appenders take a transaction-level advisory
 -- lock first (one per store: the key is derived from the schema, as several stores may share a
