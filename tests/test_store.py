@@ -89,3 +89,13 @@ async def test_not_a_database_is_a_clear_error(tmp_path: Path, config: Config) -
     with pytest.raises(StoreError, match="not a database"):
         async with open_app(config):
             pass
+
+
+def test_every_migration_after_the_baseline_comes_as_a_pair() -> None:
+    """PostgreSQL's baseline stands for SQLite's 0001…0012; every later migration exists for both."""
+    from signoff.server.schema import MIGRATIONS, PG_MIGRATIONS
+
+    sqlite_later = [name for name, _ in MIGRATIONS if name > "0012_request_search"]
+    pg_names = [name for name, _ in PG_MIGRATIONS]
+    assert pg_names[0] == "0012_baseline" and "0012_request_search" in [name for name, _ in MIGRATIONS]
+    assert pg_names[1:] == sqlite_later
