@@ -60,5 +60,9 @@ class SqliteConn:
     async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> Sequence[Any]:
         return list(await self.raw.execute_fetchall(sql, params(args)))
 
+    async def select(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        """A read (``Store``'s reads outside its transactions go through a connection of their own)."""
+        return list(await self.raw.execute_fetchall(sql, params(args)))
+
     async def close(self) -> None:
         await self.raw.close()

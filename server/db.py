@@ -46,6 +46,20 @@ def _create_private(path: Path) -> None:
 
 
 @asynccontextmanager
+async def reader(path: Path) -> AsyncIterator[SqliteConn]:
+    """A second connection to ``path`` (already opened by ``connect``) that only reads: it sees
+    what is committed, never another coroutine's transaction in progress."""
+    db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        db.row_factory = aiosqlite.Row
+        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await db.execute("PRAGMA query_only = ON")
+        yield SqliteConn(db)
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
 async def connect(path: Path) -> AsyncIterator[SqliteConn]:
     """Open ``path`` (creating it owner-only), set the pragmas and apply pending migrations."""
     try:
@@ -102,26 +116,34 @@ async def _enable_wal(db: aiosqlite.Connection) -> None:
 async def transaction(db: Conn) -> AsyncIterator[Conn]:
     """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception (or cancellation).
     On PostgreSQL: ``BEGIN`` and the store's write lock, the same one writer at a time."""
-    if db.dialect == POSTGRESQL:
-        from . import pg
+    try:
+        # Inside the try: a cancellation that lands while BEGIN runs (it still runs to its end)
+        # must roll back too, or the connection would stay in a transaction holding the lock.
+        if db.dialect == POSTGRESQL:
+            from . import pg
 
-        assert isinstance(db, pg.PgConn)
-        await db.execute("BEGIN")
-        try:
+            assert isinstance(db, pg.PgConn)
+            await db.execute("BEGIN")
             # The audit chain's lock: every statement that appends an event takes it first, so
             # holding it from the start makes this the one writer, as BEGIN IMMEDIATE does.
             await pg.lock_key(db, "audit_chain")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-    else:
-        await db.execute("BEGIN IMMEDIATE")
-    try:
+        else:
+            await db.execute("BEGIN IMMEDIATE")
         yield db
     except BaseException:
-        await db.execute("ROLLBACK")
+        await _rollback(db)
         raise
-    await db.execute("COMMIT")
+    committed = await db.execute("COMMIT")
+    if getattr(committed, "status", None) == "ROLLBACK":  # PostgreSQL ends a failed transaction so
+        raise StoreError("the transaction was rolled back by the database; nothing of it was stored")
+
+
+async def _rollback(db: Conn) -> None:
+    try:
+        await db.execute("ROLLBACK")
+    except Exception as exc:  # noqa: BLE001 - none began (BEGIN itself failed): nothing to undo
+        if "no transaction" not in str(exc):
+            raise
 
 
 async def migrate(conn: SqliteConn) -> list[str]:

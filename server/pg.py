@@ -158,11 +158,12 @@ def _configure(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> 
 
 
 class _Result:
-    """A statement's outcome, read in full before the caller sees it."""
+    """A statement's outcome, read in full before the caller sees it (``status``: its command tag)."""
 
-    def __init__(self, rowcount: int, rows: list[Any]) -> None:
+    def __init__(self, rowcount: int, rows: list[Any], status: str | None = None) -> None:
         self.rowcount = rowcount
         self._rows = rows
+        self.status = status
 
     async def fetchall(self) -> list[Any]:
         return self._rows
@@ -210,18 +211,19 @@ class PgConn:
     async def _run(self, sql: str, args: Any) -> _Result:
         if self.raw.closed and self.url is not None and not self._in_transaction:
             log.warning("reconnecting to PostgreSQL at %s (the connection was closed)", describe(self.url))
-            self.raw = await open_raw(self.url)
+            raw = await open_raw(self.url)
+            await raw.execute(f"SET search_path TO {quote_ident(self.schema)}")
+            self.raw = raw
         cur = self.raw.cursor()
         await cur.execute(sql, args)
         rows = [] if cur.description is None else list(await cur.fetchall())
-        return _Result(int(cur.rowcount), rows)
+        return _Result(int(cur.rowcount), rows, cur.statusmessage)
 
     async def execute(self, sql: str, args: Iterable[Any] = ()) -> Cursor:
         word = sql.lstrip()[:8].upper()
         if word.startswith("BEGIN"):
-            result = await self._shielded(sql, ())
-            self._in_transaction = True
-            return result
+            self._in_transaction = True  # before: a cancelled caller still rolls back what BEGIN opened
+            return await self._shielded(sql, ())
         if word.startswith(("COMMIT", "ROLLBACK")):
             self._in_transaction = False
             return await self._shielded(sql, ())

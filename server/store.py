@@ -64,7 +64,8 @@ class Store:
         self.dialect = conn.dialect
         self._write_lock = asyncio.Lock()
         self._listener = listener  # PostgreSQL: a pg.Listener, the cross-instance wake-up
-        self._reads = reads  # PostgreSQL: a pg.ReadPool
+        self._reads = reads  # what reads go through: a second SQLite connection, or PostgreSQL's pool
+        self._tx_task: asyncio.Task[Any] | None = None  # the task whose transaction is open
 
     @classmethod
     @asynccontextmanager
@@ -74,8 +75,8 @@ class Store:
         from . import pg
 
         if not is_url(where):
-            async with dbmod.connect(Path(where)) as conn:
-                yield cls(conn)
+            async with dbmod.connect(Path(where)) as conn, dbmod.reader(Path(where)) as reader:
+                yield cls(conn, reads=reader)
             return
         assert isinstance(where, str)
         async with pg.connect(where) as pconn:
@@ -98,16 +99,21 @@ class Store:
     async def transaction(self) -> AsyncIterator[Conn]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` for writes of several statements."""
         async with self._write_lock, dbmod.transaction(self.conn) as conn:
-            yield conn
+            self._tx_task = asyncio.current_task()
+            try:
+                yield conn
+            finally:
+                self._tx_task = None
 
     async def _one(self, sql: str, args: Iterable[Any]) -> Any:
         rows = list(await self.conn.execute_fetchall(sql, args))
         return rows[0] if rows else None
 
     async def _select(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
-        """Rows of a read: from the read pool (PostgreSQL) unless a transaction is open on the
-        statement connection, whose reads see its uncommitted writes as SQLite's do."""
-        if self._reads is None or self.conn.in_transaction:
+        """Rows of a read: inside this task's own transaction from its connection (it sees its
+        writes); from anywhere else through the read connection(s), which see only what is
+        committed — never another coroutine's decision that may yet be rolled back."""
+        if self._reads is None or (self._tx_task is not None and asyncio.current_task() is self._tx_task):
             return list(await self.conn.execute_fetchall(sql, args))
         return list(await self._reads.select(sql, args))
 

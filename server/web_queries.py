@@ -186,6 +186,8 @@ class AuditFilter:
 async def _busy_requester(store: Store, requester: str) -> bool:
     """Whether ``requester`` filed so many requests that the timeline is better walked newest
     first than gathered from their requests and sorted."""
+    if store.dialect == POSTGRESQL:  # the hint below (SQLite's unary +: "not through this index") is SQLite's
+        return False
     sql = "SELECT count(*) FROM (SELECT 1 FROM requests WHERE requested_by = ? LIMIT ?) AS mine"
     return bool(requester) and int((await store.read(sql, (requester, FEW + 1)))[0][0]) > FEW
 
@@ -208,7 +210,7 @@ def _audit_where(approver: str, f: AuditFilter, busy: bool = False) -> tuple[lis
 
 
 def _seq(cursor: str | None) -> int | None:
-    return int(cursor) if cursor and cursor.isdigit() and len(cursor) < 19 else None
+    return int(cursor) if cursor and cursor.isascii() and cursor.isdigit() and len(cursor) < 19 else None
 
 
 async def audit(

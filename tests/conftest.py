@@ -87,7 +87,14 @@ BOTH_STORES = (
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     path = Path(str(metafunc.definition.fspath)).relative_to(ROOT).as_posix()
     if "store_kind" in metafunc.fixturenames and path.startswith(BOTH_STORES):
-        stores = ["sqlite"] if metafunc.definition.get_closest_marker("sqlite_only") else ["sqlite", "postgresql"]
+        marked = metafunc.definition.get_closest_marker
+        stores = (
+            ["sqlite"]
+            if marked("sqlite_only")
+            else ["postgresql"]
+            if marked("postgresql_only")
+            else ["sqlite", "postgresql"]
+        )
         metafunc.parametrize("store_kind", stores, indirect=True)
 
 

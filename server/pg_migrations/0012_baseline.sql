@@ -299,9 +299,12 @@ $$;
 -- Helpers for the triggers.
 
 -- Whether a copy tool is bringing a store over as it is (SET LOCAL signoff.copying = 'on').
+-- Only for a role that owns the store's tables (as the copy tool's does): any session can set the
+-- setting, and a role that may only read and write rows must not switch the audit off with it.
 CREATE FUNCTION signoff_copying() RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT coalesce(current_setting('signoff.copying', true), '') = 'on' $$;
+AS $$ SELECT coalesce(current_setting('signoff.copying', true), '') = 'on'
+       AND pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = 'audit'::regclass), 'MEMBER') $$;
 
 -- A text as a JSON string, or JSON null: escaped as SQLite's json_object and Python's json module
 -- (with ensure_ascii=False) escape it — \" \\ \b \f \n \r \t, other characters below U+0020 as
