@@ -20,6 +20,7 @@
 (p), (q) Slack: a press to a waiting check_decision, and the burst (g) in Slack: see benchmarks/slack.py
 (m) the web inbox at 100,000 requests: page server times, and filed -> shown over SSE: see benchmarks/web.py
     targets: p95 <= 50 ms; SSE p50 <= 100 ms
+(k), (l) PostgreSQL: 1 vs 3 instances vs SQLite, and a decision -> a waiter in another instance: see benchmarks/instances.py
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from signoff.server.models import Actor
 from signoff.server.service import NewRequest
 from signoff.server.views import RequestView
 
-from . import digest, http, proxy, slack, startup, telegram, web
+from . import digest, http, instances, proxy, slack, startup, telegram, web
 
 CONFIG = """
 [store]
@@ -218,6 +219,7 @@ def main() -> int:
         telegram_rows += http.run(folder, quick)
         telegram_rows += slack.run(folder, quick)
         telegram_rows += web.run(folder, quick)
+        telegram_rows += instances.run(folder, quick)
     rows: list[tuple[str, str, str, bool]] = [
         ("(a) MCP round trip vs no-op", f"{a['ours_ms']:.2f} ms vs {a['noop_ms']:.2f} ms", f"{a['ratio']:.2f}x (<= 2x)", a["ratio"] <= 2),
         ("(b) request_approval vs raw insert", f"{b['ours_per_s']:.0f}/s vs {b['raw_per_s']:.0f}/s", f"{b['ratio']:.2f}x (>= 0.5x)", b["ratio"] >= 0.5),

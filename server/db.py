@@ -141,7 +141,7 @@ async def transaction(db: Conn) -> AsyncIterator[Conn]:
 async def _rollback(db: Conn) -> None:
     try:
         await db.execute("ROLLBACK")
-    except Exception as exc:  # noqa: BLE001 - none began (BEGIN itself failed): nothing to undo
+    except Exception as exc:  # none began (BEGIN itself failed): nothing to undo
         if "no transaction" not in str(exc):
             raise
 
