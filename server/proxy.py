@@ -16,6 +16,7 @@ proxy's client when its connection can carry them; see docs/proxy.md for what ca
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -192,13 +193,17 @@ class Proxy:
         """File the call and wait until a human (or a route) decides; fail closed on any error."""
         req: ApprovalRequest | None = None
         requester: Actor | None = None
+        # A key of this call's own: a cancellation that lands after the request is stored but before
+        # this coroutine hears so still finds it, and withdraws it.
+        key = "proxy-" + secrets.token_hex(8)
         try:
             who = self.identify(cast(Any, ctx))
             requester = Actor("agent", who.name, "mcp")
             title = tool.annotations.title if tool.annotations and tool.annotations.title else tool.name
             summary = f"Use {title} ({tool.name}) of the MCP server {self.name}"[:MAX_SUMMARY]
             new = NewRequest(action=action_name(self.name, tool.name), summary=summary, details=arguments,
-                             metadata={"server": self.name, "tool": tool.name, **_hints(tool)}, cwd=self.cwd)  # fmt: skip
+                             metadata={"server": self.name, "tool": tool.name, **_hints(tool)}, cwd=self.cwd,
+                             idempotency_key=key)  # fmt: skip
             req = await self.service.request_approval(new, requester, session=session_of("stdio", cast(Any, ctx)),
                                                       client_name=who.client)  # fmt: skip
 
@@ -212,9 +217,12 @@ class Proxy:
         except RequestError as exc:
             return tool_error(f"signoff refused to file the request: {exc}; the call was not made")
         except anyio.get_cancelled_exc_class():
-            if req is not None and requester is not None and not req.status.final:
+            if requester is not None and (req is None or not req.status.final):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                    await self.service.cancel(req.id, requester, "the tool call was cancelled")
+                    if req is None:
+                        req = await self.service.store.find_by_key(requester.name, key, after_writes=True)
+                    if req is not None:
+                        await self.service.cancel(req.id, requester, "the tool call was cancelled")
             raise
         except Exception as exc:  # fail closed
             log.exception("proxy %s: could not get a decision", self.name)

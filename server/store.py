@@ -127,8 +127,13 @@ class Store:
         row = await self._first(queries.GET_REQUEST, (request_id,))
         return None if row is None else ApprovalRequest.from_row(row)
 
-    async def find_by_key(self, requested_by: str, key: str) -> ApprovalRequest | None:
-        row = await self._first(queries.GET_BY_KEY, (requested_by, key))
+    async def find_by_key(self, requested_by: str, key: str, *, after_writes: bool = False) -> ApprovalRequest | None:
+        """The request filed with ``key``. ``after_writes``: read on the statement connection, after
+        any write already under way there (a filing whose caller was cancelled still lands first)."""
+        if after_writes:
+            row = await self._one(queries.GET_BY_KEY, (requested_by, key))
+        else:
+            row = await self._first(queries.GET_BY_KEY, (requested_by, key))
         return None if row is None else ApprovalRequest.from_row(row)
 
     async def list_requests(self, *, status: Status | None = None, limit: int = 200) -> list[ApprovalRequest]:

@@ -279,6 +279,7 @@ async def test_console_answers_by_text_or_option(app: App, client: Client, tmp_p
     assert mine.returncode == 0 and "answered by" in mine.stdout, mine.stderr
 
 
+@pytest.mark.sqlite_only
 async def test_migrating_a_0009_store_keeps_every_row_and_reference(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """0010 rebuilds ``requests`` (and ``reason_prompts``), which other tables refer to: rows,
@@ -311,7 +312,7 @@ async def test_migrating_a_0009_store_keeps_every_row_and_reference(tmp_path: Pa
         after = {t: len(await store.read(f"SELECT 1 FROM {t}")) for t in counts}
         assert after == counts
         assert await store.read("PRAGMA foreign_key_check") == []
-        assert (await store.read("PRAGMA foreign_keys"))[0][0] == 1  # back on after migrating
+        assert (await store.conn.execute_fetchall("PRAGMA foreign_keys"))[0][0] == 1  # back on after migrating
         old = await store.get("req_old1")
         assert old is not None and old.kind == "approval" and old.options is None
         decision = await store.decide("req_old1", Status.REJECTED, ALICE, time.time(), "no")

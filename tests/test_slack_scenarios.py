@@ -261,8 +261,10 @@ async def test_a_grant_from_slack_counts_its_uses_and_is_revoked_there(
         await fake.press(U_ALICE, prompt, PREFIX + "grant0")
         req = await decided(app, first)
         assert (req.status, req.decided_by) == (Status.APPROVED, "alice")
+        # The grant is stored by the statement right after the approval: its notice says it exists.
+        notice = await fake.wait_for(lambda: next((m for m in fake.channel(C_TEAM) if "grt_" in text_of(m)), None))
         [grant] = await app.service.list_grants()
-        notice = await fake.wait_for(lambda: next((m for m in fake.channel(C_TEAM) if grant.id in text_of(m)), None))
+        assert grant.id in text_of(notice)
         assert "Used: 0 uses" in text_of(notice) and notice.find(PREFIX + "revoke")
         await fake.wait_for(lambda: not prompt.buttons() and "Approved" in text_of(prompt))
         assert len([m for m in fake.channel(C_TEAM) if grant.id in text_of(m)]) == 1
