@@ -290,13 +290,13 @@ async def open_raw(url: str, *, autocommit: bool = True) -> psycopg.AsyncConnect
             prepare_threshold=None,  # behind pgbouncer in transaction mode, prepared statements collide
         )
     except driver.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {_reason(exc)}; check [store] url "
+        raise StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {reason_of(exc)}; check [store] url "
                          "(or $SIGNOFF_DATABASE_URL), that the server runs and accepts this user") from None  # fmt: skip
     _configure(raw)
     return cast("psycopg.AsyncConnection[Any]", raw)
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text.removeprefix("connection failed: ") or type(exc).__name__
 
@@ -377,50 +377,6 @@ async def _recorded(conn: PgConn) -> set[str] | None:
     return {str(r[0]) for r in await conn.execute_fetchall("SELECT name FROM migrations")}
 
 
-class Listener:
-    """``LISTEN`` on the store's channel over a connection of its own.
-
-    ``version`` changes on every notification (a request filed or decided, an outbox row
-    queued, by any instance) and ``changed`` is set; while the connection is lost the
-    listener reconnects, and ``healthy`` is False so callers poll instead.
-    """
-
-    def __init__(self, url: str, channel: str) -> None:
-        self.url = url
-        self.channel = channel
-        self.version = 0
-        self.healthy = False
-        self.changed = asyncio.Event()
-        self.ready = asyncio.Event()
-
-    async def run(self) -> None:
-        psycopg = _driver()
-        while True:
-            try:
-                raw = await open_raw(self.url)
-                try:
-                    quoted = '"' + self.channel.replace('"', '""') + '"'
-                    await raw.execute(f"LISTEN {quoted}")
-                    self.healthy = True
-                    self._bump()  # something may have committed while nobody listened
-                    self.ready.set()
-                    async for _ in raw.notifies():
-                        self._bump()
-                finally:
-                    self.healthy = False
-                    with contextlib.suppress(Exception):
-                        await raw.close()
-            except (StoreError, psycopg.Error, OSError) as exc:
-                self.healthy = False
-                log.warning("PostgreSQL listener lost its connection (%s); polling until it is back", _reason(exc))
-            self.ready.set()
-            await asyncio.sleep(RECONNECT_DELAY)
-
-    def _bump(self) -> None:
-        self.version += 1
-        self.changed.set()
-
-
 class SyncConn:
     """A blocking connection for the console's fast reads (``readonly``) and ``/metrics``: the
     same SQL text, rows and types as ``PgConn``; read-only sessions."""
@@ -441,7 +397,7 @@ class SyncConn:
                 prepare_threshold=None,
             )
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {_reason(exc)}; check [store] url "
+            raise StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {reason_of(exc)}; check [store] url "
                              "(or $SIGNOFF_DATABASE_URL), that the server runs and accepts this user") from None  # fmt: skip
         self.raw = raw
         _configure(raw)

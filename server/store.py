@@ -63,7 +63,7 @@ class Store:
         self.conn = conn
         self.dialect = conn.dialect
         self._write_lock = asyncio.Lock()
-        self._listener = listener  # PostgreSQL: a pg.Listener, the cross-instance wake-up
+        self._listener = listener  # PostgreSQL: a pg_listener.Listener, the cross-instance wake-up
         self._reads = reads  # what reads go through: a second SQLite connection, or PostgreSQL's pool
         self._tx_task: asyncio.Task[Any] | None = None  # the task whose transaction is open
 
@@ -72,7 +72,7 @@ class Store:
     async def open(cls, where: Path | str, *, pool_size: int = 4) -> AsyncIterator[Store]:
         """Open the store at ``where``: a SQLite file's path, or a PostgreSQL URL (with ``pool_size``
         connections for reads, one for writes and one that listens)."""
-        from . import pg
+        from . import pg, pg_listener
 
         if not is_url(where):
             async with dbmod.connect(Path(where)) as conn, dbmod.reader(Path(where)) as reader:
@@ -80,7 +80,7 @@ class Store:
             return
         assert isinstance(where, str)
         async with pg.connect(where) as pconn:
-            listener = pg.Listener(where, pconn.channel)
+            listener = pg_listener.Listener(where, pconn.channel)
             reads = pg.ReadPool(where, pool_size, pconn.schema)
             task = asyncio.create_task(listener.run(), name="signoff-pg-listener")
             try:
