@@ -153,10 +153,13 @@ async def serve(app: App, token: str | None) -> None:
     import uvicorn
 
     # uvicorn catches SIGINT/SIGTERM while serving, shuts down, restores the handlers it found
-    # and raises the signal again. Make those handlers no-ops: by then everything that could
-    # be interrupted has stopped, and returning normally lets the database close cleanly.
+    # and raises the signal again. Make those handlers only take note: by then everything that
+    # could be interrupted has stopped, and returning normally lets the database close cleanly.
+    # A signal that comes before uvicorn has taken over (while the app is built) is kept, and
+    # stops the server as soon as it has started.
+    stop_early: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: None)
+        signal.signal(sig, lambda signum, _: stop_early.append(signum))
 
     log = logging.getLogger("signoff")
     server = app.config.server
@@ -181,6 +184,11 @@ async def serve(app: App, token: str | None) -> None:
     )
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if stop_early:
+                self.should_exit = True
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # Long-polls answer "still pending" at once instead of holding the shutdown up.
             app.service.release_waiters()

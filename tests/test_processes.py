@@ -126,6 +126,16 @@ async def test_server_killed_while_pending_then_restarted(config_path: Path) -> 
         assert final is not None and final["status"] == "approved"
 
 
+async def test_serve_stops_on_a_sigterm_that_comes_before_it_has_started_serving(config_path: Path) -> None:
+    """A SIGTERM right after "listening on" (while the app is still being built, before uvicorn
+    takes the signals over) stops the server; it used to be swallowed."""
+    async with serve(config_path) as served:
+        served.process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(15):
+            await served.process.wait()
+    assert served.process.returncode == 0
+
+
 async def test_http_requires_the_bearer_token(config_path: Path) -> None:
     token = "s3cret-token-for-tests"
     async with serve(config_path, SIGNOFF_HTTP_TOKEN=token) as server:
