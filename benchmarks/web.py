@@ -26,6 +26,7 @@ import httpx
 
 from signoff.server.app import open_app
 from signoff.server.config import parse_config
+from signoff.server.conn import SqliteConn
 from signoff.server.http import build_http_app
 from signoff.server.intake import NewRequest
 from signoff.server.models import Actor
@@ -90,7 +91,8 @@ async def _seed(app: object, n: int, pending: int) -> str:
             0, None, None, None, None, None, row["action_digest"], None, None, None, "approval", None, None,
         ))  # fmt: skip
     async with app.store.transaction() as conn:
-        await conn.executemany(INSERT, rows)
+        assert isinstance(conn, SqliteConn)  # (m) measures the SQLite inbox
+        await conn.raw.executemany(INSERT, rows)
     return "req_b0000001" if pending > 1 else base.id
 
 
