@@ -29,9 +29,6 @@ class Conn(Protocol):
     @property
     def dialect(self) -> str: ...
 
-    @property
-    def in_transaction(self) -> bool: ...
-
     async def execute(self, sql: str, args: Iterable[Any] = ()) -> Cursor: ...
 
     async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> Sequence[Any]: ...
@@ -48,7 +45,6 @@ class SqliteConn:
     """One aiosqlite connection (rows are ``sqlite3.Row``)."""
 
     dialect = SQLITE
-    in_transaction = False  # not tracked: SQLite reads on the one connection anyway
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.raw = db

@@ -193,10 +193,6 @@ class PgConn:
         self._in_transaction = False
         self._running: set[asyncio.Task[_Result]] = set()  # statements whose callers may have left
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._in_transaction
-
     async def _shielded(self, sql: str, args: Any) -> _Result:
         task = asyncio.ensure_future(self._run(sql, args))
         self._running.add(task)
@@ -212,7 +208,7 @@ class PgConn:
         if self.raw.closed and self.url is not None and not self._in_transaction:
             log.warning("reconnecting to PostgreSQL at %s (the connection was closed)", describe(self.url))
             raw = await open_raw(self.url)
-            await raw.execute(f"SET search_path TO {quote_ident(self.schema)}")
+            await raw.execute(pin_schema(self.schema))
             self.raw = raw
         cur = self.raw.cursor()
         await cur.execute(sql, args)
@@ -253,10 +249,9 @@ class ReadPool:
 
         async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
             _configure(conn)
-            await conn.execute(f"SET search_path TO {quote_ident(schema)}")
+            await conn.execute(pin_schema(schema))
 
-        kwargs = {"autocommit": True, "row_factory": _row_factory, "cursor_factory": AsyncClientCursor,
-                  "prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT}  # fmt: skip
+        kwargs = _settings(AsyncClientCursor)
         self.pool: Any = AsyncConnectionPool(
             url, min_size=1, max_size=size, kwargs=kwargs, configure=configure, open=False, name="signoff-reads"
         )
@@ -275,23 +270,36 @@ class ReadPool:
         await self.pool.close()
 
 
-async def open_raw(url: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
+def _settings(cursor_factory: Any) -> dict[str, Any]:
+    """How every connection of signoff's is made (the statement one, the pool's, the console's)."""
+    return {
+        "autocommit": True,  # transactions are explicit: db.transaction()
+        "row_factory": _row_factory,
+        "cursor_factory": cursor_factory,  # client-side binding: SQLite's loosely typed statements as they are
+        "connect_timeout": CONNECT_TIMEOUT,
+        "prepare_threshold": None,  # behind pgbouncer in transaction mode, prepared statements collide
+    }
+
+
+def _cannot_connect(url: str, exc: BaseException) -> StoreError:
+    return StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {reason_of(exc)}; check [store] url "
+                      "(or $SIGNOFF_DATABASE_URL), that the server runs and accepts this user")  # fmt: skip
+
+
+def pin_schema(schema: str) -> str:
+    """The statement that keeps a connection on ``schema`` alone, whatever its role's search_path."""
+    return f"SET search_path TO {quote_ident(schema)}"
+
+
+async def open_raw(url: str) -> psycopg.AsyncConnection[Any]:
     """A configured psycopg connection to ``url``, or a StoreError naming the server and the reason."""
     driver = _driver()
     from psycopg import AsyncClientCursor
 
     try:
-        raw = await driver.AsyncConnection.connect(
-            url,
-            autocommit=autocommit,
-            row_factory=_row_factory,
-            cursor_factory=AsyncClientCursor,
-            connect_timeout=CONNECT_TIMEOUT,
-            prepare_threshold=None,  # behind pgbouncer in transaction mode, prepared statements collide
-        )
+        raw = await driver.AsyncConnection.connect(url, **_settings(AsyncClientCursor))
     except driver.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {reason_of(exc)}; check [store] url "
-                         "(or $SIGNOFF_DATABASE_URL), that the server runs and accepts this user") from None  # fmt: skip
+        raise _cannot_connect(url, exc) from None
     _configure(raw)
     return cast("psycopg.AsyncConnection[Any]", raw)
 
@@ -316,7 +324,7 @@ async def connect(url: str) -> AsyncIterator[PgConn]:
             )
         # From here on, exactly that schema: the migration's functions pin the search_path they are
         # created with, and a schema named after the role created later must not capture the store.
-        await raw.execute(f"SET search_path TO {quote_ident(str(schema))}")
+        await raw.execute(pin_schema(str(schema)))
         conn = PgConn(raw, str(schema), url)
         conn.applied = await migrate(conn)
         yield conn
@@ -388,23 +396,15 @@ class SyncConn:
         from psycopg import ClientCursor
 
         try:
-            raw = psycopg.Connection.connect(
-                url,
-                autocommit=True,
-                row_factory=_row_factory,
-                cursor_factory=ClientCursor,
-                connect_timeout=CONNECT_TIMEOUT,
-                prepare_threshold=None,
-            )
+            raw = psycopg.Connection.connect(url, **_settings(ClientCursor))
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {describe(url)}: {reason_of(exc)}; check [store] url "
-                             "(or $SIGNOFF_DATABASE_URL), that the server runs and accepts this user") from None  # fmt: skip
+            raise _cannot_connect(url, exc) from None
         self.raw = raw
         _configure(raw)
         raw.execute("SET default_transaction_read_only = on")
         schema = raw.execute("SELECT current_schema()").fetchone()
         if schema and schema[0]:
-            raw.execute(f"SET search_path TO {quote_ident(str(schema[0]))}")
+            raw.execute(pin_schema(str(schema[0])))
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return self.raw.execute(to_postgres(sql), params(args))

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 # Tables that are the database's own bookkeeping, not signoff's state.
 _SKIP = {"migrations", "sqlite_sequence"}
-_CHUNK = 1000
 
 
 async def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
@@ -142,9 +141,8 @@ async def _copy_table(src: Store, conn: Any, table: str) -> int:
         return 0
     names = list(rows[0].keys())
     insert = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    for start in range(0, len(rows), _CHUNK):
-        for row in rows[start : start + _CHUNK]:
-            await conn.execute(insert, tuple(row))
+    for row in rows:
+        await conn.execute(insert, tuple(row))
     return len(rows)
 
 
